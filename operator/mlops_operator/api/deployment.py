@@ -1,0 +1,195 @@
+"""The Deployment kind (deployments.mlops.dev, short name mldeploy): model serving with canaries."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    ApiModel,
+    CommonStatus,
+    Duration,
+    FreeForm,
+    ResourceRequirements,
+    StatusModel,
+    cel,
+    defaulted,
+)
+from .modelversion import ALIAS_PATTERN
+
+
+class ModelSelector(ApiModel):
+    """Which registered model to serve: whoever holds an alias, or one pinned version."""
+
+    registered_model: str = Field(min_length=1, max_length=256)
+    alias: str | None = Field(default=None, min_length=1, max_length=128, pattern=ALIAS_PATTERN)
+    version: int | None = Field(default=None, ge=1)
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.alias) != has(self.version)", "set exactly one of model.alias or model.version")
+            ]
+        }
+    }
+
+
+class CanaryStep(ApiModel):
+    """Send `weight` percent of replicas to the canary, then wait `pause` while analysis runs."""
+
+    weight: int = Field(ge=1, le=100)
+    pause: Duration | None = None
+
+
+class AnalysisMetric(ApiModel):
+    """One check run every analysis interval: a builtin or a PromQL query, with bounds."""
+
+    name: str = Field(min_length=1, max_length=63)
+    builtin: Literal["errorRate", "latencyP99Seconds"] | None = None
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    max: float | None = None
+    min: float | None = None
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.builtin) != has(self.query)", "set exactly one of builtin or query"),
+                cel("has(self.max) || has(self.min)", "an analysis metric needs 'max' or 'min'"),
+            ]
+        }
+    }
+
+
+class Analysis(ApiModel):
+    """Automatic canary analysis through the Prometheus HTTP API."""
+
+    interval: Duration = "30s"
+    failure_limit: int = Field(default=2, ge=0, le=100)
+    metrics: list[AnalysisMetric] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class TrafficRouting(ApiModel):
+    """Exact traffic weights through a Gateway API HTTPRoute instead of replica ratios."""
+
+    http_route: str = Field(min_length=1, max_length=253)
+
+
+class Canary(ApiModel):
+    """The canary strategy: steps of increasing weight, each followed by analysis."""
+
+    steps: list[CanaryStep] = Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(a, self.exists_one(b, b.weight == a.weight)) && "
+                    "self.map(s, s.weight).isSorted()",
+                    "canary step weights must be strictly increasing (for example 10, 50, 100)",
+                )
+            ]
+        },
+    )
+    analysis: Analysis = defaulted(Analysis)
+    traffic_routing: TrafficRouting | None = None
+
+
+def _default_canary() -> Canary:
+    return Canary(steps=[CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"),
+                         CanaryStep(weight=100)])
+
+
+class Strategy(ApiModel):
+    """How a new version replaces the serving one."""
+
+    canary: Canary = defaulted(_default_canary)
+
+
+class Drift(ApiModel):
+    """Drift monitoring of live inputs against the model's reference profile."""
+
+    method: Literal["psi", "js", "ks"] = "psi"
+    threshold: float = Field(default=0.2, gt=0.0)
+    window: Duration = "30m"
+    min_samples: int = Field(default=1000, ge=1)
+    interval: Duration = "1m"
+    consecutive_windows: int = Field(default=2, ge=1, le=100)
+    query: str | None = Field(default=None, min_length=1, description="PromQL that replaces the builtin score.")
+
+
+class Monitoring(ApiModel):
+    """Where metrics live and how drift is judged."""
+
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://.+")
+    drift: Drift | None = None
+
+
+class Retraining(ApiModel):
+    """Drift-triggered retraining."""
+
+    enabled: bool = False
+    cooldown: Duration = "6h"
+    training_run_template: FreeForm | None = Field(
+        default=None, description="A TrainingRun spec; default: the spec of the run behind the serving version."
+    )
+
+
+class ServerSettings(ApiModel):
+    """Model server pods."""
+
+    workers: int = Field(default=1, ge=1, le=32)
+    resources: ResourceRequirements | None = None
+
+
+class DeploymentSpec(ApiModel):
+    """Serve a registered model and roll out new versions as canaries."""
+
+    model: ModelSelector
+    replicas: int = Field(default=2, ge=0, le=1000)
+    strategy: Strategy = defaulted(Strategy)
+    monitoring: Monitoring | None = None
+    retraining: Retraining | None = None
+    server: ServerSettings = defaulted(ServerSettings)
+
+
+class DriftStatus(StatusModel):
+    """The latest drift check."""
+
+    score: float | None = None
+    feature: str | None = None
+    method: str | None = None
+    samples: int | None = None
+    checked_at: str | None = None
+    consecutive: int | None = None
+
+
+class ServedInterval(StatusModel):
+    """Which version served from when to when."""
+
+    version: int
+    from_: str = Field(alias="from")
+    to: str | None = None
+
+
+DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack"]
+
+
+class DeploymentStatus(CommonStatus):
+    """What the operator observed about a Deployment."""
+
+    phase: DeploymentPhase | None = None
+    stable_version: int | None = None
+    canary_version: int | None = None
+    canary_weight: int | None = None
+    step: int | None = None
+    drift: DriftStatus | None = None
+    last_retraining_run: str | None = None
+    last_retraining_at: str | None = None
+    endpoint: str | None = None
+    ready_replicas: int | None = None
+    history: list[ServedInterval] | None = None

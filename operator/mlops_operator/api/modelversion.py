@@ -1,0 +1,84 @@
+"""The ModelVersion kind: one registered model version and its promotion."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import ApiModel, CommonStatus, StatusModel, cel, defaulted
+
+MetricName = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-/]+$")
+ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class Gate(ApiModel):
+    """A promotion gate on one metric: an absolute floor, an improvement over the holder, or both."""
+
+    metric: str = MetricName
+    min: float | None = None
+    min_improvement: float | None = Field(
+        default=None, description="Required gain over the version that holds the alias now."
+    )
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.min) || has(self.minImprovement)",
+                    "a gate needs 'min' or 'minImprovement' (or both)",
+                )
+            ]
+        }
+    }
+
+
+class Promotion(ApiModel):
+    """How a passing version receives the alias."""
+
+    alias: str = Field(default="production", min_length=1, max_length=128, pattern=ALIAS_PATTERN)
+    mode: Literal["auto", "manual"] = "auto"
+    gates: list[Gate] = Field(default_factory=list, max_length=32)
+
+
+class ModelSource(ApiModel):
+    """Where a version came from."""
+
+    training_run_ref: str | None = Field(default=None, min_length=1)
+    run_id: str | None = None
+    uri: str | None = Field(default=None, pattern=r"^(models|runs|file|s3|gs|https?|mlflow-artifacts):/.+")
+
+
+class ModelVersionSpec(ApiModel):
+    """A version in the MLflow registry and how it may be promoted."""
+
+    registered_model: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=1)
+    source: ModelSource | None = None
+    promotion: Promotion = defaulted(Promotion)
+    promote: bool = Field(default=False, description="Manual mode: set true to approve a passing version.")
+
+
+class GateResult(StatusModel):
+    """How one gate was judged."""
+
+    metric: str
+    value: float | None = None
+    threshold: float | None = None
+    passed: bool
+    message: str | None = None
+
+
+ModelVersionPhase = Literal[
+    "Registered", "Evaluating", "Approved", "Promoted", "Rejected", "RolledBack", "Superseded"
+]
+
+
+class ModelVersionStatus(CommonStatus):
+    """What the operator observed about a ModelVersion."""
+
+    phase: ModelVersionPhase | None = None
+    metrics: dict[str, float] | None = None
+    gate_results: list[GateResult] | None = None
+    promoted_at: str | None = None
+    superseded_by: str | None = None

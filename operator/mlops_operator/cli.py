@@ -1,0 +1,95 @@
+"""`mlops-operator`: run the operator, generate CRDs, and manage the local cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .localcluster.config import DEFAULT_STATE_DIR, ClusterConfig
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from .api.crdgen import crd_files, write_crds
+
+    if args.check:
+        stale = [name for name, text in crd_files().items()
+                 if not (args.output / name).exists() or (args.output / name).read_text() != text]
+        if stale:
+            print(f"stale CRDs in {args.output}: {', '.join(stale)}; run `mlops-operator crds`", file=sys.stderr)
+            return 1
+        print(f"{args.output} is up to date")
+        return 0
+    for path in write_crds(args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .controllers.main import run_operator
+
+    run_operator(namespaces=args.namespace, standalone=not args.peering)
+    return 0
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from .localcluster import cluster
+    from .localcluster.logs import print_pod_logs
+
+    cfg = ClusterConfig.from_env(args.state_dir)
+    try:
+        if args.action == "up":
+            print(f"Starting the local cluster in {cfg.state_dir}")
+            seconds = cluster.up(cfg)
+            print(f"Cluster ready in {seconds:.1f}s.\n  export KUBECONFIG={cfg.kubeconfig}\n"
+                  f"  API server {cfg.apiserver_url} (pods reach it at https://{cfg.bridge_ip}:{cfg.apiserver_port})")
+        elif args.action == "down":
+            cluster.down(cfg, purge=args.purge)
+        elif args.action == "status":
+            states = cluster.status(cfg)
+            for component, state in states.items():
+                print(f"{component:<24} {state}")
+            return 0 if all("healthy" in s and "unhealthy" not in s for s in states.values()) else 3
+        elif args.action == "logs":
+            return print_pod_logs(cfg, args.pod, args.namespace, args.container)
+        elif args.action == "kubeconfig":
+            print(cfg.kubeconfig)
+    except cluster.ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument("--namespace", "-n", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--peering", action="store_true", help="coordinate with other replicas via kopf peering")
+    run.set_defaults(func=_cmd_run)
+
+    crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")
+    crds.add_argument("--output", "-o", type=Path, default=Path("crds"))
+    crds.add_argument("--check", action="store_true", help="fail if the files differ from the models")
+    crds.set_defaults(func=_cmd_crds)
+
+    cl = sub.add_parser("cluster", help="the local control plane (etcd, API server, controllers, node agent)")
+    cl.add_argument("action", choices=["up", "down", "status", "logs", "kubeconfig"])
+    cl.add_argument("pod", nargs="?", help="for logs: the pod name")
+    cl.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    cl.add_argument("--namespace", "-n", default="default", help="for logs: the pod's namespace")
+    cl.add_argument("--container", "-c", help="for logs: the container (default: all)")
+    cl.add_argument("--purge", action="store_true", help="for down: also delete the state directory")
+    cl.set_defaults(func=_cmd_cluster)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = build_parser().parse_args(argv)
+    if args.command == "cluster" and args.action == "logs" and not args.pod:
+        build_parser().error("cluster logs needs a POD name")
+    sys.exit(args.func(args))

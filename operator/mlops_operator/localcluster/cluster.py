@@ -1,0 +1,232 @@
+"""`mlops-operator cluster up|down|status`: a real control plane run as local processes."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from . import network, pki
+from .binaries import ensure_binaries
+from .config import ClusterConfig
+from .kubeclient import ApiError, Credentials, KubeClient
+from .kubeconfig import write_kubeconfig
+from .processes import ManagedProcess
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up; the message says which part and where its log is."""
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Certificates of the cluster and of each component identity."""
+
+    ca: pki.KeyPair
+    apiserver: pki.KeyPair
+    service_accounts: pki.KeyPair
+    clients: dict[str, pki.KeyPair]
+
+
+def _identities(cfg: ClusterConfig) -> Identities:
+    cfg.pki_dir.mkdir(parents=True, exist_ok=True)
+    ca = pki.create_ca(cfg.pki_dir)
+    serving_hosts = ["127.0.0.1", "localhost", cfg.bridge_ip, cfg.first_service_ip, "kubernetes",
+                     "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    clients = {
+        "admin": pki.issue(ca, cfg.pki_dir, "admin", common_name="mlops-admin", organization="system:masters"),
+        "kube-controller-manager": pki.issue(ca, cfg.pki_dir, "kube-controller-manager",
+                                             common_name="system:kube-controller-manager"),
+        "kube-scheduler": pki.issue(ca, cfg.pki_dir, "kube-scheduler", common_name="system:kube-scheduler"),
+        "node-agent": pki.issue(ca, cfg.pki_dir, "node-agent", common_name=f"system:node:{cfg.node_name}",
+                                organization="system:nodes"),
+    }
+    return Identities(
+        ca=ca,
+        apiserver=pki.issue(ca, cfg.pki_dir, "apiserver", common_name="kube-apiserver", server_hosts=serving_hosts),
+        service_accounts=pki.create_service_account_keys(cfg.pki_dir),
+        clients=clients,
+    )
+
+
+def _credentials(cfg: ClusterConfig, ids: Identities, who: str) -> Credentials:
+    pair = ids.clients[who]
+    return Credentials(cfg.apiserver_url, ids.ca.cert, pair.cert, pair.key)
+
+
+def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) -> list[str]:
+    etcd_url = f"http://127.0.0.1:{cfg.etcd_client_port}"
+    peer_url = f"http://127.0.0.1:{cfg.etcd_peer_port}"
+    if component == "etcd":
+        return [str(bin_dir / "etcd"), "--name=mlops", f"--data-dir={cfg.state_dir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=mlops={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
+                "--quota-backend-bytes=4294967296"]
+    if component == "kube-apiserver":
+        return [str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
+                f"--secure-port={cfg.apiserver_port}", "--bind-address=0.0.0.0",
+                f"--advertise-address={cfg.bridge_ip}",
+                f"--tls-cert-file={ids.apiserver.cert}", f"--tls-private-key-file={ids.apiserver.key}",
+                f"--client-ca-file={ids.ca.cert}", "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={ids.service_accounts.cert}",
+                f"--service-account-signing-key-file={ids.service_accounts.key}",
+                f"--service-cluster-ip-range={cfg.service_cidr}", "--endpoint-reconciler-type=none",
+                "--enable-aggregator-routing=true", "--allow-privileged=true", "--profiling=false",
+                "--enable-admission-plugins=NodeRestriction", "--event-ttl=2h", "--v=1"]
+    kubeconfig = cfg.component_kubeconfig(component)
+    if component == "kube-controller-manager":
+        return [str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false", "--controllers=*", f"--service-account-private-key-file={ids.service_accounts.key}",
+                f"--root-ca-file={ids.ca.cert}", "--use-service-account-credentials=true",
+                "--node-monitor-period=5s", f"--secure-port={cfg.controller_manager_port}",
+                "--bind-address=127.0.0.1", "--profiling=false", "--v=1"]
+    if component == "kube-scheduler":
+        return [str(bin_dir / "kube-scheduler"), f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false", f"--secure-port={cfg.scheduler_port}", "--bind-address=127.0.0.1",
+                "--profiling=false", "--v=1"]
+    if component == "node-agent":
+        version = _k8s_version()
+        return [sys.executable, "-m", "mlops_operator.localcluster.nodeagent", f"--state-dir={cfg.state_dir}",
+                f"--kubelet-version={version}"]
+    raise ValueError(component)
+
+
+def _k8s_version() -> str:
+    versions = Path(__file__).resolve().parents[3] / "hack" / "versions.env"
+    for line in versions.read_text().splitlines():
+        if line.startswith("K8S_VERSION="):
+            return line.split("=", 1)[1].strip()
+    return "v0.0.0"
+
+
+def _process(cfg: ClusterConfig, component: str) -> ManagedProcess:
+    return ManagedProcess(component, cfg.pids_dir / f"{component}.pid")
+
+
+def _probe_healthy(component: str, cfg: ClusterConfig, ids: Identities) -> bool:
+    try:
+        if component == "etcd":
+            r = httpx.get(f"http://127.0.0.1:{cfg.etcd_client_port}/health", timeout=2)
+            return r.status_code == 200 and '"health":"true"' in r.text
+        if component == "kube-apiserver":
+            ctx = ssl.create_default_context(cafile=str(ids.ca.cert))
+            ctx.load_cert_chain(str(ids.clients["admin"].cert), str(ids.clients["admin"].key))
+            return httpx.get(f"{cfg.apiserver_url}/readyz", verify=ctx, timeout=2).status_code == 200
+        if component in ("kube-controller-manager", "kube-scheduler"):
+            port = cfg.controller_manager_port if component == "kube-controller-manager" else cfg.scheduler_port
+            return httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200
+        if component == "node-agent":
+            return _node_ready(cfg, ids)
+    except (httpx.HTTPError, OSError, ApiError):
+        return False
+    return False
+
+
+def _node_ready(cfg: ClusterConfig, ids: Identities) -> bool:
+    client = KubeClient(_credentials(cfg, ids, "admin"), timeout=5)
+    try:
+        node = client.get(f"/api/v1/nodes/{cfg.node_name}")
+    finally:
+        client.close()
+    ready = [c for c in node.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+    return bool(ready) and ready[0]["status"] == "True"
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    where = f"; see {log_file}" if log_file else ""
+    raise ClusterError(f"{what} did not become healthy within {timeout:.0f}s{where}")
+
+
+def _default_service_account_exists(cfg: ClusterConfig, ids: Identities) -> bool:
+    client = KubeClient(_credentials(cfg, ids, "admin"), timeout=5)
+    try:
+        client.get("/api/v1/namespaces/default/serviceaccounts/default")
+        return True
+    except (ApiError, httpx.HTTPError):
+        return False
+    finally:
+        client.close()
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise ClusterError("the local cluster needs root: pods get their own network namespaces "
+                           "(ip netns, veth, bridge); run as root or use kind-config.yaml with Docker")
+
+
+def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
+    """Start (or reuse) every component and wait until all are healthy; return seconds taken."""
+    _require_root()
+    started = time.monotonic()
+    bin_dir = ensure_binaries()
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.state_dir / ".gitignore").write_text("*\n")
+    ids = _identities(cfg)
+    for who, path in (("admin", cfg.kubeconfig),
+                      ("kube-controller-manager", cfg.component_kubeconfig("kube-controller-manager")),
+                      ("kube-scheduler", cfg.component_kubeconfig("kube-scheduler")),
+                      ("node-agent", cfg.component_kubeconfig("node-agent"))):
+        write_kubeconfig(path, _credentials(cfg, ids, who), who)
+    network.ensure_bridge(cfg.bridge, cfg.bridge_ip, cfg.bridge_prefix)
+    env = dict(os.environ)
+    env.pop("KUBECONFIG", None)
+    for component in COMPONENTS:
+        proc = _process(cfg, component)
+        log_file = cfg.logs_dir / f"{component}.log"
+        if proc.pid() is not None and _probe_healthy(component, cfg, ids):
+            out(f"  {component:<24} reused (pid {proc.pid()})")
+            continue
+        proc.stop(grace_seconds=5)
+        pid = proc.start(_argv(component, cfg, ids, bin_dir), log_file, env=env)
+        _wait(component, lambda c=component: _probe_healthy(c, cfg, ids), 60, log_file)
+        out(f"  {component:<24} started (pid {pid})")
+    _wait("the default service account", lambda: _default_service_account_exists(cfg, ids), 60,
+          cfg.logs_dir / "kube-controller-manager.log")
+    return time.monotonic() - started
+
+
+def down(cfg: ClusterConfig, out: Callable[[str], None] = print, *, purge: bool = False) -> None:
+    """Stop exactly the processes `up` started, then remove pod namespaces and the bridge."""
+    for component in reversed(COMPONENTS):
+        if _process(cfg, component).stop(grace_seconds=20 if component == "node-agent" else 10):
+            out(f"  {component:<24} stopped")
+    for netns in network.list_namespaces():
+        network.delete_namespace(netns)
+    network.delete_bridge(cfg.bridge)
+    (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
+    if purge and cfg.state_dir.exists():
+        import shutil
+
+        shutil.rmtree(cfg.state_dir)
+        out(f"  removed {cfg.state_dir}")
+
+
+def status(cfg: ClusterConfig) -> dict[str, str]:
+    """Component -> 'running (pid N, healthy)' / 'running (pid N, unhealthy)' / 'stopped'."""
+    ids = _identities(cfg) if cfg.pki_dir.exists() else None
+    result = {}
+    for component in COMPONENTS:
+        pid = _process(cfg, component).pid()
+        if pid is None:
+            result[component] = "stopped"
+            continue
+        healthy = ids is not None and _probe_healthy(component, cfg, ids)
+        result[component] = f"running (pid {pid}, {'healthy' if healthy else 'unhealthy'})"
+    return result

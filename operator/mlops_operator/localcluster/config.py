@@ -1,0 +1,79 @@
+"""Where the local cluster keeps its state and which addresses and ports it uses."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(".localcluster")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Addresses, ports and paths of one local cluster; everything lives under `state_dir`."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    node_name: str = "mlops-node"
+    bridge: str = "mlops0"
+    pod_cidr: str = "10.244.0.0/24"
+    service_cidr: str = "10.96.0.0/16"
+    apiserver_port: int = 16443
+    etcd_client_port: int = 32379
+    etcd_peer_port: int = 32380
+    controller_manager_port: int = 20257
+    scheduler_port: int = 20259
+
+    @classmethod
+    def from_env(cls, state_dir: Path | None = None) -> ClusterConfig:
+        """Defaults, overridable with MLOPS_CLUSTER_* environment variables (ports for parallel runs)."""
+        kwargs: dict[str, object] = {"state_dir": (state_dir or DEFAULT_STATE_DIR).resolve()}
+        if "MLOPS_CLUSTER_APISERVER_PORT" in os.environ:
+            kwargs["apiserver_port"] = int(os.environ["MLOPS_CLUSTER_APISERVER_PORT"])
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def bridge_ip(self) -> str:
+        """The host side of the pod network: the first address of the pod CIDR."""
+        return str(next(ipaddress.ip_network(self.pod_cidr).hosts()))
+
+    @property
+    def bridge_prefix(self) -> int:
+        """Prefix length of the pod CIDR."""
+        return ipaddress.ip_network(self.pod_cidr).prefixlen
+
+    @property
+    def first_service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    @property
+    def apiserver_url(self) -> str:
+        """The API server as the host sees it."""
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.state_dir / "pids"
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.state_dir / "pods"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig users point KUBECONFIG at."""
+        return self.state_dir / "kubeconfig"
+
+    def component_kubeconfig(self, component: str) -> Path:
+        """A kubeconfig with the identity of one control-plane component."""
+        return self.state_dir / f"{component}.kubeconfig"
