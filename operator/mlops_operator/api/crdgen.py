@@ -31,6 +31,9 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def to_structural(node: dict[str, Any], defs: dict[str, Any], *, keep_defaults: bool = True) -> dict[str, Any]:
     """Translate a pydantic JSON schema node into a structural OpenAPI v3 schema (no $ref, no null)."""
     node = _resolve(node, defs)
+    if node.get("type") == "number" and node.get("x-kubernetes-validations"):
+        # The CEL rule carries the bounds with a readable message; drop the duplicate OpenAPI ones.
+        node = {k: v for k, v in node.items() if k not in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}

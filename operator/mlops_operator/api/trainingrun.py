@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .common import ApiModel, CommonStatus, FreeForm, LocalObjectReference, ResourceRequirements, defaulted
+from .common import (
+    ApiModel,
+    CommonStatus,
+    FreeForm,
+    LocalObjectReference,
+    ResourceRequirements,
+    cel,
+    defaulted,
+)
 from .modelversion import Promotion
 
 PrimaryMetric = Literal["accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
@@ -21,7 +29,17 @@ SearchGrid = Annotated[
 class Evaluation(ApiModel):
     """How the model is scored on a held-out split."""
 
-    test_fraction: float = Field(default=0.2, ge=0.05, le=0.9)
+    # A CEL rule rather than minimum/maximum: the API server prints fractional bounds as integers.
+    test_fraction: float = Field(
+        default=0.2,
+        ge=0.05,
+        le=0.9,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self >= 0.05 && self <= 0.9", "testFraction must be between 0.05 and 0.9 (share of rows held out)")
+            ]
+        },
+    )
     seed: int = Field(default=42, ge=0)
     primary_metric: PrimaryMetric | None = Field(
         default=None, description="Metric that picks the best grid point; accuracy or rmse if unset."

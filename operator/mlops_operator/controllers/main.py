@@ -1,0 +1,41 @@
+"""kopf settings and the `mlops-operator run` entry point."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..api import GROUP
+
+FIELD_MANAGER = "mlops-operator"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep kopf's bookkeeping in annotations under our prefix: status is ours, and strictly typed."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Watch streams are known to go silent; restart any stream idle past these bounds (< 90 s).
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 75
+    settings.watching.connect_timeout = 10
+    settings.posting.level = logging.INFO
+    settings.networking.request_timeout = 30
+    settings.execution.max_workers = 8
+
+
+def run_operator(namespaces: list[str], standalone: bool = True) -> None:
+    """Run every controller until interrupted; all namespaces unless some are named."""
+    from . import registry  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=standalone,
+        liveness_endpoint="http://0.0.0.0:8080/healthz",
+    )
