@@ -13,8 +13,11 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     from .api.crdgen import crd_files, write_crds
 
     if args.check:
-        stale = [name for name, text in crd_files().items()
-                 if not (args.output / name).exists() or (args.output / name).read_text() != text]
+        stale = [
+            name
+            for name, text in crd_files().items()
+            if not (args.output / name).exists() or (args.output / name).read_text() != text
+        ]
         if stale:
             print(f"stale CRDs in {args.output}: {', '.join(stale)}; run `mlops-operator crds`", file=sys.stderr)
             return 1
@@ -28,7 +31,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .controllers.main import run_operator
 
-    run_operator(namespaces=args.namespace, standalone=not args.peering)
+    run_operator(namespaces=args.namespace, standalone=not args.peering, liveness=args.liveness)
     return 0
 
 
@@ -41,8 +44,10 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         if args.action == "up":
             print(f"Starting the local cluster in {cfg.state_dir}")
             seconds = cluster.up(cfg)
-            print(f"Cluster ready in {seconds:.1f}s.\n  export KUBECONFIG={cfg.kubeconfig}\n"
-                  f"  API server {cfg.apiserver_url} (pods reach it at https://{cfg.bridge_ip}:{cfg.apiserver_port})")
+            print(
+                f"Cluster ready in {seconds:.1f}s.\n  export KUBECONFIG={cfg.kubeconfig}\n"
+                f"  API server {cfg.apiserver_url} (pods reach it at https://{cfg.bridge_ip}:{cfg.apiserver_port})"
+            )
         elif args.action == "down":
             cluster.down(cfg, purge=args.purge)
         elif args.action == "status":
@@ -66,9 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig")
-    run.add_argument("--namespace", "-n", action="append", default=[],
-                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
     run.add_argument("--peering", action="store_true", help="coordinate with other replicas via kopf peering")
+    run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness probe endpoint URL")
     run.set_defaults(func=_cmd_run)
 
     crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")

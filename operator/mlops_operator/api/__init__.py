@@ -8,8 +8,23 @@ from .modelversion import ModelVersionSpec, ModelVersionStatus
 from .trainingrun import TrainingRunSpec, TrainingRunStatus
 
 __all__ = [
-    "ALL_KINDS", "API_VERSION", "DATASET", "DEPLOYMENT", "GROUP", "MODEL_VERSION", "TRAINING_RUN",
-    "VERSION", "Condition", "DatasetSpec", "DatasetStatus", "DeploymentSpec", "DeploymentStatus",
-    "Kind", "ModelVersionSpec", "ModelVersionStatus", "TrainingRunSpec", "TrainingRunStatus",
+    "ALL_KINDS",
+    "API_VERSION",
+    "DATASET",
+    "DEPLOYMENT",
+    "GROUP",
+    "MODEL_VERSION",
+    "TRAINING_RUN",
+    "VERSION",
+    "Condition",
+    "DatasetSpec",
+    "DatasetStatus",
+    "DeploymentSpec",
+    "DeploymentStatus",
+    "Kind",
+    "ModelVersionSpec",
+    "ModelVersionStatus",
+    "TrainingRunSpec",
+    "TrainingRunStatus",
     "parse_duration",
 ]

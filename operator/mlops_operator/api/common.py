@@ -51,7 +51,7 @@ Duration = Annotated[
                     "must be a duration such as 30s, 5m, 1h or 1h30m (units ms, s, m, h)",
                 )
             ]
-        }
+        },
     ),
 ]
 
@@ -72,9 +72,7 @@ ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0
 class ApiModel(BaseModel):
     """Base for API types: camelCase on the wire, snake_case in Python, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", serialize_by_alias=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", serialize_by_alias=True)
 
 
 class StatusModel(ApiModel):

@@ -13,10 +13,27 @@ from .kinds import ALL_KINDS, Kind
 
 _DROPPED_KEYS = {"title", "$defs", "examples"}
 _PASSTHROUGH_KEYS = {
-    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
-    "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-    "required", "nullable", "x-kubernetes-validations", "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
+    "type",
+    "description",
+    "default",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "nullable",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
 }
 
 
@@ -33,7 +50,9 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any], *, keep_defaults: 
     node = _resolve(node, defs)
     if node.get("type") == "number" and node.get("x-kubernetes-validations"):
         # The CEL rule carries the bounds with a readable message; drop the duplicate OpenAPI ones.
-        node = {k: v for k, v in node.items() if k not in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+        node = {
+            k: v for k, v in node.items() if k not in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        }
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}

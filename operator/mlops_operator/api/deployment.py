@@ -88,8 +88,7 @@ class Canary(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.all(a, self.exists_one(b, b.weight == a.weight)) && "
-                    "self.map(s, s.weight).isSorted()",
+                    "self.all(a, self.exists_one(b, b.weight == a.weight)) && self.map(s, s.weight).isSorted()",
                     "canary step weights must be strictly increasing (for example 10, 50, 100)",
                 )
             ]
@@ -100,8 +99,9 @@ class Canary(ApiModel):
 
 
 def _default_canary() -> Canary:
-    return Canary(steps=[CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"),
-                         CanaryStep(weight=100)])
+    return Canary(
+        steps=[CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"), CanaryStep(weight=100)]
+    )
 
 
 class Strategy(ApiModel):

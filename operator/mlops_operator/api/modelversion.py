@@ -69,9 +69,7 @@ class GateResult(StatusModel):
     message: str | None = None
 
 
-ModelVersionPhase = Literal[
-    "Registered", "Evaluating", "Approved", "Promoted", "Rejected", "RolledBack", "Superseded"
-]
+ModelVersionPhase = Literal["Registered", "Evaluating", "Approved", "Promoted", "Rejected", "RolledBack", "Superseded"]
 
 
 class ModelVersionStatus(CommonStatus):

@@ -21,8 +21,16 @@ PrimaryMetric = Literal["accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
 
 SearchGrid = Annotated[
     dict[str, list[Any]],
-    Field(json_schema_extra={"additionalProperties": {"type": "array", "minItems": 1, "maxItems": 100,
-                                                      "items": {"x-kubernetes-preserve-unknown-fields": True}}}),
+    Field(
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": {"x-kubernetes-preserve-unknown-fields": True},
+            }
+        }
+    ),
 ]
 
 

@@ -29,7 +29,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
 
 
-def run_operator(namespaces: list[str], standalone: bool = True) -> None:
+def run_operator(namespaces: list[str], standalone: bool = True, liveness: str = "http://0.0.0.0:8080/healthz") -> None:
     """Run every controller until interrupted; all namespaces unless some are named."""
     from . import registry  # noqa: F401  (registers the handlers)
 
@@ -37,5 +37,5 @@ def run_operator(namespaces: list[str], standalone: bool = True) -> None:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=standalone,
-        liveness_endpoint="http://0.0.0.0:8080/healthz",
+        liveness_endpoint=liveness,
     )

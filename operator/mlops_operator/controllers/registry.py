@@ -27,6 +27,5 @@ def _register(kind: str, plural: str) -> None:
             patch.status.update(desired)
 
 
-
 for _kind in ALL_KINDS:
     _register(_kind.kind, _kind.plural)

@@ -11,7 +11,7 @@ BUILD_SCRIPT = REPO_ROOT / "hack" / "build-binaries.sh"
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
 
 
-class BinariesMissing(RuntimeError):
+class BinariesMissingError(RuntimeError):
     """The binaries are not built and cannot be built here."""
 
 
@@ -22,11 +22,13 @@ def ensure_binaries() -> Path:
         directory = Path(override)
         missing = [b for b in REQUIRED if not (directory / b).exists()]
         if missing:
-            raise BinariesMissing(f"MLOPS_BIN_DIR={directory} lacks {', '.join(missing)}")
+            raise BinariesMissingError(f"MLOPS_BIN_DIR={directory} lacks {', '.join(missing)}")
         return directory
     if not BUILD_SCRIPT.exists():
-        raise BinariesMissing(f"{BUILD_SCRIPT} not found: run from a checkout of mlops-operator or set MLOPS_BIN_DIR")
+        raise BinariesMissingError(
+            f"{BUILD_SCRIPT} not found: run from a checkout of mlops-operator or set MLOPS_BIN_DIR"
+        )
     result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode != 0:
-        raise BinariesMissing(f"{BUILD_SCRIPT} failed with exit code {result.returncode}; see its output above")
+        raise BinariesMissingError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}; see its output above")
     return Path(result.stdout.strip().splitlines()[-1])

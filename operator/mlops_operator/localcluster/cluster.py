@@ -39,15 +39,25 @@ class Identities:
 def _identities(cfg: ClusterConfig) -> Identities:
     cfg.pki_dir.mkdir(parents=True, exist_ok=True)
     ca = pki.create_ca(cfg.pki_dir)
-    serving_hosts = ["127.0.0.1", "localhost", cfg.bridge_ip, cfg.first_service_ip, "kubernetes",
-                     "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    serving_hosts = [
+        "127.0.0.1",
+        "localhost",
+        cfg.bridge_ip,
+        cfg.first_service_ip,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
     clients = {
         "admin": pki.issue(ca, cfg.pki_dir, "admin", common_name="mlops-admin", organization="system:masters"),
-        "kube-controller-manager": pki.issue(ca, cfg.pki_dir, "kube-controller-manager",
-                                             common_name="system:kube-controller-manager"),
+        "kube-controller-manager": pki.issue(
+            ca, cfg.pki_dir, "kube-controller-manager", common_name="system:kube-controller-manager"
+        ),
         "kube-scheduler": pki.issue(ca, cfg.pki_dir, "kube-scheduler", common_name="system:kube-scheduler"),
-        "node-agent": pki.issue(ca, cfg.pki_dir, "node-agent", common_name=f"system:node:{cfg.node_name}",
-                                organization="system:nodes"),
+        "node-agent": pki.issue(
+            ca, cfg.pki_dir, "node-agent", common_name=f"system:node:{cfg.node_name}", organization="system:nodes"
+        ),
     }
     return Identities(
         ca=ca,
@@ -66,40 +76,81 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
     etcd_url = f"http://127.0.0.1:{cfg.etcd_client_port}"
     peer_url = f"http://127.0.0.1:{cfg.etcd_peer_port}"
     if component == "etcd":
-        return [str(bin_dir / "etcd"), "--name=mlops", f"--data-dir={cfg.state_dir / 'etcd'}",
-                f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=mlops={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
-                "--quota-backend-bytes=4294967296"]
+        return [
+            str(bin_dir / "etcd"),
+            "--name=mlops",
+            f"--data-dir={cfg.state_dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=mlops={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ]
     if component == "kube-apiserver":
-        return [str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
-                f"--secure-port={cfg.apiserver_port}", "--bind-address=0.0.0.0",
-                f"--advertise-address={cfg.bridge_ip}",
-                f"--tls-cert-file={ids.apiserver.cert}", f"--tls-private-key-file={ids.apiserver.key}",
-                f"--client-ca-file={ids.ca.cert}", "--authorization-mode=Node,RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={ids.service_accounts.cert}",
-                f"--service-account-signing-key-file={ids.service_accounts.key}",
-                f"--service-cluster-ip-range={cfg.service_cidr}", "--endpoint-reconciler-type=none",
-                "--enable-aggregator-routing=true", "--allow-privileged=true", "--profiling=false",
-                "--enable-admission-plugins=NodeRestriction", "--event-ttl=2h", "--v=1"]
+        return [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={cfg.apiserver_port}",
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={cfg.bridge_ip}",
+            f"--tls-cert-file={ids.apiserver.cert}",
+            f"--tls-private-key-file={ids.apiserver.key}",
+            f"--client-ca-file={ids.ca.cert}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={ids.service_accounts.cert}",
+            f"--service-account-signing-key-file={ids.service_accounts.key}",
+            f"--service-cluster-ip-range={cfg.service_cidr}",
+            "--endpoint-reconciler-type=none",
+            "--enable-aggregator-routing=true",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--enable-admission-plugins=NodeRestriction",
+            "--event-ttl=2h",
+            "--v=1",
+        ]
     kubeconfig = cfg.component_kubeconfig(component)
     if component == "kube-controller-manager":
-        return [str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false", "--controllers=*", f"--service-account-private-key-file={ids.service_accounts.key}",
-                f"--root-ca-file={ids.ca.cert}", "--use-service-account-credentials=true",
-                "--node-monitor-period=5s", f"--secure-port={cfg.controller_manager_port}",
-                "--bind-address=127.0.0.1", "--profiling=false", "--v=1"]
+        return [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--controllers=*",
+            f"--service-account-private-key-file={ids.service_accounts.key}",
+            f"--root-ca-file={ids.ca.cert}",
+            "--use-service-account-credentials=true",
+            "--node-monitor-period=5s",
+            f"--secure-port={cfg.controller_manager_port}",
+            "--bind-address=127.0.0.1",
+            "--profiling=false",
+            "--v=1",
+        ]
     if component == "kube-scheduler":
-        return [str(bin_dir / "kube-scheduler"), f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false", f"--secure-port={cfg.scheduler_port}", "--bind-address=127.0.0.1",
-                "--profiling=false", "--v=1"]
+        return [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            f"--secure-port={cfg.scheduler_port}",
+            "--bind-address=127.0.0.1",
+            "--profiling=false",
+            "--v=1",
+        ]
     if component == "node-agent":
         version = _k8s_version()
-        return [sys.executable, "-m", "mlops_operator.localcluster.nodeagent", f"--state-dir={cfg.state_dir}",
-                f"--kubelet-version={version}"]
+        return [
+            sys.executable,
+            "-m",
+            "mlops_operator.localcluster.nodeagent",
+            f"--state-dir={cfg.state_dir}",
+            f"--kubelet-version={version}",
+        ]
     raise ValueError(component)
 
 
@@ -167,8 +218,10 @@ def _default_service_account_exists(cfg: ClusterConfig, ids: Identities) -> bool
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise ClusterError("the local cluster needs root: pods get their own network namespaces "
-                           "(ip netns, veth, bridge); run as root or use kind-config.yaml with Docker")
+        raise ClusterError(
+            "the local cluster needs root: pods get their own network namespaces "
+            "(ip netns, veth, bridge); run as root or use kind-config.yaml with Docker"
+        )
 
 
 def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
@@ -179,10 +232,12 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     (cfg.state_dir / ".gitignore").write_text("*\n")
     ids = _identities(cfg)
-    for who, path in (("admin", cfg.kubeconfig),
-                      ("kube-controller-manager", cfg.component_kubeconfig("kube-controller-manager")),
-                      ("kube-scheduler", cfg.component_kubeconfig("kube-scheduler")),
-                      ("node-agent", cfg.component_kubeconfig("node-agent"))):
+    for who, path in (
+        ("admin", cfg.kubeconfig),
+        ("kube-controller-manager", cfg.component_kubeconfig("kube-controller-manager")),
+        ("kube-scheduler", cfg.component_kubeconfig("kube-scheduler")),
+        ("node-agent", cfg.component_kubeconfig("node-agent")),
+    ):
         write_kubeconfig(path, _credentials(cfg, ids, who), who)
     network.ensure_bridge(cfg.bridge, cfg.bridge_ip, cfg.bridge_prefix)
     env = dict(os.environ)
@@ -197,8 +252,12 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
         pid = proc.start(_argv(component, cfg, ids, bin_dir), log_file, env=env)
         _wait(component, lambda c=component: _probe_healthy(c, cfg, ids), 60, log_file)
         out(f"  {component:<24} started (pid {pid})")
-    _wait("the default service account", lambda: _default_service_account_exists(cfg, ids), 60,
-          cfg.logs_dir / "kube-controller-manager.log")
+    _wait(
+        "the default service account",
+        lambda: _default_service_account_exists(cfg, ids),
+        60,
+        cfg.logs_dir / "kube-controller-manager.log",
+    )
     return time.monotonic() - started
 
 

@@ -55,13 +55,21 @@ class KubeClient:
         """Release connections."""
         self._http.close()
 
-    def request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
-                content_type: str = "application/json") -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         """Send one request; honour 429 Retry-After a few times; raise ApiError on failure."""
         data = None if body is None else json.dumps(body)
         for _ in range(5):
-            response = self._http.request(method, path, content=data, params=params,
-                                          headers={"Content-Type": content_type})
+            response = self._http.request(
+                method, path, content=data, params=params, headers={"Content-Type": content_type}
+            )
             if response.status_code == 429:
                 time.sleep(float(response.headers.get("Retry-After", "1")))
                 continue
@@ -86,11 +94,17 @@ class KubeClient:
         """DELETE with optional DeleteOptions."""
         return self.request("DELETE", path, body=body)
 
-    def watch(self, path: str, resource_version: str, timeout_seconds: int = 60,
-              **params: Any) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, path: str, resource_version: str, timeout_seconds: int = 60, **params: Any
+    ) -> Iterator[dict[str, Any]]:
         """Yield watch events (`{"type", "object"}`) until the server closes the stream."""
-        query = {"watch": "1", "resourceVersion": resource_version, "timeoutSeconds": str(timeout_seconds),
-                 "allowWatchBookmarks": "true", **params}
+        query = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+            **params,
+        }
         with self._http.stream("GET", path, params=query, timeout=timeout_seconds + 10) as response:
             if response.status_code >= 400:
                 response.read()

@@ -14,10 +14,21 @@ def write_kubeconfig(path: Path, creds: Credentials, user: str) -> Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "mlops-local", "cluster": {
-            "server": creds.server, "certificate-authority": str(creds.ca_file.resolve())}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(creds.cert_file.resolve()), "client-key": str(creds.key_file.resolve())}}],
+        "clusters": [
+            {
+                "name": "mlops-local",
+                "cluster": {"server": creds.server, "certificate-authority": str(creds.ca_file.resolve())},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(creds.cert_file.resolve()),
+                    "client-key": str(creds.key_file.resolve()),
+                },
+            }
+        ],
         "contexts": [{"name": "mlops-local", "context": {"cluster": "mlops-local", "user": user}}],
         "current-context": "mlops-local",
     }

@@ -6,6 +6,7 @@ from the pod CIDR in its own namespace; the host reaches pods through the bridge
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -134,8 +135,6 @@ class AddressPool:
 def delete_namespace(netns: str) -> None:
     """Kill what still lives in a namespace and remove it."""
     for pid in namespace_pids(netns):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _ip("netns", "del", netns, check=False)

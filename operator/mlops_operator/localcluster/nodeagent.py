@@ -44,20 +44,36 @@ def _memory_kib() -> int:
 
 def node_object(config: ClusterConfig, kubelet_version: str, now: str) -> Obj:
     """The Node as the agent registers and refreshes it."""
-    capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki", "pods": "110",
-                "ephemeral-storage": "50Gi"}
+    capacity = {
+        "cpu": str(os.cpu_count() or 1),
+        "memory": f"{_memory_kib()}Ki",
+        "pods": "110",
+        "ephemeral-storage": "50Gi",
+    }
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
     def cond(ctype: str, status: str, reason: str, message: str) -> Obj:
-        return {"type": ctype, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": now}
+        return {
+            "type": ctype,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
 
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": config.node_name, "labels": {
-            "kubernetes.io/hostname": config.node_name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
-            "node.kubernetes.io/instance-type": "mlops-local"}},
+        "metadata": {
+            "name": config.node_name,
+            "labels": {
+                "kubernetes.io/hostname": config.node_name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch,
+                "node.kubernetes.io/instance-type": "mlops-local",
+            },
+        },
         "spec": {"podCIDR": config.pod_cidr, "podCIDRs": [config.pod_cidr]},
         "status": {
             "capacity": capacity,
@@ -68,14 +84,22 @@ def node_object(config: ClusterConfig, kubelet_version: str, now: str) -> Obj:
                 cond("PIDPressure", "False", "KubeletHasSufficientPID", "node agent has sufficient PID"),
                 cond("Ready", "True", "KubeletReady", "mlops node agent is posting ready status"),
             ],
-            "addresses": [{"type": "InternalIP", "address": config.bridge_ip},
-                          {"type": "Hostname", "address": config.node_name}],
+            "addresses": [
+                {"type": "InternalIP", "address": config.bridge_ip},
+                {"type": "Hostname", "address": config.node_name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
             "nodeInfo": {
-                "machineID": "mlops-local", "systemUUID": "mlops-local", "bootID": "mlops-local",
-                "kernelVersion": platform.release(), "osImage": "mlops-operator local node",
-                "containerRuntimeVersion": "local-process://1", "kubeletVersion": kubelet_version,
-                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch,
+                "machineID": "mlops-local",
+                "systemUUID": "mlops-local",
+                "bootID": "mlops-local",
+                "kernelVersion": platform.release(),
+                "osImage": "mlops-operator local node",
+                "containerRuntimeVersion": "local-process://1",
+                "kubeletVersion": kubelet_version,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": arch,
             },
         },
     }
@@ -150,16 +174,32 @@ class NodeAgent:
         renew = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.config.node_name}"
         try:
-            self.client.merge_patch(lease_path, {"spec": {"renewTime": renew, "holderIdentity": self.config.node_name,
-                                                          "leaseDurationSeconds": LEASE_SECONDS}})
+            self.client.merge_patch(
+                lease_path,
+                {
+                    "spec": {
+                        "renewTime": renew,
+                        "holderIdentity": self.config.node_name,
+                        "leaseDurationSeconds": LEASE_SECONDS,
+                    }
+                },
+            )
         except ApiError as error:
             if error.status != 404:
                 raise
-            self.client.create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.config.node_name, "namespace": "kube-node-lease"},
-                "spec": {"holderIdentity": self.config.node_name, "leaseDurationSeconds": LEASE_SECONDS,
-                         "renewTime": renew}})
+            self.client.create(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.config.node_name, "namespace": "kube-node-lease"},
+                    "spec": {
+                        "holderIdentity": self.config.node_name,
+                        "leaseDurationSeconds": LEASE_SECONDS,
+                        "renewTime": renew,
+                    },
+                },
+            )
 
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
@@ -214,8 +254,12 @@ class NodeAgent:
             try:
                 if not resource_version:
                     resource_version = self._sync()
-                for event in self.client.watch("/api/v1/pods", resource_version, timeout_seconds=60,
-                                               fieldSelector=f"spec.nodeName={self.config.node_name}"):
+                for event in self.client.watch(
+                    "/api/v1/pods",
+                    resource_version,
+                    timeout_seconds=60,
+                    fieldSelector=f"spec.nodeName={self.config.node_name}",
+                ):
                     if self.stopping.is_set():
                         break
                     obj = event["object"]

@@ -137,8 +137,9 @@ class PodRunner(threading.Thread):
         while not self.removed.is_set():
             try:
                 self.pod_ip = self.agent.addresses.acquire(self.uid)
-                self.netns = network.create_pod_network(self.uid, self.pod_ip, cfg.bridge_prefix, cfg.bridge_ip,
-                                                        cfg.bridge)
+                self.netns = network.create_pod_network(
+                    self.uid, self.pod_ip, cfg.bridge_prefix, cfg.bridge_ip, cfg.bridge
+                )
                 return
             except network.NetworkError as error:
                 log.warning("pod %s: network setup failed: %s", self.name, error)
@@ -188,18 +189,32 @@ class PodRunner(threading.Thread):
         agent = self.agent
         try:
             # The pod's own address is known here before the API's copy of the status says so.
-            status = {**self.pod.get("status", {}), "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
-                      "hostIP": agent.config.bridge_ip, "hostIPs": [{"ip": agent.config.bridge_ip}]}
-            env = resolve_env({**self.pod, "status": status}, spec, config_maps=agent.lookup_config_map, secrets=agent.lookup_secret,
-                              base_env=agent.base_env(self.pod_ip or ""))
+            status = {
+                **self.pod.get("status", {}),
+                "podIP": self.pod_ip,
+                "podIPs": [{"ip": self.pod_ip}],
+                "hostIP": agent.config.bridge_ip,
+                "hostIPs": [{"ip": agent.config.bridge_ip}],
+            }
+            env = resolve_env(
+                {**self.pod, "status": status},
+                spec,
+                config_maps=agent.lookup_config_map,
+                secrets=agent.lookup_secret,
+                base_env=agent.base_env(self.pod_ip or ""),
+            )
             argv = container_argv(spec, env, agent.image_entrypoints)
         except (ContainerConfigError, ApiError) as error:
             state.state, state.reason, state.message = "waiting", ContainerConfigError.reason, str(error)
             container.restart_at = time.monotonic() + 2.0
             return
         if state.state == "terminated":
-            state.last_terminated = {"exitCode": state.exit_code, "reason": state.reason,
-                                     "startedAt": state.started_at, "finishedAt": state.finished_at}
+            state.last_terminated = {
+                "exitCode": state.exit_code,
+                "reason": state.reason,
+                "startedAt": state.started_at,
+                "finishedAt": state.finished_at,
+            }
             state.restart_count += 1
         cwd = Path(spec.get("workingDir") or self.work_dir)
         cwd.mkdir(parents=True, exist_ok=True)
@@ -208,8 +223,13 @@ class PodRunner(threading.Thread):
         try:
             with log_path.open("ab") as out:
                 container.process = subprocess.Popen(
-                    ["ip", "netns", "exec", self.netns or "", *argv], env=env, cwd=cwd, stdout=out,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                    ["ip", "netns", "exec", self.netns or "", *argv],
+                    env=env,
+                    cwd=cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
         except OSError as error:
             state.state, state.reason, state.message = "waiting", "RunContainerError", str(error)
@@ -299,14 +319,21 @@ class PodRunner(threading.Thread):
     def _report(self) -> None:
         if self.removed.is_set():
             return
-        status = pod_status(self.pod, [c.state for c in self.containers], pod_ip=self.pod_ip,
-                            host_ip=self.agent.config.bridge_ip, started=self.started, now=utc_now())
+        status = pod_status(
+            self.pod,
+            [c.state for c in self.containers],
+            pod_ip=self.pod_ip,
+            host_ip=self.agent.config.bridge_ip,
+            started=self.started,
+            now=utc_now(),
+        )
         if status == self.last_status:
             return
         meta = self.pod["metadata"]
         try:
             updated = self.agent.client.merge_patch(
-                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", {"status": status})
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", {"status": status}
+            )
             self.pod = updated
             self.last_status = status
         except ApiError as error:
@@ -318,5 +345,14 @@ class PodRunner(threading.Thread):
 
 def default_path() -> str:
     """PATH for containers: the operator's environment first, so `mlops-worker` and `python` resolve."""
-    return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                            "/usr/bin", "/sbin", "/bin"])
+    return os.pathsep.join(
+        [
+            str(Path(sys.executable).parent),
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+    )

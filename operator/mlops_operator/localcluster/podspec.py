@@ -78,7 +78,7 @@ def _key_ref(namespace: str, ref: Obj, lookup: Lookup, kind: str, *, secret: boo
     if ref["key"] not in data:
         if optional:
             return None
-        raise ContainerConfigError(f'couldn\'t find key {ref["key"]} in {kind} {namespace}/{ref["name"]}')
+        raise ContainerConfigError(f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}")
     return data[ref["key"]]
 
 
@@ -96,7 +96,9 @@ def resolve_env(
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")
         ref, is_secret, kind = (
-            (source["secretRef"], True, "secret") if "secretRef" in source else (source["configMapRef"], False, "configmap")
+            (source["secretRef"], True, "secret")
+            if "secretRef" in source
+            else (source["configMapRef"], False, "configmap")
         )
         obj = (secrets if is_secret else config_maps)(namespace, ref["name"])
         if obj is None:
@@ -165,8 +167,12 @@ class ContainerState:
         if self.state == "running":
             state: Obj = {"running": {"startedAt": self.started_at}}
         elif self.state == "terminated":
-            terminated = {"exitCode": self.exit_code, "reason": self.reason, "startedAt": self.started_at,
-                          "finishedAt": self.finished_at}
+            terminated = {
+                "exitCode": self.exit_code,
+                "reason": self.reason,
+                "startedAt": self.started_at,
+                "finishedAt": self.finished_at,
+            }
             if self.message:
                 terminated["message"] = self.message
             state = {"terminated": terminated}
@@ -176,8 +182,13 @@ class ContainerState:
                 waiting["message"] = self.message
             state = {"waiting": waiting}
         status: Obj = {
-            "name": self.name, "image": self.image, "imageID": "", "containerID": f"local://{self.name}",
-            "ready": self.ready, "started": self.state == "running", "restartCount": self.restart_count,
+            "name": self.name,
+            "image": self.image,
+            "imageID": "",
+            "containerID": f"local://{self.name}",
+            "ready": self.ready,
+            "started": self.state == "running",
+            "restartCount": self.restart_count,
             "state": state,
         }
         status["lastState"] = {"terminated": self.last_terminated} if self.last_terminated else {}
@@ -211,8 +222,9 @@ def _condition(ctype: str, ok: bool, previous: dict[str, Obj], now: str, reason:
     return cond
 
 
-def pod_status(pod: Obj, states: list[ContainerState], *, pod_ip: str | None, host_ip: str, started: str,
-               now: str) -> Obj:
+def pod_status(
+    pod: Obj, states: list[ContainerState], *, pod_ip: str | None, host_ip: str, started: str, now: str
+) -> Obj:
     """The full pod status the agent writes through pods/status."""
     restart_policy = pod["spec"].get("restartPolicy", "Always")
     phase = pod_phase(states, restart_policy)

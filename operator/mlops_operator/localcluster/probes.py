@@ -39,8 +39,12 @@ def run_probe(probe: Obj, container: Obj, pod_ip: str, netns: str) -> bool:
             with socket.create_connection((probe["tcpSocket"].get("host") or pod_ip, port), timeout=timeout):
                 return True
         if "exec" in probe:
-            result = subprocess.run(["ip", "netns", "exec", netns, *probe["exec"]["command"]],
-                                    capture_output=True, timeout=timeout, check=False)
+            result = subprocess.run(
+                ["ip", "netns", "exec", netns, *probe["exec"]["command"]],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
             return result.returncode == 0
     except (OSError, httpx.HTTPError, ValueError, subprocess.TimeoutExpired):
         return False

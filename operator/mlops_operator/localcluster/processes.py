@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,14 +33,20 @@ class ManagedProcess:
         pid, start = record
         return pid if process_start_time(pid) == start else None
 
-    def start(self, argv: list[str], log_file: Path, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> int:
+    def start(self, argv: list[str], log_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
         """Launch detached (own session), log to `log_file`, record the pid."""
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         self.pid_file.write_text(f"{proc.pid} {process_start_time(proc.pid)}\n")
         return proc.pid
 
@@ -59,7 +66,7 @@ def process_start_time(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return ""
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":
         return ""
     return fields[19]
@@ -89,7 +96,5 @@ def terminate(pid: int, grace_seconds: float) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -24,8 +24,14 @@ def set_condition(
     current = [dict(c) for c in conditions or []]
     previous = next((c for c in current if c.get("type") == ctype), None)
     since = previous["lastTransitionTime"] if previous and previous.get("status") == status else now
-    updated = {"type": ctype, "status": status, "reason": reason, "message": message,
-               "lastTransitionTime": since, "observedGeneration": generation}
+    updated = {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
     if previous is None:
         return [*current, updated]
     return [updated if c.get("type") == ctype else c for c in current]

@@ -21,14 +21,22 @@ def initial_status(kind: str, body: Obj, now: str) -> Obj:
     status = dict(body.get("status") or {})
     generation = body.get("metadata", {}).get("generation")
     message = f"accepted by mlops-operator; the {kind} controller has not acted on it yet"
-    conditions = set_condition(status.get("conditions"), "Ready", "Unknown", REASON_AWAITING_CONTROLLER,
-                               message, generation=generation, now=now)
+    conditions = set_condition(
+        status.get("conditions"),
+        "Ready",
+        "Unknown",
+        REASON_AWAITING_CONTROLLER,
+        message,
+        generation=generation,
+        now=now,
+    )
     desired: Obj = {
         "observedGeneration": generation,
         "phase": status.get("phase") or INITIAL_PHASE[kind],
         "conditions": conditions,
     }
     if kind == "TrainingRun":
-        desired["conditions"] = set_condition(conditions, "Succeeded", "Unknown", REASON_AWAITING_CONTROLLER,
-                                              message, generation=generation, now=now)
+        desired["conditions"] = set_condition(
+            conditions, "Succeeded", "Unknown", REASON_AWAITING_CONTROLLER, message, generation=generation, now=now
+        )
     return desired

@@ -1,0 +1,56 @@
+# mlops-operator: `make demo` runs the local pipeline, `make test` runs every test.
+# Both install what they need: a Python venv, iproute2, and the control plane built from Go modules.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE_DIR ?= .localcluster
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install system-deps binaries crds lint unit integration test demo cluster-up cluster-down cluster-status clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+system-deps:
+	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@command -v go >/dev/null 2>&1 || { echo "Go >= 1.26 is needed to build the control plane (https://go.dev/dl)"; exit 1; }
+
+install: system-deps $(VENV)/.installed
+
+binaries: system-deps
+	@bash hack/build-binaries.sh >/dev/null
+
+crds: install
+	$(BIN)/mlops-operator crds
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mlops-operator crds --check
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+integration: install binaries
+	$(BIN)/pytest tests/integration -q
+
+# The session fixture brings the local cluster up (or reuses a healthy one) and leaves it
+# running so the next run is warm; `make cluster-down` stops it.
+test: install binaries lint
+	$(BIN)/pytest tests
+
+cluster-up: install binaries
+	$(BIN)/mlops-operator cluster up --state-dir $(STATE_DIR)
+
+cluster-down: install
+	$(BIN)/mlops-operator cluster down --state-dir $(STATE_DIR)
+
+cluster-status: install
+	$(BIN)/mlops-operator cluster status --state-dir $(STATE_DIR)
+
+demo: cluster-up
+	@bash hack/demo.sh $(STATE_DIR)
+
+clean: cluster-down
+	rm -rf $(VENV) $(STATE_DIR) .pytest_cache .ruff_cache
