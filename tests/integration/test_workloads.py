@@ -162,3 +162,32 @@ spec:
         timeout=60,
     )
     assert status[0]["lastState"]["terminated"]["exitCode"] == 1
+
+
+def test_pods_reach_the_api_server_through_injected_service_env(kube: Kube, namespace: str) -> None:
+    code = (
+        "import json, os, ssl, urllib.request; "
+        "env = os.environ; "
+        "url = 'https://%s:%s/version' % (env['KUBERNETES_SERVICE_HOST'], env['KUBERNETES_SERVICE_PORT']); "
+        "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE; "
+        "print('server', json.load(urllib.request.urlopen(url, context=ctx, timeout=5))['gitVersion'])"
+    )
+    kube.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: api-client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {{name: c, image: python:3.11, command: [python, -c, "{code}"]}}
+""",
+        namespace,
+    )
+    wait_for(
+        "api-client Succeeded",
+        lambda: kube.json("get", "pod", "api-client", "-n", namespace).get("status", {}).get("phase") == "Succeeded",
+        timeout=60,
+    )
+    pod_ip = kube.json("get", "pod", "api-client", "-n", namespace)["status"]["podIP"]
+    assert pod_ip.startswith("10.244.")

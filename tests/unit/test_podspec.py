@@ -131,3 +131,28 @@ def test_pod_status_ready_and_terminal() -> None:
     assert status["phase"] == "Failed" and conds["Ready"]["status"] == "False"
     assert conds["Ready"]["lastTransitionTime"] == "T2" and conds["PodScheduled"]["lastTransitionTime"] == "T1"
     assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+
+
+def test_address_pool_reuses_and_persists(tmp_path) -> None:
+    from mlops_operator.localcluster.network import AddressPool
+
+    state = tmp_path / "ips.json"
+    pool = AddressPool("10.244.0.0/29", state)
+    first, second = pool.acquire("a"), pool.acquire("b")
+    assert (first, second) == ("10.244.0.2", "10.244.0.3")
+    assert pool.acquire("a") == first
+    pool.release("a")
+    assert AddressPool("10.244.0.0/29", state).acquire("c") == "10.244.0.2"
+
+
+def test_probe_tracker_thresholds() -> None:
+    from mlops_operator.localcluster.probes import ProbeTracker
+
+    tracker = ProbeTracker({"initialDelaySeconds": 5, "periodSeconds": 1, "failureThreshold": 2}, started_at=0.0)
+    assert not tracker.due(4.9) and tracker.due(5.0)
+    tracker.record(True, 5.0)
+    assert tracker.passing and not tracker.due(5.5) and tracker.due(6.0)
+    tracker.record(False, 6.0)
+    assert tracker.passing and not tracker.failed
+    tracker.record(False, 7.0)
+    assert not tracker.passing and tracker.failed

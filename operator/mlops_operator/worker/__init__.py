@@ -1,0 +1,1 @@
+"""What runs in Job pods: dataset validation and model training."""
