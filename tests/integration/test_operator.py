@@ -5,36 +5,42 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from .conftest import REPO, Kube, wait_for
 
 KINDS = ("dataset/iris", "trainingrun/iris-train", "modelversion/iris-classifier-external-1", "mldeploy/iris")
+HEALTHZ = "http://127.0.0.1:18080/healthz"
+
+
+def _start_operator(kube: Kube, namespace: str) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", HEALTHZ]
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _healthz_ok() -> bool:
+    try:
+        return httpx.get(HEALTHZ, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture
 def operator(crds_installed: Kube, namespace: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "KUBECONFIG": str(crds_installed.kubeconfig)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlops_operator",
-            "run",
-            "--namespace",
-            namespace,
-            "--liveness",
-            "http://127.0.0.1:18080/healthz",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_operator(crds_installed, namespace)
     yield proc
-    proc.terminate()
-    proc.wait(timeout=30)
+    if proc.poll() is None:
+        _stop(proc)
 
 
 def _ready_condition(kube: Kube, namespace: str, ref: str) -> dict | None:
@@ -61,41 +67,12 @@ def test_restart_writes_nothing_new(crds_installed: Kube, namespace: str, operat
     crds_installed.run("apply", "-n", namespace, "-f", str(REPO / "examples" / "iris" / "dataset.yaml"))
     wait_for("Dataset status", lambda: _ready_condition(crds_installed, namespace, "dataset/iris"), timeout=30)
     before = crds_installed.json("get", "dataset/iris", "-n", namespace)["metadata"]["resourceVersion"]
-    operator.terminate()
-    operator.wait(timeout=30)
-    env = {**os.environ, "KUBECONFIG": str(crds_installed.kubeconfig)}
-    again = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlops_operator",
-            "run",
-            "--namespace",
-            namespace,
-            "--liveness",
-            "http://127.0.0.1:18080/healthz",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    _stop(operator)
+    again = _start_operator(crds_installed, namespace)
     try:
-        wait_for("the restarted operator to resume", lambda: _healthz_ok(), timeout=30)
-        import time
-
-        time.sleep(3)
+        wait_for("the restarted operator to serve its liveness endpoint", _healthz_ok, timeout=30)
+        time.sleep(3)  # the resume handlers run right after startup; give them time to (not) write
         after = crds_installed.json("get", "dataset/iris", "-n", namespace)["metadata"]["resourceVersion"]
         assert after == before, "a restarted operator rewrote an unchanged object"
     finally:
-        again.terminate()
-        again.wait(timeout=30)
-
-
-def _healthz_ok() -> bool:
-    import httpx
-
-    try:
-        return httpx.get("http://127.0.0.1:18080/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+        _stop(again)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -106,7 +107,7 @@ def _slice_addresses(kube: Kube, namespace: str) -> set[str]:
 
 
 def _server_pids(pod_ips: set[str]) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "http.server 8080" in line]
 
 
@@ -191,3 +192,45 @@ spec:
     )
     pod_ip = kube.json("get", "pod", "api-client", "-n", namespace)["status"]["podIP"]
     assert pod_ip.startswith("10.244.")
+
+
+def test_deletion_sends_sigterm_then_removes_the_pod(kube: Kube, namespace: str) -> None:
+    code = (
+        "import signal, sys, time; "
+        "signal.signal(signal.SIGTERM, lambda *a: (print('got SIGTERM', flush=True), sys.exit(0))); "
+        "print('serving', flush=True); time.sleep(600)"
+    )
+    kube.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - {{name: c, image: python:3.11, command: [python, -c, "{code}"]}}
+""",
+        namespace,
+    )
+    wait_for(
+        "graceful Running",
+        lambda: kube.json("get", "pod", "graceful", "-n", namespace).get("status", {}).get("phase") == "Running",
+        timeout=60,
+    )
+    logs = [sys.executable, "-m", "mlops_operator", "cluster", "logs", "graceful", "-n", namespace]
+    wait_for("the container to start", lambda: "serving" in subprocess.run(logs, capture_output=True, text=True).stdout)
+    started = time.monotonic()
+    kube.run("delete", "pod", "graceful", "-n", namespace, "--wait=true", timeout=60)
+    assert time.monotonic() - started < 15, "a process that exits on SIGTERM must not wait out the grace period"
+    assert "got SIGTERM" in subprocess.run(logs, capture_output=True, text=True, check=True).stdout
+
+
+def test_namespace_deletion_is_finalized(kube: Kube) -> None:
+    kube.run("create", "namespace", "t-doomed")
+    kube.run("create", "configmap", "c", "-n", "t-doomed", "--from-literal=a=b")
+    kube.run("delete", "namespace", "t-doomed", "--wait=false")
+    wait_for(
+        "namespace t-doomed to disappear",
+        lambda: kube.run("get", "namespace", "t-doomed", check=False).returncode != 0,
+        timeout=60,
+    )

@@ -113,35 +113,28 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
             "--v=1",
         ]
     kubeconfig = cfg.component_kubeconfig(component)
+    controller_flags = [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--profiling=false",
+        "--v=1",
+    ]
     if component == "kube-controller-manager":
         return [
             str(bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
+            *controller_flags,
             "--controllers=*",
             f"--service-account-private-key-file={ids.service_accounts.key}",
             f"--root-ca-file={ids.ca.cert}",
             "--use-service-account-credentials=true",
             "--node-monitor-period=5s",
             f"--secure-port={cfg.controller_manager_port}",
-            "--bind-address=127.0.0.1",
-            "--profiling=false",
-            "--v=1",
         ]
     if component == "kube-scheduler":
-        return [
-            str(bin_dir / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            f"--secure-port={cfg.scheduler_port}",
-            "--bind-address=127.0.0.1",
-            "--profiling=false",
-            "--v=1",
-        ]
+        return [str(bin_dir / "kube-scheduler"), *controller_flags, f"--secure-port={cfg.scheduler_port}"]
     if component == "node-agent":
         version = _k8s_version()
         return [
@@ -252,6 +245,7 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
         pid = proc.start(_argv(component, cfg, ids, bin_dir), log_file, env=env)
         _wait(component, lambda c=component: _probe_healthy(c, cfg, ids), 60, log_file)
         out(f"  {component:<24} started (pid {pid})")
+    out(f"  kubectl, helm             {bin_dir}")
     _wait(
         "the default service account",
         lambda: _default_service_account_exists(cfg, ids),

@@ -87,7 +87,8 @@ def delete_pod_network(pod_uid: str) -> None:
     """Remove the pod's namespace; its veth pair disappears with it."""
     netns = netns_name(pod_uid)
     if netns in list_namespaces():
-        _ip("netns", "del", netns, check=False)
+        # Processes orphaned by a killed agent would otherwise live on in a detached namespace.
+        delete_namespace(netns)
     _ip("link", "del", f"mv{pod_uid.replace('-', '')[:10]}", check=False)
 
 
