@@ -21,7 +21,7 @@ def _register(kind: str, plural: str) -> None:
     @kopf.on.resume(GROUP, VERSION, plural)
     @kopf.on.create(GROUP, VERSION, plural)
     @kopf.on.update(GROUP, VERSION, plural, field="spec")
-    def acknowledge(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    async def acknowledge(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         desired = initial_status(kind, dict(body), _now())
         if status_changed(dict(body.get("status") or {}), desired):
             patch.status.update(desired)
