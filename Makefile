@@ -27,6 +27,7 @@ crds: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/mlops-operator crds --check
 
 unit: install

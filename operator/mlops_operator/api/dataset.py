@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .common import ApiModel, CommonStatus, Duration, StatusModel, cel, defaulted
 
@@ -32,8 +32,8 @@ class ColumnSchema(ApiModel):
     nullable: bool = False
     values: list[str] | None = Field(default=None, min_length=1, max_length=1000)
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
                 cel(
@@ -46,7 +46,7 @@ class ColumnSchema(ApiModel):
                 ),
             ]
         }
-    }
+    )
 
 
 class ValidationRules(ApiModel):

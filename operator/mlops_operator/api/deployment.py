@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .common import (
     ApiModel,
@@ -26,13 +26,13 @@ class ModelSelector(ApiModel):
     alias: str | None = Field(default=None, min_length=1, max_length=128, pattern=ALIAS_PATTERN)
     version: int | None = Field(default=None, ge=1)
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 cel("has(self.alias) != has(self.version)", "set exactly one of model.alias or model.version")
             ]
         }
-    }
+    )
 
 
 class CanaryStep(ApiModel):
@@ -51,14 +51,14 @@ class AnalysisMetric(ApiModel):
     max: float | None = None
     min: float | None = None
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 cel("has(self.builtin) != has(self.query)", "set exactly one of builtin or query"),
                 cel("has(self.max) || has(self.min)", "an analysis metric needs 'max' or 'min'"),
             ]
         }
-    }
+    )
 
 
 class Analysis(ApiModel):

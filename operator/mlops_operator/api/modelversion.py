@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .common import ApiModel, CommonStatus, StatusModel, cel, defaulted
 
@@ -21,8 +21,8 @@ class Gate(ApiModel):
         default=None, description="Required gain over the version that holds the alias now."
     )
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
                     "has(self.min) || has(self.minImprovement)",
@@ -30,7 +30,7 @@ class Gate(ApiModel):
                 )
             ]
         }
-    }
+    )
 
 
 class Promotion(ApiModel):

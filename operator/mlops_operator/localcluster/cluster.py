@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import sys
@@ -243,7 +244,7 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
             continue
         proc.stop(grace_seconds=5)
         pid = proc.start(_argv(component, cfg, ids, bin_dir), log_file, env=env)
-        _wait(component, lambda c=component: _probe_healthy(c, cfg, ids), 60, log_file)
+        _wait(component, functools.partial(_probe_healthy, component, cfg, ids), 60, log_file)
         out(f"  {component:<24} started (pid {pid})")
     out(f"  kubectl, helm             {bin_dir}")
     _wait(

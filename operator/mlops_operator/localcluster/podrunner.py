@@ -99,14 +99,14 @@ class PodRunner(threading.Thread):
         try:
             self._run()
         except Exception:  # a bug here must not take the whole node down
-            log.exception("pod %s failed in the agent", self.name)
+            log.exception("pod %s failed in the agent", self.pod_ref)
             self._kill_all(grace=0)
         finally:
             self._teardown_network()
             self.agent.forget(self.uid)
 
     @property
-    def name(self) -> str:
+    def pod_ref(self) -> str:
         return f"{self.pod['metadata']['namespace']}/{self.pod['metadata']['name']}"
 
     @property
@@ -142,7 +142,7 @@ class PodRunner(threading.Thread):
                 )
                 return
             except network.NetworkError as error:
-                log.warning("pod %s: network setup failed: %s", self.name, error)
+                log.warning("pod %s: network setup failed: %s", self.pod_ref, error)
                 for c in self.containers:
                     c.state.reason, c.state.message = "NetworkNotReady", str(error)
                 self._report()
@@ -243,7 +243,7 @@ class PodRunner(threading.Thread):
         container.readiness = ProbeTracker(spec["readinessProbe"], started) if spec.get("readinessProbe") else None
         container.liveness = ProbeTracker(spec["livenessProbe"], started) if spec.get("livenessProbe") else None
         container.killed_reason = None
-        log.info("pod %s: started container %s (pid %s): %s", self.name, spec["name"], container.process.pid, argv)
+        log.info("pod %s: started container %s (pid %s): %s", self.pod_ref, spec["name"], container.process.pid, argv)
 
     def _poll(self, container: Container, now: float) -> None:
         process = container.process
@@ -258,7 +258,7 @@ class PodRunner(threading.Thread):
         container.process = None
         if exit_code == 0:
             container.backoff = 1.0
-        log.info("pod %s: container %s exited with %s", self.name, container.spec["name"], exit_code)
+        log.info("pod %s: container %s exited with %s", self.pod_ref, container.spec["name"], exit_code)
 
     def _probe(self, container: Container, now: float) -> None:
         for tracker, kind in ((container.liveness, "liveness"), (container.readiness, "readiness")):
@@ -269,7 +269,7 @@ class PodRunner(threading.Thread):
                 container.state.ready = tracker.passing
             elif tracker.failed and container.process is not None:
                 container.killed_reason = "Container failed liveness probe, will be restarted"
-                log.info("pod %s: %s", self.name, container.killed_reason)
+                log.info("pod %s: %s", self.pod_ref, container.killed_reason)
                 self._kill(container, self._grace())
 
     def _grace(self) -> float:
@@ -313,7 +313,7 @@ class PodRunner(threading.Thread):
             )
         except ApiError as error:
             if error.status not in (404, 409):
-                log.warning("pod %s: final delete failed: %s", self.name, error)
+                log.warning("pod %s: final delete failed: %s", self.pod_ref, error)
         self.agent.addresses.release(self.uid)
 
     def _report(self) -> None:
@@ -340,7 +340,7 @@ class PodRunner(threading.Thread):
             if error.status == 404:
                 self.removed.set()
             else:
-                log.warning("pod %s: status update failed: %s", self.name, error)
+                log.warning("pod %s: status update failed: %s", self.pod_ref, error)
 
 
 def default_path() -> str:

@@ -105,8 +105,8 @@ def resolve_env(
             if ref.get("optional"):
                 continue
             raise ContainerConfigError(f'{kind} "{ref["name"]}" not found')
-        for key, value in _data_of(obj, secret=is_secret).items():
-            env[prefix + key] = value
+        for key, data_value in _data_of(obj, secret=is_secret).items():
+            env[prefix + key] = data_value
     for var in container.get("env") or []:
         name = var["name"]
         if "valueFrom" not in var:
