@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import ssl
 import sys
 import time
@@ -266,8 +267,6 @@ def down(cfg: ClusterConfig, out: Callable[[str], None] = print, *, purge: bool 
     network.delete_bridge(cfg.bridge)
     (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
     if purge and cfg.state_dir.exists():
-        import shutil
-
         shutil.rmtree(cfg.state_dir)
         out(f"  removed {cfg.state_dir}")
 

@@ -27,7 +27,7 @@ class ClusterConfig:
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None) -> ClusterConfig:
-        """Defaults, overridable with MLOPS_CLUSTER_* environment variables (ports for parallel runs)."""
+        """Defaults; MLOPS_CLUSTER_APISERVER_PORT overrides the API server port."""
         kwargs: dict[str, object] = {"state_dir": (state_dir or DEFAULT_STATE_DIR).resolve()}
         if "MLOPS_CLUSTER_APISERVER_PORT" in os.environ:
             kwargs["apiserver_port"] = int(os.environ["MLOPS_CLUSTER_APISERVER_PORT"])

@@ -20,7 +20,7 @@ from typing import Any
 from .config import ClusterConfig
 from .kubeclient import ApiError, KubeClient
 from .kubeconfig import read_credentials
-from .network import AddressPool, delete_namespace, delete_pod_network, ensure_bridge, list_namespaces
+from .network import AddressPool, delete_namespace, delete_pod_network, ensure_bridge, list_namespaces, netns_name
 from .podrunner import PodRunner, default_path, utc_now
 
 Obj = dict[str, Any]
@@ -238,7 +238,7 @@ class NodeAgent:
             runner.remove()
         known = live | set(self.runners)
         for netns in list_namespaces():
-            if not any(netns == f"mlops-{uid[:13]}" for uid in known):
+            if netns not in {netns_name(uid) for uid in known}:
                 delete_namespace(netns)  # leftovers of a previous agent
         for uid in set(self.addresses.assigned()) - known:
             self.addresses.release(uid)

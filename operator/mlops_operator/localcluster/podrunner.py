@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,6 @@ class Container:
     liveness: ProbeTracker | None = None
     backoff: float = 1.0
     killed_reason: str | None = None
-    extra: Obj = field(default_factory=dict)
 
 
 class PodRunner(threading.Thread):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +83,3 @@ class ProbeTracker:
     def failed(self) -> bool:
         """The failure threshold is reached (for liveness: restart the container)."""
         return self.failures >= int(self.probe.get("failureThreshold", 3))
-
-
-def now_monotonic() -> float:
-    """Monotonic clock for probe scheduling."""
-    return time.monotonic()
