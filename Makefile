@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 system-deps:
-	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@command -v ip >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 prometheus >/dev/null; }
 	@command -v go >/dev/null 2>&1 || { echo "Go >= 1.26 is needed to build the control plane (https://go.dev/dl)"; exit 1; }
 
 install: system-deps $(VENV)/.installed

@@ -13,6 +13,7 @@ from mlops_operator.localcluster.podspec import (
     pod_phase,
     pod_status,
     resolve_env,
+    termination_message_from_log,
 )
 
 POD = {
@@ -156,3 +157,12 @@ def test_probe_tracker_thresholds() -> None:
     assert tracker.passing and not tracker.failed
     tracker.record(False, 7.0)
     assert not tracker.passing and tracker.failed
+
+
+def test_termination_message_is_the_log_tail() -> None:
+    log = "".join(f"line {i}\n" for i in range(200)).encode() + b"error: column 'species' not found\n"
+    message = termination_message_from_log(log)
+    assert message.endswith("error: column 'species' not found")
+    assert message.count("\n") == 79 and len(message.encode()) <= 2048
+    long_line = termination_message_from_log(b"x" * 5000)
+    assert long_line == "x" * 2048

@@ -14,14 +14,22 @@ from pathlib import Path
 
 import httpx
 
-from . import network, pki
+from . import network, pki, services
 from .binaries import ensure_binaries
 from .config import ClusterConfig
 from .kubeclient import ApiError, Credentials, KubeClient
 from .kubeconfig import write_kubeconfig
 from .processes import ManagedProcess
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "node-agent",
+    "mlflow",
+    "prometheus",
+)
 
 
 class ClusterError(RuntimeError):
@@ -137,6 +145,10 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
         ]
     if component == "kube-scheduler":
         return [str(bin_dir / "kube-scheduler"), *controller_flags, f"--secure-port={cfg.scheduler_port}"]
+    if component == "mlflow":
+        return services.mlflow_argv(cfg)
+    if component == "prometheus":
+        return services.prometheus_argv(cfg)
     if component == "node-agent":
         version = _k8s_version()
         return [
@@ -175,6 +187,10 @@ def _probe_healthy(component: str, cfg: ClusterConfig, ids: Identities) -> bool:
             return httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200
         if component == "node-agent":
             return _node_ready(cfg, ids)
+        if component == "mlflow":
+            return services.mlflow_healthy(cfg)
+        if component == "prometheus":
+            return services.prometheus_healthy(cfg)
     except (httpx.HTTPError, OSError, ApiError):
         return False
     return False
@@ -244,10 +260,16 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
             out(f"  {component:<24} reused (pid {proc.pid()})")
             continue
         proc.stop(grace_seconds=5)
-        pid = proc.start(_argv(component, cfg, ids, bin_dir), log_file, env=env)
-        _wait(component, functools.partial(_probe_healthy, component, cfg, ids), 60, log_file)
+        try:
+            argv = _argv(component, cfg, ids, bin_dir)
+        except services.MissingDependencyError as missing:
+            raise ClusterError(str(missing)) from missing
+        pid = proc.start(argv, log_file, env=env)
+        _wait(component, functools.partial(_probe_healthy, component, cfg, ids), 90, log_file)
         out(f"  {component:<24} started (pid {pid})")
     out(f"  kubectl, helm             {bin_dir}")
+    out(f"  MLflow                    {cfg.mlflow_url}")
+    out(f"  Prometheus                {cfg.prometheus_url}")
     _wait(
         "the default service account",
         lambda: _default_service_account_exists(cfg, ids),

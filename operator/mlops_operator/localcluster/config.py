@@ -24,6 +24,8 @@ class ClusterConfig:
     etcd_peer_port: int = 32380
     controller_manager_port: int = 20257
     scheduler_port: int = 20259
+    mlflow_port: int = 15000
+    prometheus_port: int = 19090
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None) -> ClusterConfig:
@@ -52,6 +54,16 @@ class ClusterConfig:
     def apiserver_url(self) -> str:
         """The API server as the host sees it."""
         return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        """The MLflow tracking server, reachable from the host and from every pod (bridge address)."""
+        return f"http://{self.bridge_ip}:{self.mlflow_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The Prometheus server, reachable from the host and from every pod."""
+        return f"http://{self.bridge_ip}:{self.prometheus_port}"
 
     @property
     def pki_dir(self) -> Path:

@@ -32,6 +32,7 @@ LEASE_SECONDS = 40
 IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
     "mlops-operator/trainer": ["mlops-worker"],
     "mlops-operator/operator": ["mlops-operator", "run"],
+    "mlops-operator/server": ["mlops-server"],
 }
 
 

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import network
 from .kubeclient import ApiError
-from .podspec import ContainerConfigError, ContainerState, container_argv, pod_status, resolve_env
+from .podspec import (
+    ContainerConfigError,
+    ContainerState,
+    container_argv,
+    pod_status,
+    resolve_env,
+    termination_message_from_log,
+)
 from .probes import ProbeTracker, run_probe
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ class Container:
     liveness: ProbeTracker | None = None
     backoff: float = 1.0
     killed_reason: str | None = None
+    log_offset: int = 0
 
 
 class PodRunner(threading.Thread):
@@ -219,6 +227,7 @@ class PodRunner(threading.Thread):
         cwd.mkdir(parents=True, exist_ok=True)
         env.setdefault("HOME", str(self.work_dir))
         log_path = self.log_dir / f"{spec['name']}.log"
+        container.log_offset = log_path.stat().st_size if log_path.exists() else 0
         try:
             with log_path.open("ab") as out:
                 container.process = subprocess.Popen(
@@ -254,10 +263,23 @@ class PodRunner(threading.Thread):
         state.state, state.exit_code, state.finished_at, state.ready = "terminated", exit_code, utc_now(), False
         state.reason = "Completed" if exit_code == 0 else "Error"
         state.message = container.killed_reason or ""
+        if exit_code != 0 and not state.message and container.spec.get("terminationMessagePolicy") == (
+            "FallbackToLogsOnError"
+        ):
+            state.message = self._log_tail(container)
         container.process = None
         if exit_code == 0:
             container.backoff = 1.0
         log.info("pod %s: container %s exited with %s", self.pod_ref, container.spec["name"], exit_code)
+
+    def _log_tail(self, container: Container) -> str:
+        """This run's log tail, as the kubelet reports it for FallbackToLogsOnError."""
+        try:
+            with (self.log_dir / f"{container.spec['name']}.log").open("rb") as log_file:
+                log_file.seek(container.log_offset)
+                return termination_message_from_log(log_file.read())
+        except OSError:
+            return ""
 
     def _probe(self, container: Container, now: float) -> None:
         for tracker, kind in ((container.liveness, "liveness"), (container.readiness, "readiness")):

@@ -254,3 +254,15 @@ def pod_status(
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
     return status
+
+
+# The kubelet's limits for a termination message taken from the log (FallbackToLogsOnError).
+TERMINATION_LOG_LINES = 80
+TERMINATION_LOG_BYTES = 2048
+
+
+def termination_message_from_log(data: bytes) -> str:
+    """The last 80 lines, at most 2 KiB, of a failed container's log."""
+    lines = data.decode(errors="replace").rstrip("\n").split("\n")[-TERMINATION_LOG_LINES:]
+    text = "\n".join(lines)
+    return text.encode()[-TERMINATION_LOG_BYTES:].decode(errors="ignore")

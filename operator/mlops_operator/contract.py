@@ -1,0 +1,58 @@
+"""What the operator, the workers and the model server agree on: env, MLflow names, tags, exit codes.
+
+The worker runs in a Job pod and the operator reads its results back from MLflow, so every
+name both sides use lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+# -- configuration (env) ------------------------------------------------------------------------
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+# The object a worker acts for, as JSON: {"apiVersion", "kind", "metadata": {namespace, name, uid,
+# generation}, "spec": {...}} — the Dataset for `validate`, the TrainingRun for `train`.
+ENV_OBJECT = "MLOPS_OBJECT"
+# `train` only: the Dataset (same JSON shape) with "status": {"version": "sha256:..."} pinned.
+ENV_DATASET = "MLOPS_DATASET"
+# The Job name, so the operator can find the run the Job produced.
+ENV_JOB_NAME = "MLOPS_JOB_NAME"
+
+# -- MLflow experiments -------------------------------------------------------------------------
+EXPERIMENT_DATASETS = "mlops-datasets"
+EXPERIMENT_TRAINING = "mlops-training"
+
+# -- tags on runs (and, where noted, on registered model versions) ------------------------------
+TAG_KIND = "mlops.dev/kind"  # Dataset | TrainingRun
+TAG_NAMESPACE = "mlops.dev/namespace"
+TAG_NAME = "mlops.dev/name"
+TAG_UID = "mlops.dev/uid"  # also on model versions: which TrainingRun produced it
+TAG_JOB = "mlops.dev/job"
+TAG_OUTCOME = "mlops.dev/outcome"  # see OUTCOME_*
+TAG_ERROR = "mlops.dev/error"  # one human-readable sentence when the outcome is failed
+TAG_DATASET_VERSION = "mlops.dev/dataset-version"  # sha256:<hex> of the source bytes
+TAG_VIOLATIONS = "mlops.dev/violations"  # JSON list of {column, rule, message}, at most MAX_VIOLATIONS
+TAG_PROFILE_URI = "mlops.dev/profile-uri"  # runs:/<run_id>/reference_profile.json; also on model versions
+TAG_REGISTERED_MODEL = "mlops.dev/registered-model"
+TAG_REGISTERED_VERSION = "mlops.dev/registered-version"
+TAG_TASK = "mlops.dev/task"  # classification | regression
+TAG_BEST_PARAMS = "mlops.dev/best-params"  # JSON of the chosen grid point, when a search ran
+
+OUTCOME_VALID = "valid"
+OUTCOME_INVALID = "invalid"
+OUTCOME_SUCCEEDED = "succeeded"
+OUTCOME_FAILED = "failed"
+
+MAX_VIOLATIONS = 20
+
+# -- artifacts ----------------------------------------------------------------------------------
+PROFILE_ARTIFACT = "reference_profile.json"
+MODEL_ARTIFACT_PATH = "model"
+
+# -- exit codes ---------------------------------------------------------------------------------
+# A permanent error (bad column, unknown estimator, invalid params, changed source): the Job's
+# podFailurePolicy fails the Job at once instead of retrying what cannot succeed.
+EXIT_PERMANENT = 2
+# Anything else non-zero (I/O, registry unreachable) is retried up to the Job's backoffLimit.
+EXIT_RETRYABLE = 1
+
+CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")

@@ -1,0 +1,111 @@
+"""The services beside the control plane: an MLflow tracking server and registry, and Prometheus.
+
+Both listen on the bridge address so that pods (workers, model servers) and host processes
+(the operator, tests) use the same URLs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from .config import ClusterConfig
+
+SCRAPE_INTERVAL = "5s"
+
+
+class MissingDependencyError(RuntimeError):
+    """A program the local stack needs is not installed; the message says how to get it."""
+
+
+def mlflow_argv(cfg: ClusterConfig) -> list[str]:
+    """`mlflow server` with sqlite metadata and a proxied artifact store under the state dir."""
+    root = (cfg.state_dir / "mlflow").resolve()
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    mlflow = Path(sys.executable).parent / "mlflow"
+    return [
+        str(mlflow),
+        "server",
+        f"--backend-store-uri=sqlite:///{root / 'mlflow.db'}",
+        f"--artifacts-destination={root / 'artifacts'}",
+        "--serve-artifacts",
+        "--host=0.0.0.0",
+        f"--port={cfg.mlflow_port}",
+        # Two workers: Job pods log runs while the operator reads them; more only costs memory here.
+        "--workers=2",
+    ]
+
+
+def prometheus_config(cfg: ClusterConfig) -> dict[str, object]:
+    """Scrape every pod annotated `prometheus.io/scrape: "true"`, found through the local API server."""
+    tls = {
+        "ca_file": str((cfg.pki_dir / "ca.crt").resolve()),
+        "cert_file": str((cfg.pki_dir / "admin.crt").resolve()),
+        "key_file": str((cfg.pki_dir / "admin.key").resolve()),
+    }
+    relabel = [
+        {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
+        {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
+        {
+            "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+            "action": "replace",
+            "target_label": "__metrics_path__",
+            "regex": "(.+)",
+        },
+        {
+            "source_labels": ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+            "action": "replace",
+            "regex": r"([^:]+)(?::\d+)?;(\d+)",
+            "replacement": "$1:$2",
+            "target_label": "__address__",
+        },
+        {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "kubernetes_sd_configs": [{"role": "pod", "api_server": cfg.apiserver_url, "tls_config": tls}],
+                "relabel_configs": relabel,
+            }
+        ],
+    }
+
+
+def prometheus_argv(cfg: ClusterConfig) -> list[str]:
+    """Debian's prometheus with a config written under the state dir."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise MissingDependencyError(
+            "prometheus is not installed: `apt-get install prometheus` (make system-deps does it)"
+        )
+    root = (cfg.state_dir / "prometheus").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    config_file = root / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(prometheus_config(cfg), sort_keys=False))
+    return [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={root / 'data'}",
+        "--storage.tsdb.retention.time=2d",
+        f"--web.listen-address=0.0.0.0:{cfg.prometheus_port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+
+
+def mlflow_healthy(cfg: ClusterConfig) -> bool:
+    """MLflow answers its health endpoint."""
+    return httpx.get(f"{cfg.mlflow_url}/health", timeout=2).status_code == 200
+
+
+def prometheus_healthy(cfg: ClusterConfig) -> bool:
+    """Prometheus reports ready."""
+    return httpx.get(f"{cfg.prometheus_url}/-/ready", timeout=2).status_code == 200
