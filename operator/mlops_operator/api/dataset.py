@@ -90,5 +90,6 @@ class DatasetStatus(CommonStatus):
     rows: int | None = None
     violations: list[Violation] | None = None
     profile_uri: str | None = None
-    job_name: str | None = None
+    job_name: str | None = Field(default=None, description="The Job of the newest check (running or done).")
+    checked_job: str | None = Field(default=None, description="The Job whose result this status shows.")
     last_checked: str | None = None

@@ -1,0 +1,74 @@
+"""Dataset controller: a validation Job per check, its MLflow result into status, dependants woken when Ready."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from .. import contract
+from ..api.common import GROUP, VERSION
+from ..integrations.mlflow import RunInfo
+from ..kubeapi import job_path
+from ..planning.dataset import plan_dataset, wanted_check
+from ..planning.jobs import job_outcome
+from ..planning.plan import Obj, Plan
+from .runtime import Runtime, runtime
+
+
+async def reconcile_dataset(rt: Runtime, body: Obj) -> Plan:
+    """Read the wanted check's Job and, once it finished, its MLflow run; plan the Dataset's status."""
+    meta, now = body["metadata"], datetime.now(UTC)
+    job_name = wanted_check(body, now)
+    job = None
+    if (body.get("status") or {}).get("checkedJob") != job_name:
+        job = await rt.kube.get_or_none(job_path(meta["namespace"], job_name))
+    outcome = job_outcome(job, await job_pods(rt, job)) if job is not None else None
+    run = None
+    if outcome is not None and outcome.state in ("Succeeded", "Failed"):
+        run = await find_job_run(rt, contract.EXPERIMENT_DATASETS, meta["uid"], job_name)
+    return plan_dataset(body, now, job_name, job, outcome, run, rt.settings.worker)
+
+
+async def job_pods(rt: Runtime, job: Obj | None) -> list[Obj]:
+    """The pods of a failed Job (their termination state says why); none for other Jobs."""
+    if job is None or not any(
+        c.get("type") == "Failed" and c.get("status") == "True" for c in job.get("status", {}).get("conditions") or []
+    ):
+        return []
+    meta = job["metadata"]
+    pods = await rt.kube.get(
+        f"/api/v1/namespaces/{meta['namespace']}/pods", labelSelector=f"batch.kubernetes.io/job-name={meta['name']}"
+    )
+    return list(pods.get("items", []))
+
+
+async def find_job_run(rt: Runtime, experiment: str, uid: str, job_name: str) -> RunInfo | None:
+    """The newest MLflow run a Job's pods logged (retried pods log one run each)."""
+    runs = await rt.mlflow.find_runs(experiment, {contract.TAG_UID: uid, contract.TAG_JOB: job_name})
+    finished = [r for r in runs if r.status != "RUNNING"]
+    candidates = finished or runs
+    return candidates[0] if candidates else None
+
+
+@kopf.index(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]
+def waiting_trainingruns(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any]:
+    """TrainingRuns that have not started yet, by (namespace, Dataset name)."""
+    if (status or {}).get("jobName"):
+        return {}
+    return {(namespace, spec.get("datasetRef", {}).get("name")): name}
+
+
+@kopf.on.event(GROUP, VERSION, "datasets")  # type: ignore[arg-type]
+async def dataset_changed(
+    type: str, body: kopf.Body, namespace: str, name: str, waiting_trainingruns: kopf.Index[Any, str], **_: Any
+) -> None:
+    """Any change to a Dataset: reconcile it, then wake the TrainingRuns waiting for it."""
+    if type == "DELETED":
+        return
+    rt = runtime()
+    await rt.reconcile("Dataset", namespace, name, dict(body))
+    if (body.get("status") or {}).get("phase") == "Ready":
+        for run_name in waiting_trainingruns.get((namespace, name), []):
+            await rt.reconcile("TrainingRun", namespace, run_name)

@@ -1,0 +1,204 @@
+"""The machinery every controller shares: clients, per-object serialisation, applying a Plan, requeues.
+
+Handlers are level-triggered: any event on an object (or on a child Job, or on an object it
+depends on) runs the same reconcile, which reads the world, plans, and applies the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .. import __version__
+from ..api.common import GROUP, VERSION
+from ..integrations.mlflow import Mlflow, MlflowError
+from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
+from ..planning.conditions import status_changed
+from ..planning.jobs import WorkerSettings
+from ..planning.plan import Obj, Plan
+
+log = logging.getLogger("mlops.controllers")
+
+PLURALS = {
+    "Dataset": "datasets",
+    "TrainingRun": "trainingruns",
+    "ModelVersion": "modelversions",
+    "Deployment": "deployments",
+}
+DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
+MAX_BACKOFF_SECONDS = 60.0
+
+Reconciler = Callable[["Runtime", Obj], Awaitable[Plan | None]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator configuration, from the environment (the Helm chart sets these)."""
+
+    tracking_uri: str
+    worker_image: str
+    server_image: str
+    prometheus_url: str | None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE and MLOPS_PROMETHEUS_URL."""
+        return cls(
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+            worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
+            server_image=os.environ.get("MLOPS_SERVER_IMAGE", f"mlops-operator/server:{__version__}"),
+            prometheus_url=os.environ.get("MLOPS_PROMETHEUS_URL"),
+        )
+
+    @property
+    def worker(self) -> WorkerSettings:
+        """How Job pods are built."""
+        return WorkerSettings(image=self.worker_image, tracking_uri=self.tracking_uri)
+
+
+@dataclass
+class Runtime:
+    """Shared clients and the per-object state of the reconcile loop."""
+
+    kube: Kube
+    mlflow: Mlflow
+    settings: Settings
+    reconcilers: dict[str, Reconciler] = field(default_factory=dict)
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    timers: dict[tuple[str, str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    indexes: dict[str, Any] = field(default_factory=dict)  # kopf's live indexes, for passes started by requeues
+
+    async def reconcile(self, kind: str, namespace: str, name: str, body: Obj | None = None) -> None:
+        """Run the kind's reconciler for one object, one pass at a time per object; never raises."""
+        key = (kind, namespace, name)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                current = body if body is not None else await self.get(kind, namespace, name)
+                if current is None or current["metadata"].get("deletionTimestamp"):
+                    self.forget(key)
+                    return
+                plan = await self.reconcilers[kind](self, current)
+                if plan is not None:
+                    await self.apply(kind, current, plan)
+                    self.failures.pop(key, None)
+                    if plan.requeue_after is not None:
+                        self.requeue(key, plan.requeue_after)
+            except StaleObjectError:
+                self.requeue(key, 0.2)
+            except (MlflowError, ApiError, OSError) as error:
+                delay = self._backoff(key)
+                log.warning("%s %s/%s: %s; retrying in %.0fs", kind, namespace, name, error, delay)
+                self.requeue(key, delay)
+            except Exception:
+                delay = self._backoff(key)
+                log.exception("%s %s/%s: reconcile failed; retrying in %.0fs", kind, namespace, name, delay)
+                self.requeue(key, delay)
+
+    def _backoff(self, key: tuple[str, str, str]) -> float:
+        count = self.failures[key] = self.failures.get(key, 0) + 1
+        return min(MAX_BACKOFF_SECONDS, 2.0 ** min(count, 6))
+
+    def requeue(self, key: tuple[str, str, str], delay: float) -> None:
+        """Reconcile again after `delay` seconds (the earlier of two requests wins)."""
+        loop = asyncio.get_running_loop()
+        existing = self.timers.get(key)
+        if existing is not None and not existing.cancelled() and existing.when() <= loop.time() + delay:
+            return
+        if existing is not None:
+            existing.cancel()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            task = loop.create_task(self.reconcile(*key))
+            self.tasks.add(task)  # keep a reference until done, or the loop may collect it mid-flight
+            task.add_done_callback(self.tasks.discard)
+
+        self.timers[key] = loop.call_later(delay, fire)
+
+    def forget(self, key: tuple[str, str, str]) -> None:
+        """Drop the state kept for a deleted object."""
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.failures.pop(key, None)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The current object of one of our kinds."""
+        return await self.kube.get_or_none(custom_path(GROUP, VERSION, PLURALS[kind], namespace, name))
+
+    async def apply(self, kind: str, body: Obj, plan: Plan) -> None:
+        """Creates, alias moves, the status write (optimistically locked), later creates, then Events."""
+        for obj in plan.creates:
+            await self.create(obj)
+        for model, alias, version in plan.alias_moves:
+            await self.mlflow.set_alias(model, alias, version)
+        current = dict(body.get("status") or {})
+        if status_changed(current, plan.status):
+            await self.write_status(kind, body, plan.status)
+            if current.get("phase") != plan.status.get("phase") and not plan.events:
+                message = plan.status.get("message") or f"phase {plan.status.get('phase')}"
+                post_event(body, "Normal", str(plan.status.get("phase")), message)
+        for obj in plan.creates_after_status:
+            await self.create(obj)
+        for event in plan.events:
+            post_event(body, event.type, event.reason, event.message)
+
+    async def write_status(self, kind: str, body: Obj, status: Obj) -> None:
+        """Merge-patch status with the read resourceVersion as a precondition: a stale pass writes nothing."""
+        meta = body["metadata"]
+        path = custom_path(GROUP, VERSION, PLURALS[kind], meta["namespace"], meta["name"]) + "/status"
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        try:
+            await self.kube.merge_patch(path, patch)
+        except ApiError as error:
+            if error.status == 409:
+                raise StaleObjectError(str(error)) from error
+            raise
+
+    async def create(self, obj: Obj) -> None:
+        """Create a child object; one that exists already is left as it is."""
+        meta = obj["metadata"]
+        group_version, plural = obj["apiVersion"], _plural(obj["kind"])
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        created = await self.kube.create(f"{prefix}/namespaces/{meta['namespace']}/{plural}", obj)
+        if created is not None:
+            log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+
+
+def post_event(body: Obj, event_type: str, reason: str, message: str) -> None:
+    """Queue a Kubernetes Event about `body` on kopf's poster (it batches and never blocks a reconcile)."""
+    kopf.event(body, type=event_type, reason=reason, message=message[:1000])  # type: ignore[arg-type]
+
+
+class StaleObjectError(Exception):
+    """The object changed since it was read; the pass is repeated on the fresh copy."""
+
+
+def _plural(kind: str) -> str:
+    return PLURALS.get(kind) or {"Job": "jobs", "Service": "services"}.get(kind) or kind.lower() + "s"
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The process-wide runtime, created on first use inside the operator's event loop."""
+    global _runtime
+    if _runtime is None:
+        settings = Settings.from_env()
+        _runtime = Runtime(kube=Kube(connection_from_env()), mlflow=Mlflow(settings.tracking_uri), settings=settings)
+    return _runtime
+
+
+def event_kwargs(kwargs: dict[str, Any]) -> tuple[str, str]:
+    """Namespace and name from a kopf handler's keyword arguments."""
+    return kwargs["namespace"], kwargs["name"]

@@ -1,0 +1,50 @@
+"""TrainingRun controller: one training Job on a pinned Dataset version, its result, its ModelVersion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from .. import contract
+from ..api.common import GROUP, VERSION
+from ..kubeapi import job_path
+from ..planning.jobs import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY, job_outcome
+from ..planning.plan import Meta, Obj, Plan
+from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
+from .datasets import find_job_run, job_pods
+from .runtime import Runtime, runtime
+
+
+async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan | None:
+    """Read the Dataset, the Job and the MLflow run; plan the TrainingRun's next step."""
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL:
+        return None
+    meta = Meta.of(body)
+    job = await rt.kube.get_or_none(job_path(meta.namespace, training_job_name(meta)))
+    dataset = None
+    if job is None:
+        dataset = await rt.get("Dataset", meta.namespace, body["spec"]["datasetRef"]["name"])
+    outcome = job_outcome(job, await job_pods(rt, job)) if job is not None else None
+    run = None
+    if outcome is not None and outcome.state in ("Succeeded", "Failed"):
+        run = await find_job_run(rt, contract.EXPERIMENT_TRAINING, meta.uid, job["metadata"]["name"])  # type: ignore[index]
+    return plan_trainingrun(body, dataset, job, outcome, run, datetime.now(UTC), rt.settings.worker)
+
+
+@kopf.on.event(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]
+async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Any change to a TrainingRun reconciles it."""
+    if type != "DELETED":
+        await runtime().reconcile("TrainingRun", namespace, name, dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
+async def job_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A worker Job changed: reconcile the object that owns it."""
+    labels = body.get("metadata", {}).get("labels") or {}
+    kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
+    if kind in ("Dataset", "TrainingRun") and owner:
+        await runtime().reconcile(kind, namespace, owner)

@@ -1,0 +1,188 @@
+"""Job bodies for the worker commands, and how to read a finished Job's outcome."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import contract
+from .plan import Obj, owner_reference
+
+MANAGED_BY = "mlops-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_OWNER_KIND = "mlops.dev/owner-kind"
+LABEL_OWNER_NAME = "mlops.dev/owner-name"
+ANNOTATION_DATASET_VERSION = "mlops.dev/dataset-version"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How Job pods are built: the worker image and where MLflow is."""
+
+    image: str
+    tracking_uri: str
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str | None = None
+
+
+def worker_object(body: Obj) -> str:
+    """The JSON a worker receives about the object it acts for (identity and spec, no status noise)."""
+    meta = body["metadata"]
+    return json.dumps(
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "generation")},
+            "spec": body.get("spec", {}),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def worker_job(
+    *,
+    owner: Obj,
+    name: str,
+    command: str,
+    settings: WorkerSettings,
+    extra_env: dict[str, str],
+    resources: Obj | None,
+    backoff_limit: int,
+    active_deadline_seconds: int | None,
+    ttl_seconds_after_finished: int | None,
+    annotations: dict[str, str] | None = None,
+) -> Obj:
+    """A batch/v1 Job running `mlops-worker <command>` for `owner`."""
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: f"worker-{command}",
+        LABEL_OWNER_KIND: owner["kind"],
+        LABEL_OWNER_NAME: owner["metadata"]["name"],
+    }
+    env = [
+        {"name": contract.ENV_TRACKING_URI, "value": settings.tracking_uri},
+        {"name": contract.ENV_OBJECT, "value": worker_object(owner)},
+        {"name": contract.ENV_JOB_NAME, "value": name},
+        *({"name": key, "value": value} for key, value in sorted(extra_env.items())),
+    ]
+    container: Obj = {
+        "name": "worker",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlops-worker", command],
+        "env": env,
+        # The worker prints "error: <reason>" last; the kubelet turns the log tail into the message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if resources:
+        container["resources"] = resources
+    pod_spec: Obj = {"restartPolicy": "Never", "containers": [container]}
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    spec: Obj = {
+        "backoffLimit": backoff_limit,
+        # Exit code 2 is a permanent error (bad column, bad params): retrying cannot help.
+        "podFailurePolicy": {
+            "rules": [
+                {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = active_deadline_seconds
+    if ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations or {},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": spec,
+    }
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """Where a Job stands: running, succeeded or failed (with the reason a person can act on)."""
+
+    state: str  # Pending | Running | Succeeded | Failed
+    start_time: str | None = None
+    completion_time: str | None = None
+    reason: str = ""
+    message: str = ""
+
+
+def _condition(job: Obj, ctype: str) -> Obj | None:
+    return next(
+        (c for c in job.get("status", {}).get("conditions", []) or [] if c["type"] == ctype and c["status"] == "True"),
+        None,
+    )
+
+
+def job_outcome(job: Obj, pods: list[Obj] | None = None) -> JobOutcome:
+    """Read a Job (and, when it failed, its pods) into an outcome."""
+    status = job.get("status", {}) or {}
+    start = status.get("startTime")
+    if _condition(job, "Complete"):
+        return JobOutcome("Succeeded", start, status.get("completionTime"))
+    failed = _condition(job, "Failed")
+    if failed:
+        return JobOutcome("Failed", start, failed.get("lastTransitionTime"), *_failure(job, failed, pods or []))
+    if status.get("active"):
+        return JobOutcome("Running", start)
+    return JobOutcome("Pending", start)
+
+
+def _failure(job: Obj, condition: Obj, pods: list[Obj]) -> tuple[str, str]:
+    reason = condition.get("reason", "Failed")
+    if reason == "DeadlineExceeded":
+        limit = job.get("spec", {}).get("activeDeadlineSeconds")
+        return "DeadlineExceeded", f"deadline exceeded: the Job ran longer than activeDeadlineSeconds={limit}"
+    terminated = _last_terminated(pods)
+    if terminated and terminated.get("reason") == "OOMKilled":
+        limit = _memory_limit(job)
+        where = f" of {limit}" if limit else ""
+        return "OOMKilled", f"OOMKilled: the worker ran out of memory (limit{where}); raise resources.limits.memory"
+    message = _error_line(terminated.get("message", "") if terminated else "")
+    if message:
+        return reason, message
+    exit_code = terminated.get("exitCode") if terminated else None
+    detail = condition.get("message") or "the worker failed"
+    return reason, f"{detail} (exit code {exit_code})" if exit_code is not None else detail
+
+
+def _last_terminated(pods: list[Obj]) -> Obj | None:
+    states = []
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                states.append(terminated)
+    return max(states, key=lambda t: t.get("finishedAt") or "", default=None)
+
+
+def _error_line(log_tail: str) -> str:
+    """The worker's last `error: ...` line, or the last non-empty line of the log tail."""
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line[len("error: ") :]
+    return lines[-1][:500] if lines else ""
+
+
+def _memory_limit(job: Obj) -> str | None:
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    limits: dict[str, Any] = (containers[0].get("resources") or {}).get("limits") or {} if containers else {}
+    value = limits.get("memory")
+    return str(value) if value is not None else None

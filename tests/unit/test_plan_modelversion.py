@@ -1,0 +1,96 @@
+"""ModelVersion planning: gates, approval modes, alias moves and supersession, on plain data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mlops_operator.planning.modelversion import judge_gates, plan_modelversion
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+REGISTERED = {"name": "iris-classifier", "version": "2", "run_id": "r2"}
+GATES = [{"metric": "accuracy", "min": 0.9}, {"metric": "f1_macro", "minImprovement": 0.0}]
+
+
+def mv(status: dict | None = None, mode: str = "auto", promote: bool = False, generation: int = 1) -> dict:
+    return {
+        "metadata": {"namespace": "ns", "name": "iris-classifier-2", "uid": "u", "generation": generation},
+        "spec": {
+            "registeredModel": "iris-classifier",
+            "version": 2,
+            "promotion": {"alias": "production", "mode": mode, "gates": GATES},
+            "promote": promote,
+        },
+        "status": status or {},
+    }
+
+
+def ready(status: dict) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def test_gates_check_floors_and_improvement_in_the_right_direction() -> None:
+    results = judge_gates(GATES, {"accuracy": 0.95, "f1_macro": 0.94}, {"accuracy": 0.9, "f1_macro": 0.95})
+    assert [r["passed"] for r in results] == [True, False]
+    assert results[1]["threshold"] == 0.95 and "improves" in results[1]["message"]
+    rmse = judge_gates([{"metric": "rmse", "minImprovement": 1.0}], {"rmse": 50.0}, {"rmse": 52.0})
+    assert rmse[0]["passed"] and rmse[0]["threshold"] == 51.0
+    missing = judge_gates([{"metric": "auc", "min": 0.5}], {}, None)
+    assert not missing[0]["passed"] and "not logged" in missing[0]["message"]
+    assert judge_gates(GATES, {"accuracy": 0.95, "f1_macro": 0.1}, None)[1]["passed"]  # nothing to improve on
+
+
+def test_passing_version_without_a_rollout_takes_the_alias_at_once() -> None:
+    plan = plan_modelversion(mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, [], NOW)
+    assert plan.alias_moves == [("iris-classifier", "production", 2)]
+    assert plan.status["phase"] == "Promoted" and plan.status["promotedAt"] == "2026-11-23T12:00:00Z"
+    assert ready(plan.status)["status"] == "True"
+    assert {e.reason for e in plan.events} == {"Approved", "Promoted"}
+
+
+def test_worse_version_is_rejected_with_value_and_threshold() -> None:
+    plan = plan_modelversion(mv(), REGISTERED, {"accuracy": 0.93, "f1_macro": 0.90}, 1, {"f1_macro": 0.95}, [], NOW)
+    assert plan.status["phase"] == "Rejected" and not plan.alias_moves
+    assert "f1_macro 0.9000" in plan.status["message"] and "0.9500" in plan.status["message"]
+    failed = [r for r in plan.status["gateResults"] if not r["passed"]]
+    assert failed == [
+        {"metric": "f1_macro", "passed": False, "value": 0.9, "threshold": 0.95, "message": failed[0]["message"]}
+    ]
+    assert ready(plan.status)["reason"] == "GateFailed"
+
+
+def test_manual_mode_waits_for_spec_promote() -> None:
+    metrics = {"accuracy": 0.96, "f1_macro": 0.96}
+    plan = plan_modelversion(mv(mode="manual"), REGISTERED, metrics, None, None, [], NOW)
+    assert plan.status["phase"] == "Evaluating" and not plan.alias_moves
+    assert ready(plan.status)["reason"] == "AwaitingApproval"
+    approved = mv(plan.status, mode="manual", promote=True, generation=2)
+    plan = plan_modelversion(approved, REGISTERED, metrics, None, None, [], NOW)
+    assert plan.status["phase"] == "Promoted" and plan.alias_moves
+
+
+def test_a_deployment_rolling_out_the_alias_decides_instead() -> None:
+    plan = plan_modelversion(
+        mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, ["ns/iris"], NOW
+    )
+    assert plan.status["phase"] == "Approved" and not plan.alias_moves
+    assert "deployments.mlops.dev/ns/iris" in plan.status["message"]
+
+
+def test_promoted_version_is_superseded_when_the_alias_moves_on() -> None:
+    promoted = mv({"phase": "Promoted", "observedGeneration": 1, "gateResults": [], "promotedAt": "t"})
+    assert plan_modelversion(promoted, REGISTERED, {}, 2, None, [], NOW).status["phase"] == "Promoted"
+    plan = plan_modelversion(promoted, REGISTERED, {}, 3, None, [], NOW)
+    assert plan.status["phase"] == "Superseded" and plan.status["supersededBy"] == "3"
+    assert plan.events[0].reason == "Superseded"
+
+
+def test_restart_after_the_alias_moved_just_records_promotion() -> None:
+    approved = mv({"phase": "Approved", "observedGeneration": 1, "gateResults": []})
+    plan = plan_modelversion(approved, REGISTERED, {"accuracy": 0.96}, 2, None, [], NOW)
+    assert plan.status["phase"] == "Promoted" and not plan.alias_moves and not plan.events
+
+
+def test_unknown_version_is_reported_and_retried() -> None:
+    plan = plan_modelversion(mv(), None, {}, None, None, [], NOW)
+    assert plan.status["phase"] == "Registered" and plan.requeue_after
+    assert ready(plan.status)["reason"] == "VersionNotFound"
