@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +31,8 @@ class Kube:
 
     kubeconfig: Path
     kubectl_path: Path
+    mlflow_url: str
+    prometheus_url: str
 
     def run(
         self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 120
@@ -71,11 +74,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval:
 def kube() -> Iterator[Kube]:
     bin_dir = ensure_binaries()
     if os.environ.get("MLOPS_TEST_USE_KUBECONFIG") == "1":
-        yield Kube(Path(os.environ["KUBECONFIG"]), bin_dir / "kubectl")
+        yield Kube(
+            Path(os.environ["KUBECONFIG"]),
+            bin_dir / "kubectl",
+            os.environ["MLFLOW_TRACKING_URI"],
+            os.environ["MLOPS_PROMETHEUS_URL"],
+        )
         return
     cfg = ClusterConfig.from_env(Path(os.environ.get("MLOPS_TEST_STATE_DIR", REPO / ".localcluster")))
     cluster.up(cfg)
-    yield Kube(cfg.kubeconfig, bin_dir / "kubectl")
+    yield Kube(cfg.kubeconfig, bin_dir / "kubectl", cfg.mlflow_url, cfg.prometheus_url)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +104,69 @@ def namespace(kube: Kube) -> Iterator[str]:
     )
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """`mlops-operator run` as a subprocess watching one namespace, logging to a file tests can show."""
+
+    def __init__(self, kube: Kube, namespace: str, log_file: Path, port: int = 18080) -> None:
+        self.kube, self.namespace, self.log_file, self.port = kube, namespace, log_file, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def healthz(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def start(self) -> OperatorProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "mlops_operator",
+            "run",
+            "--namespace",
+            self.namespace,
+            "--liveness",
+            self.healthz,
+        ]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "MLFLOW_TRACKING_URI": self.kube.mlflow_url,
+            "MLOPS_PROMETHEUS_URL": self.kube.prometheus_url,
+        }
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers, as in a node failure or an OOM kill."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def operator_process(crds_installed: Kube, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(crds_installed, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    print(f"--- operator log (tail) ---\n{op.log_tail()}")
+
+
+def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """A condition of an object's status, if present."""
+    return next((c for c in obj.get("status", {}).get("conditions", []) or [] if c["type"] == ctype), None)

@@ -28,6 +28,7 @@ COMPONENTS = (
     "kube-scheduler",
     "node-agent",
     "mlflow",
+    "pod-discovery",
     "prometheus",
 )
 
@@ -149,6 +150,8 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
         return services.mlflow_argv(cfg)
     if component == "prometheus":
         return services.prometheus_argv(cfg)
+    if component == "pod-discovery":
+        return services.pod_discovery_argv(cfg)
     if component == "node-agent":
         version = _k8s_version()
         return [
@@ -191,6 +194,8 @@ def _probe_healthy(component: str, cfg: ClusterConfig, ids: Identities) -> bool:
             return services.mlflow_healthy(cfg)
         if component == "prometheus":
             return services.prometheus_healthy(cfg)
+        if component == "pod-discovery":
+            return services.pod_discovery_healthy(cfg)
     except (httpx.HTTPError, OSError, ApiError):
         return False
     return False

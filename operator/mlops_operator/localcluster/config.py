@@ -26,6 +26,7 @@ class ClusterConfig:
     scheduler_port: int = 20259
     mlflow_port: int = 15000
     prometheus_port: int = 19090
+    pod_discovery_port: int = 19091
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None) -> ClusterConfig:

@@ -263,8 +263,10 @@ class PodRunner(threading.Thread):
         state.state, state.exit_code, state.finished_at, state.ready = "terminated", exit_code, utc_now(), False
         state.reason = "Completed" if exit_code == 0 else "Error"
         state.message = container.killed_reason or ""
-        if exit_code != 0 and not state.message and container.spec.get("terminationMessagePolicy") == (
-            "FallbackToLogsOnError"
+        if (
+            exit_code != 0
+            and not state.message
+            and container.spec.get("terminationMessagePolicy") == ("FallbackToLogsOnError")
         ):
             state.message = self._log_tail(container)
         container.process = None

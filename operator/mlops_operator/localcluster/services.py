@@ -40,13 +40,23 @@ def mlflow_argv(cfg: ClusterConfig) -> list[str]:
     ]
 
 
+def pod_discovery_argv(cfg: ClusterConfig) -> list[str]:
+    """The pod-discovery bridge Prometheus asks for targets (see podsd.py for why)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlops_operator.localcluster.podsd",
+        f"--state-dir={cfg.state_dir}",
+        f"--port={cfg.pod_discovery_port}",
+    ]
+
+
 def prometheus_config(cfg: ClusterConfig) -> dict[str, object]:
-    """Scrape every pod annotated `prometheus.io/scrape: "true"`, found through the local API server."""
-    tls = {
-        "ca_file": str((cfg.pki_dir / "ca.crt").resolve()),
-        "cert_file": str((cfg.pki_dir / "admin.crt").resolve()),
-        "key_file": str((cfg.pki_dir / "admin.key").resolve()),
-    }
+    """Scrape every pod annotated `prometheus.io/scrape: "true"`, found through the local API server.
+
+    The relabelling is the standard one for Kubernetes pod discovery; only the discovery itself
+    goes through the http_sd bridge, because Debian builds Prometheus without `kubernetes_sd_configs`.
+    """
     relabel = [
         {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
         {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
@@ -72,7 +82,9 @@ def prometheus_config(cfg: ClusterConfig) -> dict[str, object]:
         "scrape_configs": [
             {
                 "job_name": "kubernetes-pods",
-                "kubernetes_sd_configs": [{"role": "pod", "api_server": cfg.apiserver_url, "tls_config": tls}],
+                "http_sd_configs": [
+                    {"url": f"http://127.0.0.1:{cfg.pod_discovery_port}/targets", "refresh_interval": SCRAPE_INTERVAL}
+                ],
                 "relabel_configs": relabel,
             }
         ],
@@ -104,6 +116,11 @@ def prometheus_argv(cfg: ClusterConfig) -> list[str]:
 def mlflow_healthy(cfg: ClusterConfig) -> bool:
     """MLflow answers its health endpoint."""
     return httpx.get(f"{cfg.mlflow_url}/health", timeout=2).status_code == 200
+
+
+def pod_discovery_healthy(cfg: ClusterConfig) -> bool:
+    """The discovery bridge answers."""
+    return httpx.get(f"http://127.0.0.1:{cfg.pod_discovery_port}/healthz", timeout=2).status_code == 200
 
 
 def prometheus_healthy(cfg: ClusterConfig) -> bool:
