@@ -64,11 +64,9 @@ def waiting_trainingruns(namespace: str, name: str, spec: Any, status: Any, **_:
 async def dataset_changed(
     type: str, body: kopf.Body, namespace: str, name: str, waiting_trainingruns: kopf.Index[Any, str], **_: Any
 ) -> None:
-    """Any change to a Dataset: reconcile it, then wake the TrainingRuns waiting for it."""
-    if type == "DELETED":
-        return
+    """Any change to a Dataset: reconcile it, then let the TrainingRuns waiting for it re-read it."""
     rt = runtime()
-    await rt.reconcile("Dataset", namespace, name, dict(body))
-    if (body.get("status") or {}).get("phase") == "Ready":
-        for run_name in waiting_trainingruns.get((namespace, name), []):
-            await rt.reconcile("TrainingRun", namespace, run_name)
+    if type != "DELETED":
+        await rt.reconcile("Dataset", namespace, name, dict(body))
+    for run_name in waiting_trainingruns.get((namespace, name), []):
+        await rt.reconcile("TrainingRun", namespace, run_name)

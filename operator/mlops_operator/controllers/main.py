@@ -38,6 +38,7 @@ def run_operator(namespaces: list[str], standalone: bool = True, liveness: str =
     """Run every controller until interrupted; all namespaces unless some are named."""
     from . import registry  # noqa: F401  (registers the handlers)
 
+    kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
