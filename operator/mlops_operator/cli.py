@@ -65,6 +65,12 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(ClusterConfig.from_env(args.state_dir), timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
@@ -95,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--container", "-c", help="for logs: the container (default: all)")
     cl.add_argument("--purge", action="store_true", help="for down: also delete the state directory")
     cl.set_defaults(func=_cmd_cluster)
+
+    demo = sub.add_parser("demo", help="run the iris pipeline on the local cluster with a live progress table")
+    demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds before the demo gives up")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
