@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from mlops_operator.planning.conditions import find_condition, set_condition, status_changed
-from mlops_operator.planning.initial import initial_status
+from mlops_operator.planning.conditions import find_condition, set_condition
 
 
 def test_transition_time_kept_while_status_holds() -> None:
@@ -30,12 +29,3 @@ def test_other_conditions_are_kept() -> None:
     conds = set_condition(None, "Available", "True", "Up", "", generation=1, now="T1")
     conds = set_condition(conds, "Ready", "True", "Up", "", generation=1, now="T1")
     assert [c["type"] for c in conds] == ["Available", "Ready"]
-
-
-def test_initial_status_is_stable_across_passes() -> None:
-    body = {"metadata": {"generation": 3}, "spec": {}}
-    first = initial_status("TrainingRun", body, "T1")
-    assert first["phase"] == "Pending" and first["observedGeneration"] == 3
-    assert {c["type"] for c in first["conditions"]} == {"Ready", "Succeeded"}
-    again = initial_status("TrainingRun", {**body, "status": first}, "T2")
-    assert not status_changed(first, again), "a second pass must not write anything"

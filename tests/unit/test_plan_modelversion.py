@@ -70,10 +70,10 @@ def test_manual_mode_waits_for_spec_promote() -> None:
 
 def test_a_deployment_rolling_out_the_alias_decides_instead() -> None:
     plan = plan_modelversion(
-        mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, ["ns/iris"], NOW
+        mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, ["iris"], NOW
     )
     assert plan.status["phase"] == "Approved" and not plan.alias_moves
-    assert "deployments.mlops.dev/ns/iris" in plan.status["message"]
+    assert "deployments.mlops.dev/iris" in plan.status["message"]
 
 
 def test_promoted_version_is_superseded_when_the_alias_moves_on() -> None:

@@ -176,7 +176,17 @@ class ServedInterval(StatusModel):
     to: str | None = None
 
 
-DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack"]
+class AnalysisResult(StatusModel):
+    """The latest value of one analysis metric and whether it passed."""
+
+    name: str
+    value: float | None = None
+    threshold: float | None = None
+    passed: bool | None = Field(default=None, description="Unset when Prometheus had no data yet.")
+    message: str | None = None
+
+
+DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack", "RolledBack"]
 
 
 class DeploymentStatus(CommonStatus):
@@ -186,7 +196,12 @@ class DeploymentStatus(CommonStatus):
     stable_version: int | None = None
     canary_version: int | None = None
     canary_weight: int | None = None
-    step: int | None = None
+    step: int | None = Field(default=None, description="Index of the current canary step (0-based).")
+    step_started_at: str | None = None
+    analysis_failures: int | None = None
+    last_analysis_at: str | None = None
+    analysis: list[AnalysisResult] | None = None
+    rolled_back_version: int | None = None
     drift: DriftStatus | None = None
     last_retraining_run: str | None = None
     last_retraining_at: str | None = None

@@ -26,7 +26,8 @@ async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
     if holder is not None and holder != version:
         holder_metrics = (await rt.mlflow.version_metrics(model, holder))[1]
     index = rt.indexes.get("rollout_deployments")
-    rollouts = sorted(set(index.get((model, alias), []))) if index is not None else []
+    namespace = body["metadata"]["namespace"]
+    rollouts = sorted(set(index.get((namespace, model, alias), []))) if index is not None else []
     return plan_modelversion(body, registered, metrics, holder, holder_metrics, rollouts, datetime.now(UTC))
 
 
@@ -44,7 +45,7 @@ def rollout_deployments(namespace: str, name: str, spec: Any, **_: Any) -> dict[
     model = (spec or {}).get("model") or {}
     if not (model.get("alias") and model.get("registeredModel")):
         return {}
-    return {(model["registeredModel"], model["alias"]): f"{namespace}/{name}"}
+    return {(namespace, model["registeredModel"], model["alias"]): name}
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")  # type: ignore[arg-type]
@@ -63,7 +64,12 @@ async def modelversion_changed(
     rt = runtime()
     rt.indexes["rollout_deployments"] = rollout_deployments
     await rt.reconcile("ModelVersion", namespace, name, dict(body))
-    if (body.get("status") or {}).get("phase") == "Promoted":
+    phase = (body.get("status") or {}).get("phase")
+    if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary
+        alias = (body["spec"].get("promotion") or {}).get("alias", "production")
+        for deployment in rollout_deployments.get((namespace, body["spec"]["registeredModel"], alias), []):
+            await rt.reconcile("Deployment", namespace, deployment)
+    if phase == "Promoted":
         model = body["spec"]["registeredModel"]
         for other_ns, other in promoted_versions.get(model, []):
             if (other_ns, other) != (namespace, name):

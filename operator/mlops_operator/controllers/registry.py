@@ -1,21 +1,13 @@
-"""Registers every controller with kopf. The Deployment kind is acknowledged until its controller lands."""
+"""Registers every controller with kopf and wires each kind to its reconciler."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from ..api import GROUP, VERSION
-from ..planning.conditions import status_changed
-from ..planning.initial import initial_status
-from . import datasets, main, modelversions, trainingruns  # noqa: F401  (handlers register on import)
+from . import datasets, deployments, main, modelversions, trainingruns  # noqa: F401  (handlers register on import)
 from .runtime import runtime
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
@@ -26,6 +18,7 @@ async def start_runtime(**_: Any) -> None:
         Dataset=datasets.reconcile_dataset,
         TrainingRun=trainingruns.reconcile_trainingrun,
         ModelVersion=modelversions.reconcile_modelversion,
+        Deployment=deployments.reconcile_deployment,
     )
 
 
@@ -37,13 +30,3 @@ async def stop_runtime(**_: Any) -> None:
         timer.cancel()
     await rt.kube.aclose()
     await rt.mlflow.aclose()
-
-
-@kopf.on.resume(GROUP, VERSION, "deployments")
-@kopf.on.create(GROUP, VERSION, "deployments")
-@kopf.on.update(GROUP, VERSION, "deployments", field="spec")
-async def acknowledge_deployment(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Write the first status of a Deployment, so `kubectl get` and `kubectl wait` show something true."""
-    desired = initial_status("Deployment", dict(body), _now())
-    if status_changed(dict(body.get("status") or {}), desired):
-        patch.status.update(desired)

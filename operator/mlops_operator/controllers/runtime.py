@@ -149,8 +149,14 @@ class Runtime:
                 post_event(body, "Normal", str(plan.status.get("phase")), message)
         for obj in plan.creates_after_status:
             await self.create(obj)
+        for obj in plan.applies:
+            await self.create_or_patch(obj)
+        for kind, namespace, name, patch in plan.related_status:
+            await self.patch_related_status(kind, namespace, name, patch)
         for event in plan.events:
             post_event(body, event.type, event.reason, event.message)
+        for kind, namespace, name in plan.wake:
+            self.requeue((kind, namespace or body["metadata"]["namespace"], name), 0.0)
 
     async def write_status(self, kind: str, body: Obj, status: Obj) -> None:
         """Merge-patch status with the read resourceVersion as a precondition: a stale pass writes nothing."""
@@ -164,14 +170,30 @@ class Runtime:
                 raise StaleObjectError(str(error)) from error
             raise
 
-    async def create(self, obj: Obj) -> None:
-        """Create a child object; one that exists already is left as it is."""
+    async def create(self, obj: Obj) -> bool:
+        """Create a child object; one that exists already is left as it is (False)."""
         meta = obj["metadata"]
-        group_version, plural = obj["apiVersion"], _plural(obj["kind"])
-        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-        created = await self.kube.create(f"{prefix}/namespaces/{meta['namespace']}/{plural}", obj)
+        created = await self.kube.create(_collection(obj), obj)
         if created is not None:
             log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+        return created is not None
+
+    async def create_or_patch(self, obj: Obj) -> None:
+        """Create a child, or merge-patch the existing one to the desired metadata and spec."""
+        if not await self.create(obj):
+            meta = obj["metadata"]
+            patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
+            await self.kube.merge_patch(f"{_collection(obj)}/{meta['name']}", patch)
+            log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+
+    async def patch_related_status(self, kind: str, namespace: str, name: str, patch: Obj) -> None:
+        """Write part of another of our objects' status (a rolled-back ModelVersion), then let it reconcile."""
+        path = custom_path(GROUP, VERSION, PLURALS[kind], namespace, name) + "/status"
+        try:
+            await self.kube.merge_patch(path, {"status": patch})
+        except ApiError as error:
+            if error.status != 404:
+                raise
 
 
 def post_event(body: Obj, event_type: str, reason: str, message: str) -> None:
@@ -183,8 +205,11 @@ class StaleObjectError(Exception):
     """The object changed since it was read; the pass is repeated on the fresh copy."""
 
 
-def _plural(kind: str) -> str:
-    return PLURALS.get(kind) or {"Job": "jobs", "Service": "services"}.get(kind) or kind.lower() + "s"
+def _collection(obj: Obj) -> str:
+    group_version, kind = obj["apiVersion"], obj["kind"]
+    plural = {"Job": "jobs", "Service": "services", "Deployment": "deployments"}.get(kind) or PLURALS[kind]
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
 
 
 _runtime: Runtime | None = None

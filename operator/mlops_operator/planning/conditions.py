@@ -6,9 +6,6 @@ from typing import Any
 
 Obj = dict[str, Any]
 
-# Reasons are constants so that tests, docs and users match on the same words.
-REASON_AWAITING_CONTROLLER = "AwaitingController"
-
 
 def set_condition(
     conditions: list[Obj] | None,

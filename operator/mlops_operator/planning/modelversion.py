@@ -105,7 +105,7 @@ def plan_modelversion(
     if status.get("phase") != "Approved":
         return plan
     if rollouts:
-        names = ", ".join(f"deployments.mlops.dev/{r}" for r in sorted(rollouts))
+        names = ", ".join(f"deployments.mlops.dev/{r}" for r in sorted(rollouts))  # same namespace
         status["message"] = f"approved; {names} rolls it out as a canary and moves '{alias}' when the canary completes"
         _ready(status, meta, stamp, "False", "AwaitingRollout", status["message"])
         return plan

@@ -25,9 +25,12 @@ class Plan:
     status: Obj
     creates: list[Obj] = field(default_factory=list)  # created (idempotently, by name) before status is written
     creates_after_status: list[Obj] = field(default_factory=list)  # names that status must record first
+    applies: list[Obj] = field(default_factory=list)  # created or patched to this spec after status is written
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None  # seconds; None: wait for the next watch event
     alias_moves: list[tuple[str, str, int]] = field(default_factory=list)  # (registered model, alias, version)
+    related_status: list[tuple[str, str, str, Obj]] = field(default_factory=list)  # (kind, ns, name, status patch)
+    wake: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, ns, name) to reconcile afterwards
 
 
 @dataclass(frozen=True)

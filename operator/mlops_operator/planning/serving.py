@@ -1,0 +1,163 @@
+"""The serving objects of a Deployment: one apps/v1 Deployment per track and one Service over both."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from .jobs import LABEL_MANAGED_BY, MANAGED_BY
+from .plan import Obj, owner_reference
+
+SERVER_PORT = 8080
+SERVICE_PORT = 80
+LABEL_DEPLOYMENT = "mlops.dev/deployment"
+LABEL_TRACK = "mlops.dev/track"
+LABEL_MODEL_VERSION = "mlops.dev/model-version"
+ANNOTATION_SPEC_HASH = "mlops.dev/spec-hash"
+TRACKS = ("stable", "canary")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How model server pods are built."""
+
+    image: str
+    tracking_uri: str
+    image_pull_policy: str = "IfNotPresent"
+
+
+def track_name(name: str, track: str) -> str:
+    """`<name>-stable` or `<name>-canary`."""
+    return f"{name}-{track}"
+
+
+def split_replicas(replicas: int, canary_weight: int | None) -> tuple[int, int]:
+    """(stable, canary) replicas for a canary weight in percent; a running canary gets at least one pod."""
+    if not canary_weight:
+        return replicas, 0
+    canary = min(replicas, max(1, math.ceil(replicas * canary_weight / 100)))
+    return replicas - canary, canary
+
+
+def spec_hash(spec: Obj) -> str:
+    """A short digest of a desired spec, stored on the child so unchanged children are never patched."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def server_deployment(body: Obj, track: str, version: int | None, replicas: int, settings: ServerSettings) -> Obj:
+    """The apps/v1 Deployment of one track, serving `version` of the registered model."""
+    meta, spec = body["metadata"], body["spec"]
+    model = spec["model"]["registeredModel"]
+    server = spec.get("server") or {}
+    selector = {LABEL_DEPLOYMENT: meta["name"], LABEL_TRACK: track}
+    labels = {**selector, LABEL_MANAGED_BY: MANAGED_BY, "app.kubernetes.io/name": "mlops-server"}
+    pod_labels = {**labels, LABEL_MODEL_VERSION: str(version or 0)}
+    env = [
+        {"name": "MLFLOW_TRACKING_URI", "value": settings.tracking_uri},
+        {"name": "MLOPS_TRACK", "value": track},
+        {"name": "MLOPS_DEPLOYMENT", "value": meta["name"]},
+        {"name": "MLOPS_NAMESPACE", "value": meta["namespace"]},
+    ]
+    probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
+    container: Obj = {
+        "name": "server",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlops-server"],
+        "args": [
+            f"--model-uri=models:/{model}/{version}",
+            f"--port={SERVER_PORT}",
+            f"--workers={server.get('workers', 1)}",
+        ],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": SERVER_PORT}, **probe},
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": SERVER_PORT},
+            **probe,
+            "initialDelaySeconds": 5,
+            "failureThreshold": 6,
+        },
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if server.get("resources"):
+        container["resources"] = server["resources"]
+    desired_spec: Obj = {
+        "replicas": replicas if version is not None else 0,
+        "selector": {"matchLabels": selector},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(SERVER_PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": {"containers": [container], "terminationGracePeriodSeconds": 10},
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": track_name(meta["name"], track),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": desired_spec,
+    }
+
+
+def service(body: Obj) -> Obj:
+    """One Service over both tracks, so traffic follows the replica ratio on any cluster."""
+    meta = body["metadata"]
+    desired_spec = {
+        "selector": {LABEL_DEPLOYMENT: meta["name"]},
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": SERVER_PORT, "protocol": "TCP"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {LABEL_DEPLOYMENT: meta["name"], LABEL_MANAGED_BY: MANAGED_BY},
+            "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": desired_spec,
+    }
+
+
+def needs_update(desired: Obj, observed: Obj | None) -> bool:
+    """True when the observed child was made from a different desired spec (or does not exist)."""
+    if observed is None:
+        return True
+    return (observed["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) != desired["metadata"][
+        "annotations"
+    ][ANNOTATION_SPEC_HASH]
+
+
+def ready_replicas(observed: Obj | None) -> int:
+    """Ready pods of a track's Deployment, counting only pods of its current template."""
+    if observed is None:
+        return 0
+    status = observed.get("status") or {}
+    if status.get("observedGeneration", 0) < observed["metadata"].get("generation", 0):
+        return 0
+    return int(min(status.get("readyReplicas", 0) or 0, status.get("updatedReplicas", 0) or 0))
+
+
+def served_version(observed: Obj | None) -> int | None:
+    """The model version a track's Deployment serves (from its pod template labels)."""
+    if observed is None:
+        return None
+    labels = observed["spec"]["template"]["metadata"].get("labels") or {}
+    value = int(labels.get(LABEL_MODEL_VERSION, "0"))
+    return value or None
