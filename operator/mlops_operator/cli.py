@@ -71,6 +71,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ClusterConfig.from_env(args.state_dir), timeout=args.timeout)
 
 
+def _cmd_traffic(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .traffic import parse_shifts, send_traffic
+
+    try:
+        shifts = parse_shifts(args.shift)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = asyncio.run(
+        send_traffic(
+            args.namespace,
+            args.deployment,
+            args.data,
+            rate=args.rate,
+            duration=args.duration,
+            shifts=shifts,
+            malformed=args.malformed,
+            drop=set(args.drop),
+            seed=args.seed,
+        )
+    )
+    print(report.summary())
+    return 0 if report.sent else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
@@ -101,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--container", "-c", help="for logs: the container (default: all)")
     cl.add_argument("--purge", action="store_true", help="for down: also delete the state directory")
     cl.set_defaults(func=_cmd_cluster)
+
+    tr = sub.add_parser("traffic", help="send prediction traffic to a deployments.mlops.dev object's pods")
+    tr.add_argument("deployment", help="the deployments.mlops.dev name (its Service has the same name)")
+    tr.add_argument("--namespace", "-n", default="default")
+    tr.add_argument("--data", type=Path, required=True, help="CSV whose rows are sent (target columns dropped)")
+    tr.add_argument("--drop", action="append", default=[], help="a column not to send, e.g. the target")
+    tr.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    tr.add_argument("--duration", type=float, default=30.0, help="seconds")
+    tr.add_argument("--shift", action="append", default=[], help="FEATURE=DELTA: add DELTA std devs to a feature")
+    tr.add_argument("--malformed", type=float, default=0.0, help="fraction of malformed requests (0..1)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=_cmd_traffic)
 
     demo = sub.add_parser("demo", help="run the iris pipeline on the local cluster with a live progress table")
     demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
