@@ -102,7 +102,9 @@ def mlflow_alias(kube: Kube, model: str, alias: str = "production") -> int | Non
 
 
 def mlflow_versions(kube: Kube, model: str) -> list[int]:
-    response = httpx.post(f"{kube.mlflow_url}/api/2.0/mlflow/model-versions/search", json={"filter": f"name='{model}'"})
+    response = httpx.get(
+        f"{kube.mlflow_url}/api/2.0/mlflow/model-versions/search", params={"filter": f"name='{model}'"}
+    )
     return sorted(int(v["version"]) for v in response.json().get("model_versions", []))
 
 

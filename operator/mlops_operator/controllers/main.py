@@ -39,6 +39,7 @@ def run_operator(namespaces: list[str], standalone: bool = True, liveness: str =
     from . import registry  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
