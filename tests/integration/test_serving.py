@@ -1,0 +1,280 @@
+"""Serving on the real cluster, Prometheus and MLflow: first rollout, canary to 100%, rollback, operator restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from mlops_operator.kubeapi import Kube as KubeApi
+from mlops_operator.kubeapi import connection_from_env
+from mlops_operator.traffic import TrafficReport, endpoints, send_traffic
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from .conftest import Kube, OperatorProcess, condition, wait_for
+
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def explode(x: Any) -> Any:
+    """A transformer step that always fails: the broken version 2 of a model."""
+    raise RuntimeError("version 2 is broken")
+
+
+def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    data = load_iris()
+    return pd.DataFrame(data.data, columns=COLUMNS), data.target
+
+
+def fitted_forest(n_estimators: int, seed: int) -> RandomForestClassifier:
+    frame, target = iris_frame()
+    return RandomForestClassifier(n_estimators=n_estimators, random_state=seed).fit(frame.to_numpy(), target)
+
+
+def register(kube: Kube, model_name: str, fitted: Any) -> int:
+    """Log and register a fitted model in the cluster's MLflow; return its version number."""
+    import cloudpickle
+    import mlflow
+    from mlflow.models import infer_signature
+
+    frame, _ = iris_frame()
+    mlflow.set_tracking_uri(kube.mlflow_url)
+    mlflow.set_experiment("serving-tests")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the broken step must load without this module
+    with mlflow.start_run():
+        signature = infer_signature(frame, np.zeros(len(frame), dtype=np.int64))
+        info = mlflow.sklearn.log_model(
+            fitted,
+            name="model",
+            signature=signature,
+            registered_model_name=model_name,
+            serialization_format="cloudpickle",
+        )
+    return int(info.registered_model_version)
+
+
+def set_alias(kube: Kube, model_name: str, version: int) -> None:
+    response = httpx.post(
+        f"{kube.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": model_name, "alias": "production", "version": str(version)},
+    )
+    response.raise_for_status()
+
+
+def alias_version(kube: Kube, model_name: str) -> int:
+    response = httpx.get(
+        f"{kube.mlflow_url}/api/2.0/mlflow/registered-models/alias", params={"name": model_name, "alias": "production"}
+    )
+    return int(response.json()["model_version"]["version"])
+
+
+def deployment_manifest(model_name: str, analysis_interval: str = "5s") -> str:
+    return textwrap.dedent(
+        f"""
+        apiVersion: mlops.dev/v1alpha1
+        kind: Deployment
+        metadata: {{name: iris}}
+        spec:
+          model: {{registeredModel: {model_name}, alias: production}}
+          replicas: 2
+          strategy:
+            canary:
+              steps: [{{weight: 10, pause: 10s}}, {{weight: 50, pause: 10s}}, {{weight: 100}}]
+              analysis:
+                interval: {analysis_interval}
+                failureLimit: 2
+                metrics:
+                  - {{name: error-rate, builtin: errorRate, max: 0.05}}
+                  - {{name: latency-p99, builtin: latencyP99Seconds, max: 2.0}}
+        """
+    )
+
+
+def model_version_manifest(model_name: str, version: int) -> str:
+    return textwrap.dedent(
+        f"""
+        apiVersion: mlops.dev/v1alpha1
+        kind: ModelVersion
+        metadata: {{name: {model_name}-{version}}}
+        spec:
+          registeredModel: {model_name}
+          version: {version}
+          promotion: {{alias: production, mode: auto}}
+        """
+    )
+
+
+def status(kube: Kube, namespace: str) -> dict[str, Any]:
+    return kube.json("get", "mldeploy/iris", "-n", namespace).get("status", {})
+
+
+def wait_status(kube: Kube, namespace: str, what: str, check: Any, op: OperatorProcess, timeout: float = 120) -> dict:
+    def probe() -> dict | None:
+        assert op.running(), f"the operator exited:\n{op.log_tail()}"
+        current = status(kube, namespace)
+        return current if check(current) else None
+
+    try:
+        return wait_for(what, probe, timeout=timeout, interval=0.5)
+    except AssertionError:
+        print(kube.run("get", "mlops,deploy,pods,endpointslices", "-n", namespace, "-o", "wide", check=False).stdout)
+        print(status(kube, namespace))
+        print(op.log_tail(120))
+        raise
+
+
+class Traffic:
+    """Prediction traffic in a background thread for the length of a test."""
+
+    def __init__(self, namespace: str, data: Path, duration: float = 240) -> None:
+        self.report: TrafficReport | None = None
+        self.thread = threading.Thread(
+            target=lambda: setattr(
+                self,
+                "report",
+                asyncio.run(send_traffic(namespace, "iris", data, rate=20, duration=duration, drop={"species"})),
+            ),
+            daemon=True,
+        )
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        pass  # the thread ends with its duration; the test does not wait for it
+
+
+@pytest.fixture
+def iris_csv(tmp_path: Path) -> Path:
+    frame, target = iris_frame()
+    frame["species"] = target
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    return tmp_path / "iris.csv"
+
+
+@pytest.fixture
+def traffic_env(crds_installed: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("KUBECONFIG", str(crds_installed.kubeconfig))
+    yield
+
+
+def served_versions(kube: Kube, namespace: str) -> dict[str, int]:
+    pods = kube.json("get", "pods", "-n", namespace, "-l", "mlops.dev/deployment=iris")["items"]
+    return {
+        p["metadata"]["name"]: int(p["metadata"]["labels"]["mlops.dev/model-version"])
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    }
+
+
+def test_first_rollout_then_canary_to_100_percent(
+    crds_installed: Kube, namespace: str, operator_process: OperatorProcess, iris_csv: Path, traffic_env: None
+) -> None:
+    kube, model = crds_installed, f"serve-{namespace}"
+    v1 = register(kube, model, fitted_forest(20, 0))
+    set_alias(kube, model, v1)
+    kube.apply(deployment_manifest(model), namespace)
+    wait_status(kube, namespace, "version 1 to serve", lambda s: s.get("phase") == "Healthy", operator_process)
+    assert set(served_versions(kube, namespace).values()) == {v1}
+    # The server answers both protocols with the model's predictions.
+    address = asyncio.run(endpoints(KubeApi(connection_from_env()), namespace, "iris"))[0]
+    frame, _ = iris_frame()
+    rows = frame.iloc[[0, 60, 120]]
+    oip = httpx.post(
+        f"http://{address}/v2/models/{model}/infer",
+        json={"inputs": [{"name": c, "shape": [3], "datatype": "FP64", "data": rows[c].tolist()} for c in COLUMNS]},
+    )
+    assert oip.status_code == 200, oip.text
+    assert oip.json()["outputs"][0]["data"] == [0, 1, 2]
+    split = httpx.post(
+        f"http://{address}/invocations",
+        json={"dataframe_split": {"columns": COLUMNS, "data": rows.to_numpy().tolist()}},
+    )
+    assert split.status_code == 200 and split.json()["predictions"] == [0, 1, 2], split.text
+    bad = httpx.post(f"http://{address}/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1]]}})
+    assert 400 <= bad.status_code < 500 and "sepal_length" in bad.text
+
+    v2 = register(kube, model, fitted_forest(30, 1))
+    with Traffic(namespace, iris_csv):
+        promoted_at = time.monotonic()
+        kube.apply(model_version_manifest(model, v2), namespace)
+        weights: list[int] = []
+
+        def at_100(s: dict) -> bool:
+            if s.get("canaryWeight") and (not weights or weights[-1] != s["canaryWeight"]):
+                weights.append(s["canaryWeight"])
+            return s.get("stableVersion") == v2 and s.get("canaryVersion") is None
+
+        wait_status(kube, namespace, "version 2 to be stable", at_100, operator_process, timeout=240)
+        seconds = time.monotonic() - promoted_at
+    print(f"\npromotion -> 100%: {seconds:.1f}s (weights seen {weights})")
+    assert weights == [10, 50, 100] or weights[-2:] == [50, 100], weights
+    assert alias_version(kube, model) == v2
+    mv = wait_for(
+        "ModelVersion 2 Promoted",
+        lambda: (
+            (o := kube.json("get", f"modelversion/{model}-{v2}", "-n", namespace))["status"].get("phase") == "Promoted"
+            and o
+        ),
+        timeout=30,
+    )
+    assert condition(mv, "Ready")["status"] == "True"
+    final = wait_status(
+        kube, namespace, "Healthy on version 2", lambda s: s.get("phase") == "Healthy", operator_process
+    )
+    assert [h["version"] for h in final["history"]] == [v1, v2] and final["history"][0]["to"]
+    wait_for("every pod to serve version 2", lambda: set(served_versions(kube, namespace).values()) == {v2}, timeout=60)
+
+
+def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(
+    crds_installed: Kube, namespace: str, operator_process: OperatorProcess, iris_csv: Path, traffic_env: None
+) -> None:
+    kube, model = crds_installed, f"broken-{namespace}"
+    v1 = register(kube, model, fitted_forest(20, 0))
+    set_alias(kube, model, v1)
+    kube.apply(deployment_manifest(model), namespace)
+    wait_status(kube, namespace, "version 1 to serve", lambda s: s.get("phase") == "Healthy", operator_process)
+    broken = make_pipeline(FunctionTransformer(explode), fitted_forest(5, 2))
+    v2 = register(kube, model, broken)
+    with Traffic(namespace, iris_csv):
+        kube.apply(model_version_manifest(model, v2), namespace)
+        wait_status(kube, namespace, "the canary to start", lambda s: s.get("canaryVersion") == v2, operator_process)
+        # Kill the operator mid-canary: the restarted one must continue this canary, not start it again.
+        operator_process.kill()
+        time.sleep(3)
+        operator_process.start()
+        final = wait_status(
+            kube, namespace, "the rollback", lambda s: s.get("phase") == "RolledBack", operator_process, timeout=180
+        )
+        verdict_at = time.monotonic()
+    assert final["stableVersion"] == v1 and final.get("canaryVersion") is None and final["rolledBackVersion"] == v2
+    rolled = next(c for c in final["conditions"] if c["type"] == "RolledBack")
+    assert rolled["status"] == "True" and "error-rate" in rolled["message"] and "max 0.05" in rolled["message"]
+    failed = [r for r in final["analysis"] if r.get("passed") is False]
+    assert failed and failed[0]["value"] > failed[0]["threshold"]
+    mv = kube.json("get", f"modelversion/{model}-{v2}", "-n", namespace)
+    assert mv["status"]["phase"] == "RolledBack" and "error-rate" in mv["status"]["message"]
+    assert alias_version(kube, model) == v1
+    wait_for(
+        "all ready pods to serve version 1 again",
+        lambda: (served := served_versions(kube, namespace)) and set(served.values()) == {v1} and len(served) == 2,
+        timeout=60,
+    )
+    print(f"\nrollback verdict -> all pods on stable: {time.monotonic() - verdict_at:.1f}s")
+    events = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
+    assert events.count("CanaryStarted") == 1, "the restarted operator started the canary again"
+    assert "RolledBack" in events
