@@ -12,8 +12,16 @@ from ..integrations.prometheus import Prometheus, builtin_query, custom_query, j
 from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
 from ..planning.plan import Obj, Plan
 from ..planning.rollout import Observed, analysis_due, canary_settings, plan_deployment
-from ..planning.serving import LABEL_DEPLOYMENT, ServerSettings, needs_update, ready_replicas, track_name
+from ..planning.serving import (
+    LABEL_DEPLOYMENT,
+    ServerSettings,
+    needs_update,
+    ready_replicas,
+    track_name,
+)
 from .runtime import Runtime, runtime
+
+APPLY_GRACE_SECONDS = 5.0
 
 
 class _MergedIndex:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
-
-import kopf
 
 from .. import __version__
 from ..api.common import GROUP, VERSION
@@ -74,6 +74,7 @@ class Runtime:
     timers: dict[tuple[str, str, str], asyncio.TimerHandle] = field(default_factory=dict)
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    applied: dict[str, tuple[str, float]] = field(default_factory=dict)  # child -> (spec hash, when applied)
     indexes: dict[str, Any] = field(default_factory=dict)  # kopf's live indexes, for passes started by requeues
 
     async def reconcile(self, kind: str, namespace: str, name: str, body: Obj | None = None) -> None:
@@ -146,7 +147,7 @@ class Runtime:
             await self.write_status(kind, body, plan.status)
             if current.get("phase") != plan.status.get("phase") and not plan.events:
                 message = plan.status.get("message") or f"phase {plan.status.get('phase')}"
-                post_event(body, "Normal", str(plan.status.get("phase")), message)
+                await self.post_event(body, "Normal", str(plan.status.get("phase")), message)
         for obj in plan.creates_after_status:
             await self.create(obj)
         for obj in plan.applies:
@@ -154,9 +155,39 @@ class Runtime:
         for kind, namespace, name, patch in plan.related_status:
             await self.patch_related_status(kind, namespace, name, patch)
         for event in plan.events:
-            post_event(body, event.type, event.reason, event.message)
+            await self.post_event(body, event.type, event.reason, event.message)
         for kind, namespace, name in plan.wake:
             self.requeue((kind, namespace or body["metadata"]["namespace"], name), 0.0)
+
+    async def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about `body` right away (a queued one would be lost if the operator died now)."""
+        meta = body["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1000],
+            "type": event_type,
+            "source": {"component": "mlops-operator"},
+            "reportingComponent": "mlops-operator",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.kube.create(f"/api/v1/namespaces/{meta['namespace']}/events", event)
+        except ApiError as error:  # an Event is a courtesy; never fail a reconcile over one
+            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error)
 
     async def write_status(self, kind: str, body: Obj, status: Obj) -> None:
         """Merge-patch status with the read resourceVersion as a precondition: a stale pass writes nothing."""
@@ -194,11 +225,6 @@ class Runtime:
         except ApiError as error:
             if error.status != 404:
                 raise
-
-
-def post_event(body: Obj, event_type: str, reason: str, message: str) -> None:
-    """Queue a Kubernetes Event about `body` on kopf's poster (it batches and never blocks a reconcile)."""
-    kopf.event(body, type=event_type, reason=reason, message=message[:1000])  # type: ignore[arg-type]
 
 
 class StaleObjectError(Exception):
