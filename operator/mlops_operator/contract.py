@@ -56,3 +56,6 @@ EXIT_RETRYABLE = 1
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+# -- additions for the worker -------------------------------------------------------------------
+TAG_ESTIMATOR = "mlops.dev/estimator"  # on training runs: the import path that was fitted

@@ -1,6 +1,7 @@
 """`mlops-operator demo`: the iris pipeline on the local cluster, with a live progress table.
 
-Dataset -> validation Job -> TrainingRun -> training Job -> ModelVersion -> gates -> MLflow alias.
+Dataset -> validation Job -> TrainingRun -> training Job -> ModelVersion -> gates -> Deployment rolls the
+approved version out -> MLflow alias moves -> prediction traffic.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from .localcluster.kubeconfig import read_credentials
 Obj = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "mlops-demo"
-KINDS = (("Dataset", "datasets"), ("TrainingRun", "trainingruns"), ("ModelVersion", "modelversions"))
+KINDS = (
+    ("Dataset", "datasets"),
+    ("TrainingRun", "trainingruns"),
+    ("ModelVersion", "modelversions"),
+    ("Deployment", "deployments"),
+)
+DEMO_REPLICAS = 2
 
 
 @dataclass
@@ -56,6 +63,12 @@ def figures_of(kind: str, obj: Obj) -> str:
         alias = (spec.get("promotion") or {}).get("alias", "production")
         where = f" {alias}" if status.get("phase") == "Promoted" else ""
         return f"v{spec.get('version')} gates {passed}/{len(gates)}{where}"
+    if kind == "Deployment":
+        parts = [f"stable=v{status['stableVersion']}" if status.get("stableVersion") else ""]
+        if status.get("canaryVersion"):
+            parts.append(f"canary=v{status['canaryVersion']}@{status.get('canaryWeight')}%")
+        parts.append(f"ready={status.get('readyReplicas', 0)}/{(obj.get('spec') or {}).get('replicas')}")
+        return " ".join(p for p in parts if p)
     if kind == "Job":
         s = obj.get("status") or {}
         return f"active={s.get('active', 0)} succeeded={s.get('succeeded', 0)} failed={s.get('failed', 0)}"
@@ -87,11 +100,17 @@ def collect_rows(client: KubeClient, namespace: str) -> list[Row]:
 
 
 def demo_manifests(data_uri: str) -> list[Obj]:
-    """The iris example (Dataset and TrainingRun) with the Dataset pointed at the local copy of the data."""
+    """The iris example (Dataset, TrainingRun, Deployment), the Dataset pointed at the local copy of the data."""
     dataset = yaml.safe_load((REPO / "examples" / "iris" / "dataset.yaml").read_text())
     dataset["spec"]["source"]["uri"] = data_uri
     training = yaml.safe_load((REPO / "examples" / "iris" / "trainingrun.yaml").read_text())
-    return [dataset, training]
+    deployment = yaml.safe_load((REPO / "examples" / "iris" / "deployment.yaml").read_text())
+    deployment["spec"]["replicas"] = DEMO_REPLICAS  # two model servers are plenty on a laptop-sized node
+    # Short pauses: a re-run trains a new version, and its canary should finish while you watch.
+    canary = deployment["spec"]["strategy"]["canary"]
+    canary["steps"] = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 100}]
+    canary["analysis"]["interval"] = "10s"
+    return [dataset, training, deployment]
 
 
 class Kubectl:
@@ -127,10 +146,13 @@ def run_demo(cfg: ClusterConfig, timeout: float = 600, out: Callable[[str], None
     operator = _start_operator(cfg, log_file)
     try:
         out(f"==> operator running (log: {log_file}); applying the iris Dataset and TrainingRun")
-        kubectl("delete", "trainingruns,datasets,modelversions", "--all", "-n", NAMESPACE, "--wait=true")
+        kubectl("delete", "deployments.mlops.dev,trainingruns,datasets,modelversions", "--all", "-n", NAMESPACE)
         for manifest in demo_manifests(f"file://{data}"):
             kubectl("apply", "-n", NAMESPACE, "-f", "-", input_text=yaml.safe_dump(manifest))
-        return _follow(cfg, operator, timeout, out)
+        code = _follow(cfg, operator, timeout, out)
+        if code == 0:
+            _send_traffic(cfg, data, out)
+        return code
     finally:
         operator.terminate()
         operator.wait(timeout=30)
@@ -185,8 +207,10 @@ def _follow(cfg: ClusterConfig, operator: subprocess.Popen[bytes], timeout: floa
 
 
 def _verdict(rows: list[Row]) -> bool | None:
-    """True once a ModelVersion is Promoted; False when the pipeline failed; None while it runs."""
-    if any(r.kind == "ModelVersion" and r.phase == "Promoted" for r in rows):
+    """True once a ModelVersion is Promoted and served; False when the pipeline failed; None while it runs."""
+    promoted = any(r.kind == "ModelVersion" and r.phase == "Promoted" for r in rows)
+    deployments = [r for r in rows if r.kind == "Deployment"]
+    if promoted and all(r.phase == "Healthy" for r in deployments):
         return True
     if any(
         (r.kind, r.phase) in (("TrainingRun", "Failed"), ("Dataset", "Invalid"), ("ModelVersion", "Rejected"))
@@ -194,6 +218,17 @@ def _verdict(rows: list[Row]) -> bool | None:
     ):
         return False
     return None
+
+
+def _send_traffic(cfg: ClusterConfig, data: Path, out: Callable[[str], None]) -> None:
+    import asyncio
+
+    from .traffic import send_traffic
+
+    os.environ["KUBECONFIG"] = str(cfg.kubeconfig)
+    out("==> sending 10 s of prediction traffic to deployments.mlops.dev/iris (round-robin over its pods)")
+    report = asyncio.run(send_traffic(NAMESPACE, "iris", data, rate=20, duration=10, drop={"species"}))
+    out(f"    {report.summary()}")
 
 
 def _summary(cfg: ClusterConfig, rows: list[Row], elapsed: float, ok: bool, out: Callable[[str], None]) -> None:
@@ -204,6 +239,11 @@ def _summary(cfg: ClusterConfig, rows: list[Row], elapsed: float, ok: bool, out:
     out(f"  export KUBECONFIG={cfg.kubeconfig.resolve()} PATH={bin_dir}:$PATH")
     out(f"  kubectl get mlops -n {NAMESPACE}            # every mlops.dev object")
     out(f"  kubectl describe trainingrun iris-train -n {NAMESPACE}")
+    out(f"  kubectl get mldeploy,deploy,pods -n {NAMESPACE}   # the model servers")
+    out(
+        f"  mlops-operator traffic iris -n {NAMESPACE} --drop species"
+        f" --data {cfg.state_dir.resolve() / 'demo' / 'iris.csv'}"
+    )
     out(f"  kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp")
     out(f"  MLflow UI: {cfg.mlflow_url}  (experiments mlops-datasets, mlops-training; model iris-classifier)")
     out(f"  Prometheus: {cfg.prometheus_url}")

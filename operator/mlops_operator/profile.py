@@ -9,14 +9,18 @@ Format (JSON, written by the worker, read by the model server and the drift moni
 
 Numeric bins: `edges` are the k-1 interior cut points of k bins; bin 0 is (-inf, edges[0]],
 bin i is (edges[i-1], edges[i]], bin k-1 is (edges[k-2], +inf) — `numpy.searchsorted(edges, x,
-side="left")` gives the bin of x. Categorical bins: one per known value, plus a last "other" bin
-(reference count 0) for values never seen in training.
+side="left")` gives the bin of x; edges carry at most 6 significant digits, so the `le_<edge:g>`
+labels of `bin_labels` are distinct. Infinite values fall into the outer bins; `nulls` counts NaN
+and missing values. Categorical bins: one per known value (the MAX_CATEGORIES most frequent, listed
+in sorted order), plus a last "other" bin for everything else — values never seen in training
+(reference count 0), or the rarer values of a column with more than MAX_CATEGORIES distinct ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,10 @@ import numpy as np
 FORMAT_VERSION = 1
 DEFAULT_BINS = 10
 OTHER_BIN = "__other__"
+# Each bin becomes a Prometheus label value on the model server: an id-like column must not
+# turn into thousands of time series.
+MAX_CATEGORIES = 50
+EDGE_DIGITS = 6
 
 Profile = dict[str, Any]
 
@@ -34,7 +42,8 @@ def numeric_edges(values: np.ndarray, bins: int = DEFAULT_BINS) -> list[float]:
     if finite.size == 0:
         return []
     quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
-    return sorted({float(q) for q in quantiles})
+    # Rounded so that two edges never print as the same bin label.
+    return sorted({float(f"{q:.{EDGE_DIGITS}g}") for q in quantiles})
 
 
 def numeric_bin(edges: Sequence[float], value: float) -> int:
@@ -43,9 +52,9 @@ def numeric_bin(edges: Sequence[float], value: float) -> int:
 
 
 def numeric_counts(edges: Sequence[float], values: np.ndarray) -> list[int]:
-    """Counts of finite values per bin (len(edges) + 1 bins)."""
-    finite = values[np.isfinite(values)]
-    idx = np.searchsorted(np.asarray(edges, dtype=float), finite, side="left")
+    """Counts of non-NaN values per bin (len(edges) + 1 bins); infinities land in the outer bins."""
+    present = values[~np.isnan(values)]
+    idx = np.searchsorted(np.asarray(edges, dtype=float), present, side="left")
     return np.bincount(idx, minlength=len(edges) + 1).astype(int).tolist()
 
 
@@ -65,25 +74,49 @@ def bin_labels(feature: dict[str, Any]) -> list[str]:
     return [f"le_{e:g}" for e in edges] + ([f"gt_{edges[-1]:g}"] if edges else ["all"])
 
 
+def is_null(value: Any) -> bool:
+    """None, NaN (Python or NumPy), pandas NA/NaT: anything that stands for a missing value."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    # pandas.NA and NaT compare unequal to themselves (NA even refuses bool()); no pandas import needed.
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
+
+
+def categorical_profile(items: Sequence[Any], max_categories: int = MAX_CATEGORIES) -> dict[str, Any]:
+    """Counts of the most frequent values (as strings); the rest, and unseen values, share the other bin."""
+    present = [str(v) for v in items if not is_null(v)]
+    frequency = Counter(present)
+    kept = sorted(value for value, _ in sorted(frequency.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories])
+    counts = [frequency[value] for value in kept]
+    return {
+        "kind": "categorical",
+        "values": kept,
+        "counts": [*counts, len(present) - sum(counts)],
+        "nulls": len(items) - len(present),
+    }
+
+
 def feature_profile(values: Iterable[Any], categorical: bool, bins: int = DEFAULT_BINS) -> dict[str, Any]:
     """The profile entry for one column."""
     items = list(values)
     if categorical:
-        present = [str(v) for v in items if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        distinct = sorted(set(present))
-        counts = [present.count(v) for v in distinct] + [0]
-        return {"kind": "categorical", "values": distinct, "counts": counts, "nulls": len(items) - len(present)}
-    array = np.asarray(items, dtype=float)
+        return categorical_profile(items)
+    array = np.asarray([np.nan if is_null(v) else v for v in items], dtype=float)
     edges = numeric_edges(array, bins)
     return {
         "kind": "numeric",
         "edges": edges,
         "counts": numeric_counts(edges, array),
-        "nulls": int(np.count_nonzero(~np.isfinite(array))),
+        "nulls": int(np.count_nonzero(np.isnan(array))),
     }
 
 
-def build_profile(columns: dict[str, tuple[Iterable[Any], bool]], rows: int, dataset_version: str) -> Profile:
+def build_profile(columns: Mapping[str, tuple[Iterable[Any], bool]], rows: int, dataset_version: str) -> Profile:
     """A whole profile from {column: (values, is_categorical)}."""
     return {
         "formatVersion": FORMAT_VERSION,

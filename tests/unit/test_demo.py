@@ -19,11 +19,14 @@ def test_table_and_verdict() -> None:
     table = render_table(rows, 12.34)
     assert table.splitlines()[1].split()[:3] == ["Dataset", "iris", "Ready"] and table.endswith("elapsed  12.3s")
     assert _verdict(rows) is None
-    assert _verdict([*rows, Row("ModelVersion", "iris-classifier-1", "Promoted", "")]) is True
+    promoted = [*rows, Row("ModelVersion", "iris-classifier-1", "Promoted", "")]
+    assert _verdict(promoted) is True
+    assert _verdict([*promoted, Row("Deployment", "iris", "Progressing", "")]) is None
     assert _verdict([Row("TrainingRun", "x", "Failed", "")]) is False
 
 
 def test_demo_points_the_example_dataset_at_local_data() -> None:
-    dataset, training = demo_manifests("file:///tmp/iris.csv")
+    dataset, training, deployment = demo_manifests("file:///tmp/iris.csv")
+    assert deployment["spec"]["model"]["registeredModel"] == training["spec"]["registeredModel"]
     assert dataset["kind"] == "Dataset" and dataset["spec"]["source"]["uri"] == "file:///tmp/iris.csv"
     assert training["spec"]["datasetRef"]["name"] == dataset["metadata"]["name"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,19 @@ def test_validate_missing_file_fails_permanently(worker: Worker, tmp_path: Path)
     assert found.data.tags[contract.TAG_ERROR] == last.removeprefix("error: ")
 
 
+def test_validate_retry_closes_the_run_a_dead_pod_left_running(worker: Worker, iris_csv: Path) -> None:
+    exp = worker.client.get_experiment_by_name(contract.EXPERIMENT_DATASETS)
+    assert exp is not None
+    tags = {contract.TAG_UID: "ds-retry", contract.TAG_JOB: "retry-check-1"}
+    stale = worker.client.create_run(exp.experiment_id, run_name="retry-check-1", tags=tags)
+    code, _ = worker("validate", body("Dataset", "iris", "ds-retry", dataset_spec(iris_csv.as_uri())), "retry-check-1")
+    assert code == 0
+    closed = worker.client.get_run(stale.info.run_id)
+    assert closed.info.status == "FAILED" and closed.data.tags[contract.TAG_OUTCOME] == contract.OUTCOME_FAILED
+    newest = worker.run_of(contract.EXPERIMENT_DATASETS, "ds-retry", "retry-check-1")
+    assert newest.info.run_id != stale.info.run_id and newest.info.status == "FINISHED"
+
+
 def test_validate_http_source_and_parquet(worker: Worker, iris_csv: Path, tmp_path: Path) -> None:
     import http.server
     import threading
@@ -188,11 +202,15 @@ def test_mlflow_unreachable_is_retryable(worker: Worker, iris_csv: Path, monkeyp
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     worker.client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
-    code, last = worker("validate", body("Dataset", "iris", "ds-x", dataset_spec(iris_csv.as_uri())), "x-check-1")
+    validate = body("Dataset", "iris", "ds-x", dataset_spec(iris_csv.as_uri()))
+    code, last = worker("validate", validate, "x-check-1")
     assert code == contract.EXIT_RETRYABLE
-    assert last.startswith("error: MLflow could not start the validation run")
+    assert last.startswith("error: MLflow could not start the validation run: the server is unreachable ([Errno 111]")
+    dataset = pinned(iris_csv.as_uri(), fingerprint(iris_csv.read_bytes()))
+    code, last = worker("train", training("tr-x", "x-model"), "x-train-1", dataset)
+    assert code == contract.EXIT_RETRYABLE
+    assert last.startswith("error: MLflow could not start the training run: the server is unreachable")
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -287,13 +305,22 @@ def test_train_one_hot_encodes_categorical_features(worker: Worker, tmp_path: Pa
     frame.insert(0, "colour", np.where(frame["sepal_width"] > 3.0, "blue", "red"))
     path = tmp_path / "coloured.csv"
     frame.to_csv(path, index=False)
-    obj = training("tr-cat", "coloured", "sklearn.linear_model.LogisticRegression", search={"C": [0.1, 1.0]})
+    obj = training(
+        "tr-cat",
+        "coloured",
+        "sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 1000},
+        search={"C": [0.1, 1.0]},
+    )
     code, last = worker("train", obj, "cat-job", pinned(path.as_uri(), fingerprint(path.read_bytes())))
     assert code == 0, last
     model = mlflow.sklearn.load_model("models:/coloured/1")
     row = np.array([["blue", 5.1, 3.5, 1.4, 0.2], ["green", 6.7, 3.0, 5.2, 2.3]], dtype=object)
     assert list(model.predict(row)) == ["setosa", "virginica"]
-    assert list(model.predict(pd.DataFrame(row, columns=list(frame.columns[:-1])))) == ["setosa", "virginica"]
+    with warnings.catch_warnings():  # fitted on an array by design; a DataFrame in the same order works too
+        warnings.filterwarnings("ignore", message="X has feature names")
+        by_frame = model.predict(pd.DataFrame(row, columns=list(frame.columns[:-1])))
+    assert list(by_frame) == ["setosa", "virginica"]
 
 
 @pytest.mark.parametrize(

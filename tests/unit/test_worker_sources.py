@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlops_operator.api.dataset import DataSource
+from mlops_operator.worker.cli import run
 from mlops_operator.worker.errors import PermanentError, RetryableError
 from mlops_operator.worker.sample_data import IRIS_COLUMNS, sample_frame, write_sample
 from mlops_operator.worker.sources import fingerprint, load_source, parse_table, read_bytes
@@ -142,3 +143,11 @@ def test_shift_moves_a_feature_by_standard_deviations(tmp_path: Path) -> None:
 def test_bad_shifts_are_rejected(shift: str, fragment: str) -> None:
     with pytest.raises(PermanentError, match=fragment):
         sample_frame("iris", [shift])
+
+
+def test_sample_data_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d.csv"
+    assert run(["sample-data", "diabetes", "--out", str(out), "--shift", "bmi=1"]) == 0
+    assert pd.read_csv(out).shape == (442, 11)
+    assert run(["sample-data", "iris", "--out", str(out), "--shift", "species=1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --shift species: the column is not numeric"

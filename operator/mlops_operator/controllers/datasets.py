@@ -68,5 +68,5 @@ async def dataset_changed(
     rt = runtime()
     if type != "DELETED":
         await rt.reconcile("Dataset", namespace, name, dict(body))
-    for run_name in waiting_trainingruns.get((namespace, name), []):
+    for run_name in list(waiting_trainingruns.get((namespace, name), [])):  # the index changes while we await
         await rt.reconcile("TrainingRun", namespace, run_name)

@@ -46,7 +46,7 @@ async def reconcile_deployment(rt: Runtime, body: Obj) -> Plan:
     approved: dict[int, str] = {}
     index = rt.indexes.get("approved_versions")
     if index is not None and model.get("alias"):
-        for mv_name, version in index.get((namespace, model["registeredModel"], model["alias"]), []):
+        for mv_name, version in list(index.get((namespace, model["registeredModel"], model["alias"]), [])):
             approved[int(version)] = mv_name
     stable = _indexed(rt, "serving_objects", (namespace, "Deployment", track_name(name, "stable")))
     canary = _indexed(rt, "serving_objects", (namespace, "Deployment", track_name(name, "canary")))

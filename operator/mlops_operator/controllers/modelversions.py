@@ -67,10 +67,10 @@ async def modelversion_changed(
     phase = (body.get("status") or {}).get("phase")
     if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary
         alias = (body["spec"].get("promotion") or {}).get("alias", "production")
-        for deployment in rollout_deployments.get((namespace, body["spec"]["registeredModel"], alias), []):
+        for deployment in list(rollout_deployments.get((namespace, body["spec"]["registeredModel"], alias), [])):
             await rt.reconcile("Deployment", namespace, deployment)
     if phase == "Promoted":
         model = body["spec"]["registeredModel"]
-        for other_ns, other in promoted_versions.get(model, []):
+        for other_ns, other in list(promoted_versions.get(model, [])):
             if (other_ns, other) != (namespace, name):
                 await rt.reconcile("ModelVersion", other_ns, other)

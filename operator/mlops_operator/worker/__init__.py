@@ -1,1 +1,1 @@
-"""What runs in Job pods: dataset validation and model training."""
+"""What runs in Job pods: dataset validation and profiling, model training, and bundled sample data."""
