@@ -31,7 +31,9 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .controllers.main import run_operator
 
-    run_operator(namespaces=args.namespace, standalone=not args.peering, liveness=args.liveness)
+    run_operator(
+        namespaces=args.namespace, standalone=not args.peering, liveness=args.liveness, metrics_port=args.metrics_port
+    )
     return 0
 
 
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--peering", action="store_true", help="coordinate with other replicas via kopf peering")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness probe endpoint URL")
+    run.add_argument("--metrics-port", type=int, default=9090, help="port of the operator's /metrics (0: off)")
     run.set_defaults(func=_cmd_run)
 
     crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")

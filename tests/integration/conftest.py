@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mlops_operator.localcluster import cluster
 from mlops_operator.localcluster.binaries import ensure_binaries
@@ -117,6 +118,21 @@ class OperatorProcess:
     def healthz(self) -> str:
         return f"http://127.0.0.1:{self.port}/healthz"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port + 10}/metrics"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The current value of one operator metric sample (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(self.metrics_url, timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
     def start(self) -> OperatorProcess:
         argv = [
             sys.executable,
@@ -127,6 +143,8 @@ class OperatorProcess:
             self.namespace,
             "--liveness",
             self.healthz,
+            "--metrics-port",
+            str(self.port + 10),
         ]
         env = {
             **os.environ,

@@ -238,6 +238,8 @@ def test_first_rollout_then_canary_to_100_percent(
     )
     assert [h["version"] for h in final["history"]] == [v1, v2] and final["history"][0]["to"]
     wait_for("every pod to serve version 2", lambda: set(served_versions(kube, namespace).values()) == {v2}, timeout=60)
+    assert operator_process.metric("mlops_operator_canary_steps_total") == 3
+    assert operator_process.metric("mlops_operator_promotions_total", via="canary") == 1
 
 
 def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(

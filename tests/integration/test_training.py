@@ -170,6 +170,11 @@ def test_iris_pipeline_promotes_and_a_worse_model_is_rejected(
     assert phase(kube, f"modelversion/{mv_name}", namespace) == "Promoted"
     events = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert {"NewVersion", "JobCreated", "Succeeded", "Promoted", "Rejected"} <= set(events)
+    # The operator's own metrics saw the same.
+    assert operator_process.metric("mlops_operator_jobs_launched_total", kind="TrainingRun") == 2
+    assert operator_process.metric("mlops_operator_jobs_launched_total", kind="Dataset") == 1
+    assert operator_process.metric("mlops_operator_promotions_total", via="direct") == 1
+    assert operator_process.metric("mlops_operator_reconciles_total", kind="ModelVersion") >= 2
 
 
 def test_invalid_dataset_and_a_run_that_waits_without_a_job(

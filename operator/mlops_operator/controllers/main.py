@@ -34,12 +34,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.worker_limit = 4
 
 
-def run_operator(namespaces: list[str], standalone: bool = True, liveness: str = "http://0.0.0.0:8080/healthz") -> None:
+def run_operator(
+    namespaces: list[str],
+    standalone: bool = True,
+    liveness: str = "http://0.0.0.0:8080/healthz",
+    metrics_port: int = 9090,
+) -> None:
     """Run every controller until interrupted; all namespaces unless some are named."""
-    from . import registry  # noqa: F401  (registers the handlers)
+    from . import metrics, registry  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
+    metrics.serve(metrics_port)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
 from ..planning.jobs import WorkerSettings
 from ..planning.plan import Obj, Plan
+from . import metrics
 
 log = logging.getLogger("mlops.controllers")
 
@@ -82,6 +84,8 @@ class Runtime:
         key = (kind, namespace, name)
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
+            metrics.RECONCILES.labels(kind).inc()
+            started = time.perf_counter()
             try:
                 current = body if body is not None else await self.get(kind, namespace, name)
                 if current is None or current["metadata"].get("deletionTimestamp"):
@@ -96,13 +100,17 @@ class Runtime:
             except StaleObjectError:
                 self.requeue(key, 0.2)
             except (MlflowError, ApiError, OSError) as error:
+                metrics.RECONCILE_ERRORS.labels(kind).inc()
                 delay = self._backoff(key)
                 log.warning("%s %s/%s: %s; retrying in %.0fs", kind, namespace, name, error, delay)
                 self.requeue(key, delay)
             except Exception:
+                metrics.RECONCILE_ERRORS.labels(kind).inc()
                 delay = self._backoff(key)
                 log.exception("%s %s/%s: reconcile failed; retrying in %.0fs", kind, namespace, name, delay)
                 self.requeue(key, delay)
+            finally:
+                metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
 
     def _backoff(self, key: tuple[str, str, str]) -> float:
         count = self.failures[key] = self.failures.get(key, 0) + 1
@@ -142,6 +150,7 @@ class Runtime:
             await self.create(obj)
         for model, alias, version in plan.alias_moves:
             await self.mlflow.set_alias(model, alias, version)
+            metrics.PROMOTIONS.labels("canary" if kind == "Deployment" else "direct").inc()
         current = dict(body.get("status") or {})
         if status_changed(current, plan.status):
             await self.write_status(kind, body, plan.status)
@@ -156,6 +165,7 @@ class Runtime:
             await self.patch_related_status(kind, namespace, name, patch)
         for event in plan.events:
             await self.post_event(body, event.type, event.reason, event.message)
+        metrics.count_events(plan.events)
         for kind, namespace, name in plan.wake:
             self.requeue((kind, namespace or body["metadata"]["namespace"], name), 0.0)
 
@@ -207,6 +217,9 @@ class Runtime:
         created = await self.kube.create(_collection(obj), obj)
         if created is not None:
             log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+            if obj["kind"] == "Job":
+                owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
+                metrics.JOBS_LAUNCHED.labels(owner).inc()
         return created is not None
 
     async def create_or_patch(self, obj: Obj) -> None:

@@ -1,0 +1,46 @@
+"""The operator's own Prometheus metrics, served on `--metrics-port` (the chart's metrics Service)."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+from ..planning.plan import Event
+
+log = logging.getLogger("mlops.metrics")
+
+RECONCILES = Counter("mlops_operator_reconciles_total", "Reconcile passes, by kind.", ["kind"])
+RECONCILE_ERRORS = Counter(
+    "mlops_operator_reconcile_errors_total", "Reconcile passes that failed and were retried, by kind.", ["kind"]
+)
+RECONCILE_SECONDS = Histogram(
+    "mlops_operator_reconcile_duration_seconds",
+    "Time of one reconcile pass (reads, planning, writes), by kind.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+JOBS_LAUNCHED = Counter("mlops_operator_jobs_launched_total", "Worker Jobs created, by owner kind.", ["kind"])
+PROMOTIONS = Counter("mlops_operator_promotions_total", "MLflow alias moves made by the operator.", ["via"])
+CANARY_STEPS = Counter("mlops_operator_canary_steps_total", "Canary steps entered (including the first).")
+ROLLBACKS = Counter("mlops_operator_rollbacks_total", "Canaries aborted by analysis and rolled back.")
+
+_BY_REASON = {"CanaryStarted": CANARY_STEPS, "CanaryStep": CANARY_STEPS, "RolledBack": ROLLBACKS}
+
+
+def count_events(events: list[Event]) -> None:
+    """Count the transitions a plan announced."""
+    for event in events:
+        counter = _BY_REASON.get(event.reason)
+        if counter is not None:
+            counter.inc()
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on all interfaces; a port already taken is logged, not fatal (metrics are optional)."""
+    if port <= 0:
+        return
+    try:
+        start_http_server(port)
+    except OSError as error:
+        log.warning("operator metrics are off: cannot listen on port %d: %s", port, error)
