@@ -276,3 +276,27 @@ def test_regression_on_diabetes(
     mv_name = get(kube, "trainingrun/ridge", namespace)["status"]["modelVersion"]
     wait_phase(kube, f"modelversion/{mv_name}", namespace, {"Promoted"}, operator_process, 60)
     assert mlflow_alias(kube, model) == 1
+
+
+def test_refresh_interval_makes_a_new_version_when_the_content_changes(
+    crds_installed: Kube, namespace: str, operator_process: OperatorProcess, iris_csv: Path
+) -> None:
+    kube = crds_installed
+    manifest = iris_dataset(f"file://{iris_csv}").replace(
+        "validation: {minRows: 100}", "validation: {minRows: 100}\n  refreshInterval: 5s"
+    )
+    kube.apply(manifest, namespace)
+    wait_phase(kube, "datasets.mlops.dev/iris", namespace, {"Ready"}, operator_process, PIPELINE_TIMEOUT)
+    first = get(kube, "datasets.mlops.dev/iris", namespace)["status"]
+    lines = iris_csv.read_text().splitlines()
+    iris_csv.write_text("\n".join(lines[:-10]) + "\n")  # new content: ten rows fewer
+    changed = wait_for(
+        "a new dataset version",
+        lambda: (
+            (s := get(kube, "datasets.mlops.dev/iris", namespace)["status"]).get("version") != first["version"] and s
+        ),
+        timeout=120,
+    )
+    assert changed["rows"] == 140 and changed["phase"] == "Ready" and changed["jobName"] != first["jobName"]
+    events = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
+    assert events.count("NewVersion") == 2
