@@ -1,7 +1,11 @@
-"""Operator footprint at scale (not a test): N mixed objects, then RSS and time until all are acknowledged.
+"""Operator footprint at scale (not a test): N mixed objects, then RSS and time until every status is written.
 
 Usage: KUBECONFIG=.localcluster/kubeconfig python bench/operator_scale.py [--objects 1000] [--runs 3]
 Target (ARCHITECTURE.md): <= 256 MiB RSS with 1,000 mixed objects.
+
+The operator does its real work — validation Jobs, serving Deployments and Services, MLflow lookups —
+but the node is cordoned for the run, so the pods it causes stay Pending instead of starting 500
+Python processes on the bench machine.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def rss_mib(pid: int) -> tuple[float, float]:
 def one_run(count: int) -> tuple[float, float, float]:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", namespace)
+    kubectl("cordon", "mlops-node")
     try:
         kubectl("apply", "-n", namespace, "-f", "-", input_text=manifests(count))
         started = time.monotonic()
@@ -73,6 +78,8 @@ def one_run(count: int) -> tuple[float, float, float]:
                 namespace,
                 "--liveness",
                 "http://127.0.0.1:18082/healthz",
+                "--metrics-port",
+                "18092",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -89,6 +96,7 @@ def one_run(count: int) -> tuple[float, float, float]:
         return elapsed, rss, peak
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false")
+        kubectl("uncordon", "mlops-node")
 
 
 def main() -> None:
@@ -97,10 +105,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("KUBECONFIG", str(Path(".localcluster/kubeconfig").resolve()))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "http://10.244.0.1:15000")
     results = [one_run(args.objects) for _ in range(args.runs)]
     elapsed, rss, peak = (statistics.median(col) for col in zip(*results, strict=True))
     print(f"objects={args.objects} runs={args.runs} (medians)")
-    print(f"  time from operator start to all acknowledged: {elapsed:.1f} s")
+    print(f"  time from operator start to every status written: {elapsed:.1f} s")
     print(f"  settled RSS: {rss:.0f} MiB   peak RSS: {peak:.0f} MiB   (target <= 256 MiB: ratio {peak / 256:.2f})")
 
 

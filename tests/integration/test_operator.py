@@ -16,7 +16,7 @@ def _healthz_ok(op: OperatorProcess) -> bool:
         return False
 
 
-def test_deployment_is_acknowledged_until_its_controller_acts(
+def test_deployment_without_a_version_to_serve_says_so(
     crds_installed: Kube, namespace: str, operator_process: OperatorProcess
 ) -> None:
     kube = crds_installed
@@ -27,7 +27,8 @@ def test_deployment_is_acknowledged_until_its_controller_acts(
         timeout=30,
     )
     ready = condition(obj, "Ready")
-    assert ready["status"] == "Unknown" and ready["reason"] == "AwaitingController"
+    assert ready["status"] == "False" and ready["reason"] == "WaitingForVersion"
+    assert "none holds alias 'production'" in ready["message"]
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert operator_process.running() and _healthz_ok(operator_process)
 

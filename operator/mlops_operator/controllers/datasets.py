@@ -52,21 +52,11 @@ async def find_job_run(rt: Runtime, experiment: str, uid: str, job_name: str) ->
     return candidates[0] if candidates else None
 
 
-@kopf.index(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]
-def waiting_trainingruns(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[Any, Any]:
-    """TrainingRuns that have not started yet, by (namespace, Dataset name)."""
-    if (status or {}).get("jobName"):
-        return {}
-    return {(namespace, spec.get("datasetRef", {}).get("name")): name}
-
-
 @kopf.on.event(GROUP, VERSION, "datasets")  # type: ignore[arg-type]
-async def dataset_changed(
-    type: str, body: kopf.Body, namespace: str, name: str, waiting_trainingruns: kopf.Index[Any, str], **_: Any
-) -> None:
+async def dataset_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a Dataset: reconcile it, then let the TrainingRuns waiting for it re-read it."""
     rt = runtime()
     if type != "DELETED":
         await rt.reconcile("Dataset", namespace, name, dict(body))
-    for run_name in list(waiting_trainingruns.get((namespace, name), [])):  # the index changes while we await
+    for run_name in rt.store.waiting_trainingruns(namespace, name):
         await rt.reconcile("TrainingRun", namespace, run_name)

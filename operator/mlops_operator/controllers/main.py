@@ -42,6 +42,9 @@ def run_operator(
 ) -> None:
     """Run every controller until interrupted; all namespaces unless some are named."""
     from . import metrics, registry  # noqa: F401  (registers the handlers)
+    from .runtime import watch_namespaces
+
+    watch_namespaces(namespaces)
 
     kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters

@@ -20,6 +20,7 @@ async def start_runtime(**_: Any) -> None:
         ModelVersion=modelversions.reconcile_modelversion,
         Deployment=deployments.reconcile_deployment,
     )
+    await rt.seed_store()
 
 
 @kopf.on.cleanup()

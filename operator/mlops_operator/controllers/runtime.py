@@ -24,6 +24,7 @@ from ..planning.conditions import status_changed
 from ..planning.jobs import WorkerSettings
 from ..planning.plan import Obj, Plan
 from . import metrics
+from .store import Store, collection_paths
 
 log = logging.getLogger("mlops.controllers")
 
@@ -77,7 +78,15 @@ class Runtime:
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     applied: dict[str, tuple[str, float]] = field(default_factory=dict)  # child -> (spec hash, when applied)
-    indexes: dict[str, Any] = field(default_factory=dict)  # kopf's live indexes, for passes started by requeues
+    store: Store = field(default_factory=Store)
+    namespaces: list[str] = field(default_factory=list)  # watched namespaces; empty: all
+
+    async def seed_store(self) -> None:
+        """LIST everything the cross-kind lookups need, before any handler runs."""
+        for kind, path, selector in collection_paths(self.namespaces):
+            listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
+            for item in listing.get("items", []):
+                self.store.put(kind, item)
 
     async def reconcile(self, kind: str, namespace: str, name: str, body: Obj | None = None) -> None:
         """Run the kind's reconciler for one object, one pass at a time per object; never raises."""
@@ -252,6 +261,12 @@ def _collection(obj: Obj) -> str:
 
 
 _runtime: Runtime | None = None
+_namespaces: list[str] = []
+
+
+def watch_namespaces(namespaces: list[str]) -> None:
+    """Record which namespaces the operator watches (before it starts), for the startup LIST."""
+    _namespaces[:] = namespaces
 
 
 def runtime() -> Runtime:
@@ -259,7 +274,12 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         settings = Settings.from_env()
-        _runtime = Runtime(kube=Kube(connection_from_env()), mlflow=Mlflow(settings.tracking_uri), settings=settings)
+        _runtime = Runtime(
+            kube=Kube(connection_from_env()),
+            mlflow=Mlflow(settings.tracking_uri),
+            settings=settings,
+            namespaces=list(_namespaces),
+        )
     return _runtime
 
 

@@ -37,8 +37,12 @@ async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan | None:
 @kopf.on.event(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]
 async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a TrainingRun reconciles it."""
-    if type != "DELETED":
-        await runtime().reconcile("TrainingRun", namespace, name, dict(body))
+    rt = runtime()
+    if type == "DELETED":
+        rt.store.delete("TrainingRun", namespace, name)
+        return
+    rt.store.put("TrainingRun", dict(body))
+    await rt.reconcile("TrainingRun", namespace, name, dict(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""An in-memory view of the objects reconciles look up across kinds, seeded by a LIST before any handler runs.
+
+kopf's own indexes would do this, but kopf holds every object's worker until all indexes are
+populated; with `queueing.worker_limit` bounding the workers (for memory), 1,000 objects deadlock
+at startup. So the operator lists what it needs once in a startup handler and keeps the view
+current from its watch events (every handler updates it before reconciling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+# (API collection path under /apis or /api, kind in the store, label selector)
+SEEDED = (
+    ("/apis/mlops.dev/v1alpha1", "trainingruns", "TrainingRun", ""),
+    ("/apis/mlops.dev/v1alpha1", "modelversions", "ModelVersion", ""),
+    ("/apis/mlops.dev/v1alpha1", "deployments", "Deployment", ""),
+    ("/apis/apps/v1", "deployments", "ServingDeployment", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+    ("/api/v1", "services", "Service", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+)
+
+
+def summary(kind: str, body: Obj) -> Obj:
+    """The part of an object the lookups need (small: the store holds every object)."""
+    meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
+    kept: Obj = {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "generation": meta.get("generation"),
+            "annotations": dict(meta.get("annotations") or {}),
+        }
+    }
+    if kind == "TrainingRun":
+        kept["spec"] = {"datasetRef": spec.get("datasetRef")}
+        kept["status"] = {"jobName": status.get("jobName")}
+    elif kind == "ModelVersion":
+        kept["spec"] = {k: spec.get(k) for k in ("registeredModel", "version", "promotion")}
+        kept["status"] = {"phase": status.get("phase")}
+    elif kind == "Deployment":
+        kept["spec"] = {"model": spec.get("model")}
+    elif kind == "ServingDeployment":
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        kept["spec"] = {"replicas": spec.get("replicas"), "template": {"metadata": {"labels": dict(labels)}}}
+        kept["status"] = dict(status)
+    return kept
+
+
+@dataclass
+class Store:
+    """Objects by kind and (namespace, name), with the cross-kind lookups the controllers make."""
+
+    objects: dict[str, dict[Key, Obj]] = field(default_factory=dict)
+
+    def put(self, kind: str, body: Obj) -> None:
+        """Record the newest version of an object."""
+        meta = body.get("metadata", {})
+        self.objects.setdefault(kind, {})[(meta.get("namespace", ""), meta["name"])] = summary(kind, body)
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Forget a deleted object."""
+        self.objects.get(kind, {}).pop((namespace, name), None)
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """One stored object summary."""
+        return self.objects.get(kind, {}).get((namespace, name))
+
+    def _all(self, kind: str) -> list[tuple[Key, Obj]]:
+        return list(self.objects.get(kind, {}).items())
+
+    def waiting_trainingruns(self, namespace: str, dataset: str) -> list[str]:
+        """TrainingRuns on this Dataset that have not started their Job."""
+        return [
+            name
+            for (ns, name), obj in self._all("TrainingRun")
+            if ns == namespace
+            and (obj["spec"].get("datasetRef") or {}).get("name") == dataset
+            and not obj["status"].get("jobName")
+        ]
+
+    def rollout_deployments(self, namespace: str, model: str, alias: str) -> list[str]:
+        """Deployments in the namespace that serve this registered model through this alias."""
+        return [
+            name
+            for (ns, name), obj in self._all("Deployment")
+            if ns == namespace
+            and (obj["spec"].get("model") or {}).get("registeredModel") == model
+            and (obj["spec"].get("model") or {}).get("alias") == alias
+        ]
+
+    def approved_versions(self, namespace: str, model: str, alias: str) -> dict[int, str]:
+        """Approved ModelVersions for (model, alias) in the namespace: version -> object name."""
+        found = {}
+        for (ns, name), obj in self._all("ModelVersion"):
+            spec = obj["spec"]
+            if (
+                ns == namespace
+                and obj["status"].get("phase") == "Approved"
+                and spec.get("registeredModel") == model
+                and (spec.get("promotion") or {}).get("alias", "production") == alias
+            ):
+                found[int(spec["version"])] = name
+        return found
+
+    def promoted_versions(self, model: str) -> list[Key]:
+        """ModelVersions of a registered model that say they hold an alias."""
+        return [
+            key
+            for key, obj in self._all("ModelVersion")
+            if obj["status"].get("phase") == "Promoted" and obj["spec"].get("registeredModel") == model
+        ]
+
+
+def collection_paths(namespaces: list[str]) -> list[tuple[str, str, str]]:
+    """(store kind, list path, label selector) for every seeded resource, per namespace or cluster-wide."""
+    paths = []
+    for prefix, plural, kind, selector in SEEDED:
+        if namespaces:
+            paths += [(kind, f"{prefix}/namespaces/{ns}/{plural}", selector) for ns in namespaces]
+        else:
+            paths.append((kind, f"{prefix}/{plural}", selector))
+    return paths

@@ -1,0 +1,33 @@
+"""The operator's cross-kind lookups over its in-memory view."""
+
+from __future__ import annotations
+
+from mlops_operator.controllers.store import Store, collection_paths
+
+
+def obj(name: str, namespace: str = "ns", spec: dict | None = None, status: dict | None = None) -> dict:
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": spec or {}, "status": status or {}}
+
+
+def test_lookups_follow_puts_and_deletes() -> None:
+    store = Store()
+    store.put("TrainingRun", obj("waits", spec={"datasetRef": {"name": "iris"}}))
+    store.put("TrainingRun", obj("started", spec={"datasetRef": {"name": "iris"}}, status={"jobName": "j"}))
+    assert store.waiting_trainingruns("ns", "iris") == ["waits"]
+    store.put("Deployment", obj("iris", spec={"model": {"registeredModel": "m", "alias": "production"}}))
+    store.put("Deployment", obj("pinned", spec={"model": {"registeredModel": "m", "version": 3}}))
+    assert store.rollout_deployments("ns", "m", "production") == ["iris"]
+    assert store.rollout_deployments("other", "m", "production") == []
+    approved = obj("m-2", spec={"registeredModel": "m", "version": 2}, status={"phase": "Approved"})
+    store.put("ModelVersion", approved)
+    store.put("ModelVersion", obj("m-1", spec={"registeredModel": "m", "version": 1}, status={"phase": "Promoted"}))
+    assert store.approved_versions("ns", "m", "production") == {2: "m-2"}
+    assert store.promoted_versions("m") == [("ns", "m-1")]
+    store.delete("ModelVersion", "ns", "m-2")
+    assert store.approved_versions("ns", "m", "production") == {}
+
+
+def test_seeding_lists_each_kind_per_watched_namespace_or_cluster_wide() -> None:
+    assert len(collection_paths(["a", "b"])) == 2 * len(collection_paths([]))
+    kinds = {kind: (path, selector) for kind, path, selector in collection_paths([])}
+    assert kinds["ServingDeployment"] == ("/apis/apps/v1/deployments", "app.kubernetes.io/managed-by=mlops-operator")
