@@ -16,11 +16,17 @@ def _healthz_ok(op: OperatorProcess) -> bool:
         return False
 
 
+def _example_deployment(namespace: str) -> str:
+    """The example Deployment, for a registered model that has no versions (unique per test)."""
+    text = (REPO / "examples" / "iris" / "deployment.yaml").read_text()
+    return text.replace("registeredModel: iris-classifier", f"registeredModel: nothing-{namespace}")
+
+
 def test_deployment_without_a_version_to_serve_says_so(
     crds_installed: Kube, namespace: str, operator_process: OperatorProcess
 ) -> None:
     kube = crds_installed
-    kube.run("apply", "-n", namespace, "-f", str(REPO / "examples" / "iris" / "deployment.yaml"))
+    kube.apply(_example_deployment(namespace), namespace)
     obj = wait_for(
         "the Deployment's Ready condition",
         lambda: (o := kube.json("get", "mldeploy/iris", "-n", namespace)) and condition(o, "Ready") and o,
@@ -35,7 +41,7 @@ def test_deployment_without_a_version_to_serve_says_so(
 
 def test_restart_writes_nothing_new(crds_installed: Kube, namespace: str, operator_process: OperatorProcess) -> None:
     kube = crds_installed
-    kube.run("apply", "-n", namespace, "-f", str(REPO / "examples" / "iris" / "deployment.yaml"))
+    kube.apply(_example_deployment(namespace), namespace)
     # A Dataset whose source does not exist settles as Invalid; a TrainingRun on it waits.
     kube.apply(
         "apiVersion: mlops.dev/v1alpha1\nkind: Dataset\nmetadata: {name: gone}\n"
