@@ -1,0 +1,251 @@
+"""The Helm chart's RBAC on the real cluster: enough to run the iris pipeline, and nothing more.
+
+What is installed, and why: `helm install` of the real chart (the real helm binary, the real schema
+and templates) with `replicas=0` and `--skip-crds`. The chart's operator Deployment cannot run here:
+there is no container runtime and no image (the node agent runs a container's `command` with the
+repository's Python; the chart's container has only `args` for the image's ENTRYPOINT), so it is
+scaled to zero and the operator runs as a local subprocess instead, authenticated with a token of
+the chart's ServiceAccount (TokenRequest API, `kubectl create token`). Everything else the chart
+renders is applied as it is: the ServiceAccount, the ClusterRole/ClusterRoleBinding, the Role and
+RoleBinding of each watched namespace, and the metrics Service. The CRDs are the session's (the
+chart's copies are byte-identical, see tests/unit/test_chart_sync.py) and are shared with other tests,
+so helm leaves them alone. The bundled MLflow is off: the local cluster's MLflow is used.
+
+The operator watches only the test namespace (`watchNamespaces`), so it never touches other
+namespaces' objects on the shared cluster. The cluster-wide mode's RBAC is installed in the last test
+only to be asked (`kubectl auth can-i`); no process uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlops_operator.localcluster.binaries import ensure_binaries
+
+from .conftest import REPO, Kube, OperatorProcess, wait_for
+from .test_training import get, iris_dataset, mlflow_alias, sample_data, training_run, wait_phase
+
+CHART = REPO / "charts" / "mlops-operator"
+OPERATOR_PORT = 18391  # kopf's liveness endpoint of the subprocess; 18080/18081 belong to other tests
+PIPELINE_TIMEOUT = 240
+
+
+@dataclasses.dataclass
+class Release:
+    name: str
+    namespace: str
+    kube: Kube
+    manifests: list[dict[str, Any]]
+
+    @property
+    def service_account(self) -> str:
+        return next(m["metadata"]["name"] for m in self.manifests if m["kind"] == "ServiceAccount")
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    def can_i(self, *args: str) -> bool:
+        result = self.kube.run("auth", "can-i", "--as", self.user, *args, check=False)
+        answer = result.stdout.strip()
+        assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {result.stdout}{result.stderr}"
+        return answer == "yes"
+
+
+def helm(kube: Kube, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    result = subprocess.run(
+        [str(ensure_binaries() / "helm"), *args], capture_output=True, text=True, env=env, timeout=180, check=False
+    )
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture
+def install(crds_installed: Kube) -> Iterator[Any]:
+    """Returns install(namespace, *set_args) -> Release; uninstalls every release afterwards."""
+    kube, releases = crds_installed, []
+
+    def _install(namespace: str, *values: str) -> Release:
+        name = f"mlops-{uuid.uuid4().hex[:6]}"
+        args = ["--namespace", namespace, "--set", "replicas=0", "--set", "mlflow.enabled=false"]
+        args += ["--set", f"mlflow.trackingUri={kube.mlflow_url}"]
+        for value in values:
+            args += ["--set", value]
+        helm(kube, "install", name, str(CHART), "--skip-crds", *args)
+        releases.append((name, namespace))
+        manifest = helm(kube, "get", "manifest", name, "--namespace", namespace)
+        return Release(name, namespace, kube, [m for m in yaml.safe_load_all(manifest) if m])
+
+    def _uninstall(release: Release) -> None:
+        releases.remove((release.name, release.namespace))
+        helm(kube, "uninstall", release.name, "--namespace", release.namespace, "--wait", "--timeout", "60s")
+
+    _install.uninstall = _uninstall  # type: ignore[attr-defined]
+    yield _install
+    for name, namespace in releases:  # cluster-scoped objects go with the release, not with the namespace
+        helm(kube, "uninstall", name, "--namespace", namespace, "--wait", "--timeout", "60s")
+
+
+def token_kubeconfig(kube: Kube, release: Release, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount with a TokenRequest token."""
+    token = kube.run(
+        "create", "token", release.service_account, "-n", release.namespace, "--duration", "1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = dict(next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"]))
+    if cluster.get("certificate-authority"):
+        cluster["certificate-authority"] = str((kube.kubeconfig.parent / cluster["certificate-authority"]).resolve())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": release.service_account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": release.service_account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_path: Path) -> None:
+    release: Release = install(namespace, f"watchNamespaces={{{namespace}}}")
+    kube = release.kube
+    kinds = sorted(m["kind"] for m in release.manifests)
+    assert kinds == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
+    ), kinds
+    operator = next(m for m in release.manifests if m["kind"] == "Deployment")
+    assert operator["spec"]["replicas"] == 0
+    sa_kube = dataclasses.replace(kube, kubeconfig=token_kubeconfig(kube, release, tmp_path / "sa.kubeconfig"))
+    whoami = json.loads(sa_kube.run("auth", "whoami", "-o", "json").stdout)
+    assert whoami["status"]["userInfo"]["username"] == release.user
+
+    op = OperatorProcess(sa_kube, namespace, tmp_path / "operator.log", port=OPERATOR_PORT).start()
+    try:
+        model = f"iris-{namespace}"
+        iris_csv = sample_data("iris", tmp_path / "iris.csv")
+        kube.apply(iris_dataset(f"file://{iris_csv}") + "---\n" + training_run("iris-train", model), namespace)
+        wait_phase(kube, "datasets.mlops.dev/iris", namespace, {"Ready", "Invalid"}, op, PIPELINE_TIMEOUT)
+        assert get(kube, "datasets.mlops.dev/iris", namespace)["status"]["phase"] == "Ready"
+        final = wait_phase(kube, "trainingrun/iris-train", namespace, {"Succeeded", "Failed"}, op, PIPELINE_TIMEOUT)
+        run = get(kube, "trainingrun/iris-train", namespace)
+        assert final == "Succeeded", run["status"]
+        mv_name = run["status"]["modelVersion"]
+        wait_phase(kube, f"modelversion/{mv_name}", namespace, {"Promoted", "Rejected"}, op, 60)
+        mv = get(kube, f"modelversion/{mv_name}", namespace)
+        assert mv["status"]["phase"] == "Promoted", mv["status"]
+        assert mlflow_alias(kube, model) == mv["spec"]["version"]
+
+        # Events are a courtesy the operator never fails over: a missing permission would only be a warning.
+        def operator_events() -> list[dict[str, Any]]:
+            items = kube.json("get", "events", "-n", namespace)["items"]
+            return [e for e in items if (e.get("source") or {}).get("component") == "mlops-operator"]
+
+        events = wait_for("events posted by the operator", operator_events, timeout=30)
+        assert {e["involvedObject"]["kind"] for e in events} >= {"Dataset", "TrainingRun", "ModelVersion"}
+    finally:
+        op.stop()
+    log = op.log_file.read_text(errors="replace")
+    print(f"--- operator log (tail) ---\n{op.log_tail()}")
+    denied = [line for line in log.splitlines() if " 403 " in line or "forbidden" in line.lower()]
+    assert not denied, "the operator was denied something:\n" + "\n".join(denied[:20])
+    assert "Not enough permissions" not in log, log
+
+
+# Rules a least-privilege operator must never hold.
+DANGEROUS_VERBS = {"*", "escalate", "bind", "impersonate", "delete", "deletecollection", "update"}
+SENSITIVE_RESOURCES = {
+    "*",
+    "secrets",
+    "pods/exec",
+    "pods/attach",
+    "pods/portforward",
+    "nodes/proxy",
+    "serviceaccounts/token",
+}
+
+
+def assert_rules_are_minimal(role: dict[str, Any]) -> None:
+    for rule in role["rules"]:
+        where = f"{role['kind']} {role['metadata']['name']}: {rule}"
+        assert rule.get("apiGroups") and "*" not in rule["apiGroups"], where
+        assert not set(rule["verbs"]) & DANGEROUS_VERBS, where
+        assert not set(rule["resources"]) & SENSITIVE_RESOURCES, where
+        assert not rule.get("nonResourceURLs"), where
+        assert not rule.get("resourceNames") or rule["verbs"] != ["*"], where
+
+
+def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_installed: Kube) -> None:
+    kube = crds_installed
+    scoped = install(namespace, f"watchNamespaces={{{namespace}}}")
+    roles = [m for m in scoped.manifests if m["kind"] in ("ClusterRole", "Role")]
+    assert roles
+    for role in roles:
+        assert_rules_are_minimal(role)
+
+    # What the namespaced install allows in its namespace, and only there.
+    assert scoped.can_i("list", "trainingruns.mlops.dev", "-n", namespace)
+    assert scoped.can_i("patch", "trainingruns.mlops.dev", "--subresource=status", "-n", namespace)
+    assert scoped.can_i("create", "jobs.batch", "-n", namespace)
+    assert scoped.can_i("list", "customresourcedefinitions.apiextensions.k8s.io")
+    for denied in (
+        ["list", "trainingruns.mlops.dev", "-n", "default"],
+        ["list", "trainingruns.mlops.dev", "--all-namespaces"],
+        ["create", "jobs.batch", "-n", "default"],
+        ["get", "secrets", "-n", namespace],
+        ["list", "secrets", "--all-namespaces"],
+        ["patch", "trainingruns.mlops.dev", "-n", namespace],  # spec is the user's; only status is written
+        ["update", "trainingruns.mlops.dev", "-n", namespace],
+        ["delete", "trainingruns.mlops.dev", "-n", namespace],
+        ["delete", "jobs.batch", "-n", namespace],
+        ["create", "pods", "-n", namespace],
+        ["create", "pods/exec", "-n", namespace],
+        ["delete", "namespaces"],
+        ["create", "customresourcedefinitions.apiextensions.k8s.io"],
+    ):
+        assert not scoped.can_i(*denied), f"the namespaced chart RBAC allows {' '.join(denied)}"
+
+    # The cluster-wide mode: its ClusterRole in a second namespace, asked and never used.
+    other = f"t-{uuid.uuid4().hex[:8]}"
+    kube.run("create", "namespace", other)
+    try:
+        wide = install(other)
+        cluster_roles = [m for m in wide.manifests if m["kind"] == "ClusterRole"]
+        assert len(cluster_roles) == 1 and not [m for m in wide.manifests if m["kind"] == "Role"]
+        assert_rules_are_minimal(cluster_roles[0])
+        assert wide.can_i("list", "trainingruns.mlops.dev", "--all-namespaces")
+        assert wide.can_i("create", "modelversions.mlops.dev", "-n", "default")
+        assert wide.can_i("patch", "deployments.apps", "-n", namespace)
+        for denied in (
+            ["get", "secrets", "-n", other],
+            ["get", "secrets", "--all-namespaces"],
+            ["delete", "namespaces"],
+            ["list", "namespaces"],  # kopf does not look at namespaces when it runs cluster-wide
+            ["create", "clusterrolebindings.rbac.authorization.k8s.io"],
+            ["create", "rolebindings.rbac.authorization.k8s.io", "-n", other],
+            ["escalate", "clusterroles.rbac.authorization.k8s.io"],
+            ["bind", "clusterroles.rbac.authorization.k8s.io"],
+            ["impersonate", "users"],
+            ["impersonate", "serviceaccounts", "-n", other],
+            ["create", "serviceaccounts/token", "-n", other],
+            ["delete", "deployments.apps", "-n", other],
+            ["get", "nodes"],
+            ["update", "customresourcedefinitions.apiextensions.k8s.io"],
+        ):
+            assert not wide.can_i(*denied), f"the cluster-wide chart RBAC allows {' '.join(denied)}"
+        install.uninstall(wide)  # before its namespace (and helm's release record in it) goes
+        assert kube.run("get", "clusterrole", cluster_roles[0]["metadata"]["name"], check=False).returncode != 0
+    finally:
+        kube.run("delete", "namespace", other, "--wait=false", check=False)

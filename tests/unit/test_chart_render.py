@@ -1,0 +1,339 @@
+"""The Helm chart rendered by the real helm binary (`helm lint`, `helm template`; no cluster)."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlops_operator.localcluster.binaries import ensure_binaries
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "mlops-operator"
+RELEASE, NAMESPACE = "ml", "mlops-system"
+KINDS = ["datasets", "trainingruns", "modelversions", "deployments"]
+
+
+@cache
+def helm_binary() -> str:
+    return str(ensure_binaries() / "helm")
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def render(*sets: str, values: dict[str, Any] | None = None, tmp: Path | None = None) -> list[dict[str, Any]]:
+    if values is None:
+        return _render(sets)
+    return _render(sets, values, tmp)
+
+
+@cache
+def _render_text(sets: tuple[str, ...]) -> str:
+    result = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _render(
+    sets: tuple[str, ...], values: dict[str, Any] | None = None, tmp: Path | None = None
+) -> list[dict[str, Any]]:
+    if values is None:  # renders are cached by their --set arguments; parsing gives each caller fresh objects
+        return [doc for doc in yaml.safe_load_all(_render_text(sets)) if doc]
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for value in sets:
+        args += ["--set", value]
+    if values is not None:
+        assert tmp is not None
+        path = tmp / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args += ["--values", str(path)]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def rejected(*sets: str) -> str:
+    result = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)])
+    assert result.returncode != 0, f"helm accepted {sets}"
+    return result.stderr
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''}: {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def operator_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment", f"{RELEASE}-mlops-operator")
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = operator_deployment(docs)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(docs)["env"]}
+
+
+def rules_by_resource(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs, merged over the role's rules."""
+    merged: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert not rule.get("nonResourceURLs") and not rule.get("resourceNames"), rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                merged.setdefault((group, resource), set()).update(rule["verbs"])
+    return merged
+
+
+# What the operator's code does, per (group, resource); see controllers/ and the chart README.
+NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
+    **{("mlops.dev", kind): {"get", "list", "watch"} for kind in KINDS},
+    ("mlops.dev", "trainingruns"): {"get", "list", "watch", "create"},
+    ("mlops.dev", "modelversions"): {"get", "list", "watch", "create"},
+    **{("mlops.dev", f"{kind}/status"): {"patch"} for kind in KINDS},
+    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("", "pods"): {"list"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("", "events"): {"create"},
+}
+DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+
+
+def test_helm_lint_is_clean() -> None:
+    for sets in ([], ["watchNamespaces={a,b}", "peering.enabled=true", "replicas=2"]):
+        result = helm(
+            "lint", str(CHART), "--strict", "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)]
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["appVersion"] == "0.1.0"
+    for part in ("values.schema.json", "README.md", "templates/NOTES.txt", "crds"):
+        assert (CHART / part).exists(), part
+
+
+def test_default_render_objects() -> None:
+    docs = render()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Service",
+            "Service",
+            "Deployment",
+            "Deployment",
+            "PersistentVolumeClaim",
+        ]
+    ), kinds
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_operator_pod_is_locked_down() -> None:
+    docs = render()
+    deployment = operator_deployment(docs)
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == f"{RELEASE}-mlops-operator" and pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(docs)
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
+    assert c["image"] == "mlops-operator/operator:0.1.0"
+    assert {v["mountPath"] for v in c["volumeMounts"]} == {"/tmp"}  # writable scratch only
+
+
+def test_probes_hit_kopfs_health_endpoint() -> None:
+    c = container(render())
+    args = c["args"]
+    liveness = args[args.index("--liveness") + 1]
+    assert liveness == "http://0.0.0.0:8080/healthz"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8080, "metrics": 9090}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    assert args[args.index("--metrics-port") + 1] == "9090"
+    assert "run" not in args, "the image's ENTRYPOINT is `mlops-operator run`; args are its flags"
+    assert "--peering" not in args and "--namespace" not in args
+
+
+def test_environment_and_images() -> None:
+    docs = render()
+    assert env(docs) == {
+        "MLFLOW_TRACKING_URI": f"http://{RELEASE}-mlops-operator-mlflow.{NAMESPACE}.svc:5000",
+        "MLOPS_WORKER_IMAGE": "mlops-operator/trainer:0.1.0",
+        "MLOPS_SERVER_IMAGE": "mlops-operator/server:0.1.0",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    custom = render(
+        "image.tag=9.9.9",
+        "workerImage.repository=reg.example/trainer",
+        "workerImage.tag=1.2.3",
+        "prometheus.url=http://prometheus.monitoring:9090",
+    )
+    assert container(custom)["image"] == "mlops-operator/operator:9.9.9"
+    assert env(custom)["MLOPS_WORKER_IMAGE"] == "reg.example/trainer:1.2.3"
+    assert env(custom)["MLOPS_SERVER_IMAGE"] == "mlops-operator/server:0.1.0"
+    assert env(custom)["MLOPS_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
+
+
+def test_metrics_service_and_optional_servicemonitor() -> None:
+    docs = render()
+    service = one(docs, "Service", f"{RELEASE}-mlops-operator-metrics")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = operator_deployment(docs)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    monitored = render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=kps")
+    monitor = one(monitored, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+
+def test_bundled_mlflow_and_an_existing_one() -> None:
+    docs = render()
+    name = f"{RELEASE}-mlops-operator-mlflow"
+    mlflow = one(docs, "Deployment", name)
+    c = mlflow["spec"]["template"]["spec"]["containers"][0]
+    command = " ".join(c["command"] + c["args"])
+    for part in (
+        "mlflow server",
+        "--backend-store-uri=sqlite:////data/mlflow.db",
+        "--artifacts-destination=/data/artifacts",
+        "--serve-artifacts",
+        f"{name}.{NAMESPACE}.svc:*",
+    ):
+        assert part in command, part
+    assert mlflow["spec"]["strategy"] == {"type": "Recreate"} and mlflow["spec"]["replicas"] == 1
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in mlflow["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == name
+    assert one(docs, "PersistentVolumeClaim", name)["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert one(docs, "Service", name)["spec"]["ports"][0]["port"] == 5000
+
+    existing = render("mlflow.enabled=false", "mlflow.trackingUri=https://mlflow.example.com")
+    assert not [d for d in existing if "mlflow" in d["metadata"]["name"]]
+    assert env(existing)["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_code_uses() -> None:
+    docs = render()
+    role = one(docs, "ClusterRole")
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert rules_by_resource(role) == {**NAMESPACED_RULES, **DISCOVERY_RULES}
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{RELEASE}-mlops-operator", "namespace": NAMESPACE}
+    ]
+    assert NAMESPACE in role["metadata"]["name"], "cluster-scoped names carry the release namespace"
+
+
+def test_watch_namespaces_switch_uses_roles() -> None:
+    docs = render("watchNamespaces={team-a,team-b}")
+    cluster_role = one(docs, "ClusterRole")
+    assert rules_by_resource(cluster_role) == {**DISCOVERY_RULES, ("", "namespaces"): {"list", "watch"}}
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    for namespace, role in roles.items():
+        assert rules_by_resource(role) == NAMESPACED_RULES
+        binding = bindings[namespace]
+        assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    args = container(docs)["args"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--namespace"] == ["team-a", "team-b"]
+
+
+def test_no_wildcards_secrets_or_escalation_anywhere() -> None:
+    for sets in (
+        [],
+        ["watchNamespaces={a}"],
+        ["peering.enabled=true", "replicas=2"],
+        ["rbac.ownerReferencesPermissionEnforcement=true"],
+    ):
+        for role in [d for d in render(*sets) if d["kind"] in ("ClusterRole", "Role")]:
+            for (group, resource), verbs in rules_by_resource(role).items():
+                assert "*" not in (group, resource) and "*" not in verbs, (sets, group, resource)
+                assert resource not in ("secrets", "pods/exec", "serviceaccounts/token"), (sets, resource)
+                assert not verbs & {"escalate", "bind", "impersonate", "delete", "deletecollection"}, (sets, resource)
+                if "update" in verbs:
+                    assert resource.endswith("/finalizers"), (sets, resource)
+
+
+def test_rbac_off_renders_none() -> None:
+    docs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=mine")
+    assert not [d for d in docs if "Role" in d["kind"] or d["kind"] == "ServiceAccount"]
+    assert operator_deployment(docs)["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+
+
+def test_peering_adds_its_rbac_and_flag() -> None:
+    wide = render("peering.enabled=true", "replicas=2")
+    assert "--peering" in container(wide)["args"] and operator_deployment(wide)["spec"]["replicas"] == 2
+    assert rules_by_resource(one(wide, "ClusterRole"))[("kopf.dev", "clusterkopfpeerings")] == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }
+    assert one(wide, "ClusterKopfPeering")["metadata"]["name"] == "default"
+    scoped = render("peering.enabled=true", "watchNamespaces={a}")
+    role = one(scoped, "Role")
+    assert rules_by_resource(role)[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+    assert one(scoped, "KopfPeering")["metadata"]["namespace"] == "a"
+    assert not [d for d in render() if d["kind"].endswith("KopfPeering")]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["replicas=-1"], "at '/replicas': minimum: got -1, want 0"),
+        (["replics=1"], "additional properties 'replics' not allowed"),
+        (["image.tagg=1"], "additional properties 'tagg' not allowed"),
+        (["replicas=2"], "at '/peering/enabled': value must be true"),
+        (["mlflow.enabled=false"], "at '/mlflow/trackingUri'"),
+        (["watchNamespaces={Team_A}"], "at '/watchNamespaces/0'"),
+        (["image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["metrics.port=70000"], "at '/metrics/port': maximum"),
+        (["prometheus.url=prometheus:9090"], "at '/prometheus/url'"),
+    ],
+)
+def test_schema_rejects_bad_values_readably(sets: list[str], message: str) -> None:
+    stderr = rejected(*sets)
+    assert "values don't meet the specifications of the schema" in stderr, stderr
+    assert message in stderr, stderr
+
+
+def test_values_file_keys_are_all_in_the_schema(tmp_path: Path) -> None:
+    """values.yaml itself passes the schema, also when given explicitly (no key the schema does not know)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert render(values=values, tmp=tmp_path)
