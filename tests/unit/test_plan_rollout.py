@@ -60,6 +60,9 @@ def test_first_rollout_serves_the_alias_holder_with_a_service_over_both_tracks()
     args = stable["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model-uri=models:/iris-classifier/1" in args
     assert stable["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    pod = stable["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
     assert svc["spec"]["selector"] == {"mlops.dev/deployment": "iris"}
     assert not plan.alias_moves  # the holder already holds it
 

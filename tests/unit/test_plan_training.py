@@ -54,6 +54,10 @@ def test_first_check_creates_one_job_after_recording_its_name() -> None:
     assert json.loads(env[contract.ENV_OBJECT])["metadata"]["uid"] == "d-uid"
     assert env[contract.ENV_TRACKING_URI] == "http://mlflow:5000"
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_valid_result_makes_the_dataset_ready() -> None:

@@ -27,6 +27,27 @@ class WorkerSettings:
     service_account: str | None = None
 
 
+# Pod Security "restricted": the images run as uid 10001; /tmp is the only writable path.
+POD_SECURITY: Obj = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: Obj = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+TMP_VOLUME: Obj = {"name": "tmp", "emptyDir": {}}
+TMP_MOUNT: Obj = {"name": "tmp", "mountPath": "/tmp"}
+
+
+def harden(pod_spec: Obj) -> Obj:
+    """Apply the restricted Pod Security settings, with a writable /tmp, to a pod spec (in place)."""
+    pod_spec["securityContext"] = dict(POD_SECURITY)
+    pod_spec["volumes"] = [dict(TMP_VOLUME)]
+    for container in pod_spec["containers"]:
+        container["securityContext"] = dict(CONTAINER_SECURITY)
+        container["volumeMounts"] = [dict(TMP_MOUNT)]
+    return pod_spec
+
+
 def worker_object(body: Obj) -> str:
     """The JSON a worker receives about the object it acts for (identity and spec, no status noise)."""
     meta = body["metadata"]
@@ -66,6 +87,7 @@ def worker_job(
         {"name": contract.ENV_TRACKING_URI, "value": settings.tracking_uri},
         {"name": contract.ENV_OBJECT, "value": worker_object(owner)},
         {"name": contract.ENV_JOB_NAME, "value": name},
+        {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
         *({"name": key, "value": value} for key, value in sorted(extra_env.items())),
     ]
     container: Obj = {
@@ -76,11 +98,10 @@ def worker_job(
         "env": env,
         # The worker prints "error: <reason>" last; the kubelet turns the log tail into the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": False},
     }
     if resources:
         container["resources"] = resources
-    pod_spec: Obj = {"restartPolicy": "Never", "containers": [container]}
+    pod_spec: Obj = harden({"restartPolicy": "Never", "containers": [container]})
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
     spec: Obj = {

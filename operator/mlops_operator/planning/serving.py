@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from .jobs import LABEL_MANAGED_BY, MANAGED_BY
+from .jobs import LABEL_MANAGED_BY, MANAGED_BY, harden
 from .plan import Obj, owner_reference
 
 SERVER_PORT = 8080
@@ -59,6 +59,7 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
         {"name": "MLOPS_TRACK", "value": track},
         {"name": "MLOPS_DEPLOYMENT", "value": meta["name"]},
         {"name": "MLOPS_NAMESPACE", "value": meta["namespace"]},
+        {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
     container: Obj = {
@@ -80,7 +81,6 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
             "initialDelaySeconds": 5,
             "failureThreshold": 6,
         },
-        "securityContext": {"allowPrivilegeEscalation": False},
     }
     if server.get("resources"):
         container["resources"] = server["resources"]
@@ -97,7 +97,7 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
                     "prometheus.io/path": "/metrics",
                 },
             },
-            "spec": {"containers": [container], "terminationGracePeriodSeconds": 10},
+            "spec": harden({"containers": [container], "terminationGracePeriodSeconds": 10}),
         },
     }
     return {
