@@ -31,3 +31,32 @@ def test_seeding_lists_each_kind_per_watched_namespace_or_cluster_wide() -> None
     assert len(collection_paths(["a", "b"])) == 2 * len(collection_paths([]))
     kinds = {kind: (path, selector) for kind, path, selector in collection_paths([])}
     assert kinds["ServingDeployment"] == ("/apis/apps/v1/deployments", "app.kubernetes.io/managed-by=mlops-operator")
+
+
+def test_jobs_keep_what_outcomes_need_and_drop_the_env() -> None:
+    store = Store()
+    job = obj(
+        "iris-check-g1-0",
+        spec={
+            "activeDeadlineSeconds": 60,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "env": [{"name": "X", "value": "big"}],
+                            "resources": {"limits": {"memory": "1Gi"}},
+                        }
+                    ]
+                }
+            },
+        },
+        status={"conditions": [{"type": "Failed", "status": "True"}]},
+    )
+    job["metadata"]["annotations"] = {"mlops.dev/dataset-version": "sha256:abc"}
+    store.put("Job", job)
+    kept = store.get("Job", "ns", "iris-check-g1-0")
+    assert kept is not None and "env" not in kept["spec"]["template"]["spec"]["containers"][0]
+    assert kept["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}}
+    assert kept["status"]["conditions"][0]["type"] == "Failed"
+    assert kept["metadata"]["annotations"]["mlops.dev/dataset-version"] == "sha256:abc"

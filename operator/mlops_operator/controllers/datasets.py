@@ -23,12 +23,21 @@ async def reconcile_dataset(rt: Runtime, body: Obj) -> Plan:
     job_name = wanted_check(body, now)
     job = None
     if (body.get("status") or {}).get("checkedJob") != job_name:
-        job = await rt.kube.get_or_none(job_path(meta["namespace"], job_name))
+        job = await known_job(rt, meta["namespace"], job_name, (body.get("status") or {}).get("jobName") == job_name)
     outcome = job_outcome(job, await job_pods(rt, job)) if job is not None else None
     run = None
     if outcome is not None and outcome.state in ("Succeeded", "Failed"):
         run = await find_job_run(rt, contract.EXPERIMENT_DATASETS, meta["uid"], job_name)
     return plan_dataset(body, now, job_name, job, outcome, run, rt.settings.worker)
+
+
+async def known_job(rt: Runtime, namespace: str, name: str, expected: bool) -> Obj | None:
+    """A worker Job from the watch-fed store; asked from the API only when status says it should exist
+    and the watch has not shown it yet (just created, or the operator just started)."""
+    job = rt.store.get("Job", namespace, name)
+    if job is None and expected:
+        job = await rt.kube.get_or_none(job_path(namespace, name))
+    return job
 
 
 async def job_pods(rt: Runtime, job: Obj | None) -> list[Obj]:

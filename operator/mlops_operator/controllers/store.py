@@ -23,6 +23,7 @@ SEEDED = (
     ("/apis/mlops.dev/v1alpha1", "deployments", "Deployment", ""),
     ("/apis/apps/v1", "deployments", "ServingDeployment", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/api/v1", "services", "Service", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+    ("/apis/batch/v1", "jobs", "Job", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
 )
 
 
@@ -37,7 +38,16 @@ def summary(kind: str, body: Obj) -> Obj:
             "annotations": dict(meta.get("annotations") or {}),
         }
     }
-    if kind == "TrainingRun":
+    if kind == "Job":  # everything the outcome reading needs; the env (the owner's JSON) is dropped
+        kept["metadata"]["labels"] = dict(meta.get("labels") or {})
+        template = (spec.get("template") or {}).get("spec") or {}
+        containers = [{"name": c.get("name"), "resources": c.get("resources")} for c in template.get("containers", [])]
+        kept["spec"] = {
+            "activeDeadlineSeconds": spec.get("activeDeadlineSeconds"),
+            "template": {"spec": {"containers": containers}},
+        }
+        kept["status"] = dict(status)
+    elif kind == "TrainingRun":
         kept["spec"] = {"datasetRef": spec.get("datasetRef")}
         kept["status"] = {"jobName": status.get("jobName")}
     elif kind == "ModelVersion":

@@ -9,11 +9,10 @@ import kopf
 
 from .. import contract
 from ..api.common import GROUP, VERSION
-from ..kubeapi import job_path
 from ..planning.jobs import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY, job_outcome
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
-from .datasets import find_job_run, job_pods
+from .datasets import find_job_run, job_pods, known_job
 from .runtime import Runtime, runtime
 
 
@@ -23,7 +22,7 @@ async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan | None:
     if status.get("phase") in TERMINAL:
         return None
     meta = Meta.of(body)
-    job = await rt.kube.get_or_none(job_path(meta.namespace, training_job_name(meta)))
+    job = await known_job(rt, meta.namespace, training_job_name(meta), bool(status.get("jobName")))
     dataset = None
     if job is None:
         dataset = await rt.get("Dataset", meta.namespace, body["spec"]["datasetRef"]["name"])
@@ -46,9 +45,14 @@ async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: 
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
-async def job_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def job_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A worker Job changed: reconcile the object that owns it."""
+    rt = runtime()
+    if type == "DELETED":
+        rt.store.delete("Job", namespace, name)
+    else:
+        rt.store.put("Job", dict(body))
     labels = body.get("metadata", {}).get("labels") or {}
     kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
     if kind in ("Dataset", "TrainingRun") and owner:
-        await runtime().reconcile(kind, namespace, owner)
+        await rt.reconcile(kind, namespace, owner)
