@@ -108,10 +108,9 @@ async def run_analysis(rt: Runtime, body: Obj) -> list[Obj]:
 async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a deployments.mlops.dev object reconciles it."""
     rt = runtime()
+    rt.observe("Deployment", type, dict(body))
     if type == "DELETED":
-        rt.store.delete("Deployment", namespace, name)
         return
-    rt.store.put("Deployment", dict(body))
     await rt.reconcile("Deployment", namespace, name, dict(body))
 
 
@@ -119,10 +118,7 @@ async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: s
 async def track_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A serving track changed (pods became ready, a rollout progressed): reconcile its owner."""
     rt = runtime()
-    if type == "DELETED":
-        rt.store.delete("ServingDeployment", namespace, name)
-    else:
-        rt.store.put("ServingDeployment", dict(body))
+    rt.observe("ServingDeployment", type, dict(body))
     owner = (body.get("metadata", {}).get("labels") or {}).get(LABEL_DEPLOYMENT)
     if owner:
         await rt.reconcile("Deployment", namespace, owner)
@@ -131,7 +127,4 @@ async def track_changed(type: str, body: kopf.Body, namespace: str, name: str, *
 @kopf.on.event("", "v1", "services", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
 def service_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Keep the view of the Services the operator made current."""
-    if type == "DELETED":
-        runtime().store.delete("Service", namespace, name)
-    else:
-        runtime().store.put("Service", dict(body))
+    runtime().observe("Service", type, dict(body))

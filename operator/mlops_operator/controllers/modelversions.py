@@ -33,10 +33,9 @@ async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
 async def modelversion_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a ModelVersion reconciles it; approval wakes its Deployments, promotion its rivals."""
     rt = runtime()
+    rt.observe("ModelVersion", type, dict(body))
     if type == "DELETED":
-        rt.store.delete("ModelVersion", namespace, name)
         return
-    rt.store.put("ModelVersion", dict(body))
     await rt.reconcile("ModelVersion", namespace, name, dict(body))
     phase, spec = (body.get("status") or {}).get("phase"), body["spec"]
     if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary

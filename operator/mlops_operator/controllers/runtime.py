@@ -81,6 +81,14 @@ class Runtime:
     store: Store = field(default_factory=Store)
     namespaces: list[str] = field(default_factory=list)  # watched namespaces; empty: all
 
+    def observe(self, kind: str, event_type: str, body: Obj) -> None:
+        """Keep the store current from a watch event."""
+        meta = body.get("metadata", {})
+        if event_type == "DELETED":
+            self.store.delete(kind, meta.get("namespace", ""), meta["name"])
+        else:
+            self.store.put(kind, body)
+
     async def seed_store(self) -> None:
         """LIST everything the cross-kind lookups need, before any handler runs."""
         for kind, path, selector in collection_paths(self.namespaces):

@@ -37,10 +37,9 @@ async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan | None:
 async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a TrainingRun reconciles it."""
     rt = runtime()
+    rt.observe("TrainingRun", type, dict(body))
     if type == "DELETED":
-        rt.store.delete("TrainingRun", namespace, name)
         return
-    rt.store.put("TrainingRun", dict(body))
     await rt.reconcile("TrainingRun", namespace, name, dict(body))
 
 
@@ -48,10 +47,7 @@ async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: 
 async def job_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A worker Job changed: reconcile the object that owns it."""
     rt = runtime()
-    if type == "DELETED":
-        rt.store.delete("Job", namespace, name)
-    else:
-        rt.store.put("Job", dict(body))
+    rt.observe("Job", type, dict(body))
     labels = body.get("metadata", {}).get("labels") or {}
     kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
     if kind in ("Dataset", "TrainingRun") and owner:

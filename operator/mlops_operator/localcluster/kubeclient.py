@@ -16,21 +16,11 @@ from typing import Any
 
 import httpx
 
+from ..kubeapi import ApiError
+
+__all__ = ["ApiError", "Credentials", "KubeClient"]
+
 CORE = "/api/v1"
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the API server."""
-
-    def __init__(self, status: int, body: str) -> None:
-        self.status = status
-        self.body = body
-        try:
-            self.reason = json.loads(body).get("reason", "")
-            message = json.loads(body).get("message", body)
-        except ValueError:
-            self.reason, message = "", body
-        super().__init__(f"{status} {message}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,360 @@
+"""The model server as a raw ASGI app: Open Inference Protocol v2, MLflow /invocations, health, /metrics.
+
+Raw ASGI rather than a framework: a request is a dict lookup, one JSON parse, one decode into a
+numpy matrix, one predict and one orjson dump; nothing else runs per request.
+
+Where a prediction runs: a model measured at load to be fast (estimate <= inline budget, 2 ms by
+default) predicts on the event loop, after one yield so that every request that arrived in the
+same loop iteration passes admission first; a slow one predicts in a thread so that health checks
+and shedding (503 to requests past --max-inflight) stay immediate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .config import ServerConfig, config_from_env
+from .invocations import decode_invocations, encode_predictions
+from .limits import BodyTooLargeError, ClientGoneError, InflightLimiter, declared_length, json_content_type, read_body
+from .loader import FAILED, READY, BackgroundLoader
+from .metrics import OUTCOME_REJECTED, ServerMetrics, outcome_of
+from .model import LoadedModel, LoadError, load_model, measure_cost, parse_model_uri, sample_batch
+from .protocol_v2 import (
+    DEFAULT_OUTPUT,
+    PROBA_OUTPUT,
+    decode_infer_request,
+    encode_infer_response,
+    model_metadata,
+    output_datatype,
+)
+from .schema import Batch, InputError
+
+log = logging.getLogger("mlops_operator.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Response = tuple[int, bytes]
+
+SERVER_NAME = "mlops-server"
+_MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?/?$")
+_JSON = b"application/json"
+RETRY_AFTER_SHED = b"1"
+RETRY_AFTER_LOADING = b"5"
+
+
+def as_outputs(result: Any, name: str) -> list[tuple[str, np.ndarray]]:
+    """Normalise what predict returned (ndarray, Series, DataFrame, list, dict) to named arrays."""
+    if isinstance(result, np.ndarray):
+        return [(name, result)]
+    if hasattr(result, "columns") and hasattr(result, "to_numpy"):  # DataFrame: one output per column
+        return [(str(c), result[c].to_numpy()) for c in result.columns]
+    if hasattr(result, "to_numpy"):
+        return [(name, result.to_numpy())]
+    if isinstance(result, dict):
+        return [(str(k), np.asarray(v)) for k, v in result.items()]
+    return [(name, np.asarray(result))]
+
+
+def compute_outputs(model: LoadedModel, batch: Batch, requested: list[str] | None) -> list[tuple[str, np.ndarray]]:
+    """Run predict (and predict_proba when asked) on a batch."""
+    outputs: list[tuple[str, np.ndarray]] = []
+    for name in requested or [DEFAULT_OUTPUT]:
+        if name == DEFAULT_OUTPUT:
+            outputs.extend(as_outputs(model.predict(batch), DEFAULT_OUTPUT))
+        elif name == PROBA_OUTPUT and model.predict_proba is not None:
+            outputs.extend(as_outputs(model.predict_proba(batch), PROBA_OUTPUT))
+        else:
+            known = ", ".join(n for n, _ in model.outputs)
+            raise InputError(f"unknown output '{name}'; the model has {known}", status=400, field=name)
+    return outputs
+
+
+def prepare(model: LoadedModel) -> LoadedModel:
+    """Warm the model up: measure predict's cost and learn the output datatypes (for metadata)."""
+    model.cost = measure_cost(model)
+    try:
+        sample = sample_batch(model.schema, model.profile, 1)
+        model.outputs = [(DEFAULT_OUTPUT, output_datatype(as_outputs(model.predict(sample), DEFAULT_OUTPUT)[0][1]))]
+        if model.predict_proba is not None:
+            model.outputs.append((PROBA_OUTPUT, "FP64"))
+    except Exception:  # metadata then shows no datatype; serving does not depend on it
+        model.outputs = [(DEFAULT_OUTPUT, "")]
+    return model
+
+
+def _error(protocol: str, status: int, message: str) -> Response:
+    if protocol == "mlflow":
+        code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
+        return status, orjson.dumps({"error_code": code, "message": message})
+    return status, orjson.dumps({"error": message})
+
+
+class ServerApp:
+    """One worker's ASGI application."""
+
+    def __init__(self, config: ServerConfig, load: Callable[[], LoadedModel] | None = None) -> None:
+        self.config = config
+        self.model: LoadedModel | None = None
+        self.limiter = InflightLimiter(config.max_inflight)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._inline_budget_s = config.inline_budget_ms / 1000.0
+        try:
+            registered = parse_model_uri(config.model_uri).name
+            bad_uri: LoadError | None = None
+        except LoadError as error:
+            registered, bad_uri = "", error
+        self.model_name = config.model_name or registered
+        self.metrics = (
+            ServerMetrics(registered, config.track, config.deployment, drift=config.drift) if config.metrics else None
+        )
+        tracking_uri = config.tracking_uri or None
+        self.loader = BackgroundLoader(
+            load or (lambda: prepare(load_model(config.model_uri, tracking_uri))),
+            self._loaded,
+            retry_initial_s=config.retry_initial_s,
+            retry_max_s=config.retry_max_s,
+        )
+        if bad_uri is not None:
+            self.loader.state, self.loader.reason = FAILED, f"cannot load the model: {bad_uri}"
+        # GET endpoints by exact path; each answers (status, body, content type).
+        self._exact: dict[str, Callable[[], tuple[int, bytes, bytes]]] = {
+            "/v2/health/live": self._live,
+            "/v2/health/ready": self._ready,
+            "/v2": self._server_metadata,
+            "/ping": self._ready,  # MLflow's scoring server health paths
+            "/health": self._ready,
+            "/metrics": self._metrics,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Begin loading the model in the background (the ASGI lifespan startup does this)."""
+        if self.loader.state != FAILED:
+            self.loader.start(loop)
+
+    def stop(self) -> None:
+        """Stop retrying and release the prediction thread."""
+        self.loader.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _loaded(self, model: LoadedModel) -> None:
+        # Everything imported and loaded so far (mlflow, scikit-learn, the model: about a million
+        # objects) lives as long as the process: frozen, it is no longer rescanned by every full
+        # collection, which otherwise shows up as 50-150 ms pauses in the latency tail.
+        gc.collect()
+        gc.freeze()
+        self.model = model
+        if self.metrics is not None:
+            self.metrics.bind(model.version, model.schema, model.profile)
+        cost = model.cost
+        where = f"inline up to the {self.config.inline_budget_ms:g} ms budget" if cost else "in a thread"
+        measured = f"{cost.fixed_s * 1e3:.3f} ms + {cost.per_row_s * 1e6:.2f} us/row" if cost else "unmeasured"
+        log.info(
+            "serving %s version %s (%s, %d inputs, profile %s); predict %s, %s",
+            model.name,
+            model.version,
+            model.flavor,
+            len(model.schema.columns),
+            "loaded" if model.profile else "absent: no drift counters",
+            measured,
+            where,
+        )
+
+    # -- ASGI --------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        content_type = _JSON
+        extra: list[tuple[bytes, bytes]] = []
+        route = self._exact.get(path)
+        if route is not None:
+            if method not in ("GET", "HEAD"):
+                status, body = 405, orjson.dumps({"error": f"{method} is not allowed on {path}"})
+            else:
+                status, body, content_type = route()
+        elif path == "/invocations":
+            status, body, extra = await self._inference(scope, receive, "mlflow", None)
+        elif (match := _MODEL_PATH.match(path)) is not None:
+            status, body, extra = await self._model_route(scope, receive, match)
+        else:
+            status, body = 404, orjson.dumps({"error": f"no route {path}"})
+        if status == 503 and not extra:
+            extra = [(b"retry-after", RETRY_AFTER_LOADING)]
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- plain endpoints ---------------------------------------------------------------------------
+    def _live(self) -> tuple[int, bytes, bytes]:
+        return 200, b'{"live":true}', _JSON
+
+    def _ready(self) -> tuple[int, bytes, bytes]:
+        if self.model is not None:
+            return 200, b'{"ready":true}', _JSON
+        body = orjson.dumps({"ready": False, "state": self.loader.state, "reason": self.loader.reason})
+        return 503, body, _JSON
+
+    def _server_metadata(self) -> tuple[int, bytes, bytes]:
+        from .. import __version__ as version
+
+        return 200, orjson.dumps({"name": SERVER_NAME, "version": version, "extensions": []}), _JSON
+
+    def _metrics(self) -> tuple[int, bytes, bytes]:
+        if self.metrics is None:
+            return 200, b"", b"text/plain; version=0.0.4; charset=utf-8"
+        body, content_type = self.metrics.exposition()
+        return 200, body, content_type.encode()
+
+    async def _model_route(self, scope: Scope, receive: Receive, match: re.Match[str]) -> tuple[int, bytes, list[Any]]:
+        name, version, action = match["name"], match["version"], match["action"]
+        model = self.model
+        if name != self.model_name:
+            status, body = (
+                404,
+                orjson.dumps({"error": f"model '{name}' not found; this server serves '{self.model_name}'"}),
+            )
+            return status, body, []
+        if version is not None and model is not None and version != model.version:
+            return 404, orjson.dumps({"error": f"version '{version}' not found; serving {model.version}"}), []
+        if action == "/infer":
+            if scope["method"] != "POST":
+                return 405, orjson.dumps({"error": "infer takes POST"}), []
+            return await self._inference(scope, receive, "v2", version)
+        if scope["method"] not in ("GET", "HEAD"):
+            return 405, orjson.dumps({"error": f"{scope['method']} is not allowed here"}), []
+        if model is None:
+            reason = {"name": name, "ready": False, "reason": self.loader.reason}
+            return 503, orjson.dumps(reason), []
+        if action == "/ready":
+            return 200, orjson.dumps({"name": name, "ready": True}), []
+        platform = "sklearn" if model.flavor == "sklearn" else "mlflow"
+        return 200, model_metadata(name, model.version, platform, model.schema, model.outputs), []
+
+    # -- inference ---------------------------------------------------------------------------------
+    async def _inference(
+        self, scope: Scope, receive: Receive, protocol: str, version: str | None
+    ) -> tuple[int, bytes, list[Any]]:
+        if scope["method"] != "POST":
+            return (*_error(protocol, 405, "use POST"), [])
+        start = time.perf_counter()
+        model = self.model
+        if model is None:
+            self._count(OUTCOME_REJECTED, None)
+            why = "the model failed to load" if self.loader.state == FAILED else "the model is not loaded yet"
+            return (*_error(protocol, 503, f"{why}: {self.loader.reason}"), [(b"retry-after", RETRY_AFTER_LOADING)])
+        if not self.limiter.try_acquire():
+            self._count(OUTCOME_REJECTED, None)
+            message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
+            return (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+        try:
+            status, body = await self._score(scope, receive, protocol, model)
+        finally:
+            self.limiter.release()
+        self._count(outcome_of(status), time.perf_counter() - start)
+        return status, body, []
+
+    def _count(self, outcome: str, seconds: float | None) -> None:
+        if self.metrics is not None:
+            self.metrics.request(outcome, seconds)
+
+    async def _score(self, scope: Scope, receive: Receive, protocol: str, model: LoadedModel) -> Response:
+        headers = scope["headers"]
+        if not json_content_type(headers):
+            return _error(protocol, 415, "Content-Type must be application/json")
+        limit = self.config.max_body_bytes
+        length = declared_length(headers)
+        if length is not None and length > limit:
+            return _error(protocol, 413, f"request body of {length} bytes exceeds the limit of {limit}")
+        try:
+            raw = await read_body(receive, limit)
+        except BodyTooLargeError:
+            return _error(protocol, 413, f"request body exceeds the limit of {limit} bytes")
+        except ClientGoneError:
+            return _error(protocol, 400, "the client went away before sending the body")
+        # Let every request that arrived in this loop iteration pass admission before predicting.
+        await asyncio.sleep(0)
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            return _error(protocol, 400, f"the body is not valid JSON: {error}")
+        requested: list[str] | None = None
+        request_id: str | None = None
+        try:
+            if protocol == "v2":
+                request = decode_infer_request(payload, model.schema)
+                batch, requested, request_id = request.batch, request.outputs, request.request_id
+            else:
+                batch = decode_invocations(payload, model.schema)
+        except InputError as error:
+            return _error(protocol, error.status, error.message)
+        except Exception as error:  # decoding only touches the request: anything it trips on is the input's fault
+            log.warning("undecodable %s request: %r", protocol, error)
+            return _error(protocol, 400, f"the request could not be decoded: {type(error).__name__}")
+        if batch.rows == 0:
+            return _error(protocol, 422, "the request has no rows to predict")
+        try:
+            outputs = await self._predict(model, batch, requested)
+        except InputError as error:
+            return _error(protocol, error.status, error.message)
+        except (ValueError, TypeError) as error:
+            if batch.has_nulls():  # the signature allows nulls, this model does not
+                return _error(protocol, 422, f"the model rejected the input: {error}")
+            log.exception("predict failed")
+            return _error(protocol, 500, f"prediction failed: {type(error).__name__}: {error}")
+        except Exception as error:
+            log.exception("predict failed")
+            return _error(protocol, 500, f"prediction failed: {type(error).__name__}: {error}")
+        if self.metrics is not None:
+            self.metrics.scored(batch)
+        if protocol == "v2":
+            return 200, encode_infer_response(self.model_name, model.version, request_id, outputs)
+        return 200, encode_predictions(outputs)
+
+    async def _predict(
+        self, model: LoadedModel, batch: Batch, requested: list[str] | None
+    ) -> list[tuple[str, np.ndarray]]:
+        cost = model.cost
+        if cost is not None and cost.estimate(batch.rows) * (len(requested or ()) or 1) <= self._inline_budget_s:
+            return compute_outputs(model, batch, requested)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, compute_outputs, model, batch, requested)
+
+
+def app_from_env() -> ServerApp:
+    """The ASGI app configured from the environment (uvicorn's factory in each worker process)."""
+    config = config_from_env()
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # *_created series: a third of the exposition, and nobody queries them
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return ServerApp(config)
+
+
+__all__ = ["READY", "ServerApp", "app_from_env", "as_outputs", "compute_outputs", "prepare"]

@@ -1,0 +1,119 @@
+"""The model server's configuration: one frozen value built from env, which the CLI fills from its flags.
+
+Every worker process of `mlops-server --workers N` is started by uvicorn from an import string, so
+the configuration travels to the workers through the environment; the CLI writes its flags there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .. import contract
+
+ENV_MODEL_URI = "MLOPS_MODEL_URI"
+ENV_MODEL_NAME = "MLOPS_MODEL_NAME"  # the name served under /v2/models/{name}; default: the registered name
+ENV_HOST = "MLOPS_HOST"
+ENV_PORT = "MLOPS_PORT"
+ENV_WORKERS = "MLOPS_WORKERS"
+ENV_MAX_INFLIGHT = "MLOPS_MAX_INFLIGHT"
+ENV_MAX_BODY_BYTES = "MLOPS_MAX_BODY_BYTES"
+ENV_TRACK = "MLOPS_TRACK"  # stable | canary: a metric label
+ENV_DEPLOYMENT = "MLOPS_DEPLOYMENT"  # the deployments.mlops.dev name: a metric label
+ENV_METRICS = "MLOPS_METRICS"  # "false" turns off request metrics and drift counters
+ENV_DRIFT = "MLOPS_DRIFT"  # "false" keeps request metrics but skips the per-feature bin counters
+ENV_INLINE_BUDGET_MS = "MLOPS_INLINE_BUDGET_MS"
+ENV_LOG_LEVEL = "MLOPS_LOG_LEVEL"
+ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+DEFAULT_PORT = 8080
+DEFAULT_MAX_INFLIGHT = 16
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# A prediction estimated to take at most this long runs on the event loop itself; a longer one goes
+# to a thread so health checks and load shedding stay responsive (see predictor.py).
+DEFAULT_INLINE_BUDGET_MS = 2.0
+
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the flag and its env variable."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything one worker needs to load and serve its model."""
+
+    model_uri: str
+    tracking_uri: str = ""
+    model_name: str = ""
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    track: str = "stable"
+    deployment: str = ""
+    metrics: bool = True
+    drift: bool = True
+    inline_budget_ms: float = DEFAULT_INLINE_BUDGET_MS
+    log_level: str = "info"
+    # The loader's retry schedule when the registry is unreachable: doubling, capped.
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
+
+
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise ConfigError(f"{key}={raw!r} is not an integer") from error
+    if value < minimum:
+        raise ConfigError(f"{key}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ConfigError(f"{key}={raw!r} is not a number") from error
+    if value < 0:
+        raise ConfigError(f"{key}={value} must not be negative")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key, "").strip().lower()
+    return default if not raw else raw not in _FALSE
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
+    """The configuration in `env` (default: os.environ); raises ConfigError naming a bad variable."""
+    env = os.environ if env is None else env
+    model_uri = env.get(ENV_MODEL_URI, "").strip()
+    if not model_uri:
+        raise ConfigError(f"no model: pass --model-uri or set {ENV_MODEL_URI} (models:/name/3 or models:/name@alias)")
+    return ServerConfig(
+        model_uri=model_uri,
+        tracking_uri=env.get(contract.ENV_TRACKING_URI, "").strip(),
+        model_name=env.get(ENV_MODEL_NAME, "").strip(),
+        host=env.get(ENV_HOST, "").strip() or "0.0.0.0",
+        port=_int(env, ENV_PORT, DEFAULT_PORT, 0),
+        workers=_int(env, ENV_WORKERS, 1, 1),
+        max_inflight=_int(env, ENV_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT, 1),
+        max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, 1),
+        track=env.get(ENV_TRACK, "").strip() or "stable",
+        deployment=env.get(ENV_DEPLOYMENT, "").strip(),
+        metrics=_bool(env, ENV_METRICS, True),
+        drift=_bool(env, ENV_DRIFT, True),
+        inline_budget_ms=_float(env, ENV_INLINE_BUDGET_MS, DEFAULT_INLINE_BUDGET_MS),
+        log_level=env.get(ENV_LOG_LEVEL, "").strip().lower() or "info",
+    )

@@ -1,0 +1,203 @@
+"""Prometheus metrics of the model server: requests, latency, rows, and live inputs counted into reference bins.
+
+The operator queries these by name (canary analysis: error rate and p99; drift: the bin counters
+summed over replicas), so the names and labels below are a contract.
+
+With several worker processes (`--workers N`) prometheus_client's multiprocess mode is used: the
+CLI points PROMETHEUS_MULTIPROC_DIR at an empty directory before any worker imports
+prometheus_client, each worker writes its counters to memory-mapped files there, and /metrics (in
+whichever worker answers) merges them, so one scrape covers the whole pod.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..profile import Profile, bin_labels, is_null
+from .schema import INT_TYPES, Batch, InputSchema
+
+# Exposed names (prometheus_client adds `_total` to counters itself, see `_base`).
+REQUESTS_TOTAL = "mlops_server_requests_total"
+REQUEST_DURATION_SECONDS = "mlops_server_request_duration_seconds"
+ROWS_TOTAL = "mlops_server_rows_total"
+FEATURE_BIN_TOTAL = "mlops_server_feature_bin_total"
+FEATURE_NULLS_TOTAL = "mlops_server_feature_nulls_total"
+
+LABELS = ("model", "version", "track", "deployment")
+OUTCOME_SUCCESS = "success"
+OUTCOME_CLIENT_ERROR = "client_error"  # 4xx: the request was wrong
+OUTCOME_SERVER_ERROR = "server_error"  # 5xx other than shedding: the server or model failed
+OUTCOME_REJECTED = "rejected"  # 503 before any work: shed under overload, or model not loaded yet
+OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_REJECTED)
+# 250 us .. 10 s: sub-millisecond requests are the norm for small models, 10 s is a client timeout.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _base(name: str) -> str:
+    return name.removesuffix("_total")
+
+
+def outcome_of(status: int, shed: bool = False) -> str:
+    """The outcome label of a response status."""
+    if shed:
+        return OUTCOME_REJECTED
+    if status < 400:
+        return OUTCOME_SUCCESS
+    return OUTCOME_CLIENT_ERROR if status < 500 else OUTCOME_SERVER_ERROR
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when prometheus_client runs in multiprocess mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@dataclass
+class FeatureBins:
+    """How one input column is binned: numeric edges or categorical values, and its counters per bin."""
+
+    column: int
+    name: str
+    edges: np.ndarray | None  # numeric
+    values: dict[str, int] | None  # categorical: value -> bin; unseen values go to the last bin
+    integer: bool  # categorical over an integer column: '3', not '3.0'
+    counters: list[Any]
+    nulls: Any
+
+
+def numeric_bins(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bin index of each non-NaN value (profile.py's rule: infinities in the outer bins) and the NaN count."""
+    missing = np.isnan(values)
+    if not missing.any():
+        return np.searchsorted(edges, values, side="left"), 0
+    return np.searchsorted(edges, values[~missing], side="left"), int(np.count_nonzero(missing))
+
+
+def categorical_bins(index: dict[str, int], values: Sequence[Any], integer: bool) -> tuple[np.ndarray, int]:
+    """Bin index of each non-null value (unseen -> the trailing 'other' bin) and how many were null."""
+    other = len(index)
+    bins: list[int] = []
+    nulls = 0
+    for v in values:
+        if is_null(v):
+            nulls += 1
+            continue
+        key = str(int(v)) if integer and isinstance(v, float) else str(v)
+        bins.append(index.get(key, other))
+    return np.asarray(bins, dtype=np.intp), nulls
+
+
+def bin_counts(bins: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(bin, count) for every bin that received values; one bincount, no per-value Python."""
+    if bins.size == 1:
+        return [(int(bins[0]), 1)]
+    counts = np.bincount(bins, minlength=size)
+    touched = np.flatnonzero(counts)
+    return list(zip(touched.tolist(), counts[touched].tolist(), strict=True))
+
+
+class ServerMetrics:
+    """The server's metric families and, once a model is loaded, its label-bound children."""
+
+    def __init__(self, model: str, track: str, deployment: str, *, drift: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.drift = drift
+        self._static = {"model": model, "track": track, "deployment": deployment}
+        self.requests = Counter(
+            _base(REQUESTS_TOTAL), "Inference requests by outcome.", [*LABELS, "outcome"], registry=self.registry
+        )
+        self.duration = Histogram(
+            REQUEST_DURATION_SECONDS,
+            "Time from request to response of admitted requests.",
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter(_base(ROWS_TOTAL), "Rows scored.", LABELS, registry=self.registry)
+        self.feature_bins = Counter(
+            _base(FEATURE_BIN_TOTAL),
+            "Scored input values per reference-profile bin.",
+            [*LABELS, "feature", "bin"],
+            registry=self.registry,
+        )
+        self.feature_nulls = Counter(
+            _base(FEATURE_NULLS_TOTAL),
+            "Scored input values that were null (not binned).",
+            [*LABELS, "feature"],
+            registry=self.registry,
+        )
+        self.bind("")
+
+    def bind(self, version: str, schema: InputSchema | None = None, profile: Profile | None = None) -> None:
+        """Pre-resolve the children for `version` so the hot path never builds label tuples."""
+        labels = {**self._static, "version": version}
+        self._outcomes = {o: self.requests.labels(**labels, outcome=o) for o in OUTCOMES}
+        self._duration = self.duration.labels(**labels)
+        self._rows = self.rows.labels(**labels)
+        self._features: list[FeatureBins] = []
+        if schema is None or profile is None or not self.drift:
+            return
+        for j, column in enumerate(schema.columns):
+            feature = profile.get("features", {}).get(column.name)
+            if not feature:
+                continue  # e.g. a column the dataset profile does not know; nothing to compare with
+            counters = [self.feature_bins.labels(**labels, feature=column.name, bin=b) for b in bin_labels(feature)]
+            categorical = feature["kind"] == "categorical"
+            self._features.append(
+                FeatureBins(
+                    column=j,
+                    name=column.name,
+                    edges=None if categorical else np.asarray(feature["edges"], dtype=np.float64),
+                    values={str(v): i for i, v in enumerate(feature["values"])} if categorical else None,
+                    integer=column.type in INT_TYPES,
+                    counters=counters,
+                    nulls=self.feature_nulls.labels(**labels, feature=column.name),
+                )
+            )
+
+    def request(self, outcome: str, seconds: float | None) -> None:
+        """Count one inference request; latency only for admitted ones (shed requests would flatter p99)."""
+        self._outcomes[outcome].inc()
+        if seconds is not None:
+            self._duration.observe(seconds)
+
+    def scored(self, batch: Batch) -> None:
+        """Count a scored batch: rows, and every feature value into its reference bin."""
+        if batch.rows == 0:
+            return
+        self._rows.inc(batch.rows)
+        # One NaN check for the whole matrix: the common case (no nulls) then skips it per feature.
+        complete = batch.matrix is not None and not np.isnan(batch.matrix).any()
+        for feature in self._features:
+            values = batch.column(feature.column)
+            if feature.edges is not None and values.dtype.kind == "f":
+                if complete:
+                    bins, nulls = np.searchsorted(feature.edges, values, side="left"), 0
+                else:
+                    bins, nulls = numeric_bins(feature.edges, values)
+            elif feature.values is not None:
+                bins, nulls = categorical_bins(feature.values, values.tolist(), feature.integer)
+            else:
+                continue  # profile and signature disagree on the kind: do not guess
+            if bins.size:
+                for b, count in bin_counts(bins, len(feature.counters)):
+                    feature.counters[b].inc(count)
+            if nulls:
+                feature.nulls.inc(nulls)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition of every worker's metrics (merged in multiprocess mode)."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
