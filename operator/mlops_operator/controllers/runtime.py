@@ -48,15 +48,18 @@ class Settings:
     worker_image: str
     server_image: str
     prometheus_url: str | None
+    api_qps: float = 20.0
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE and MLOPS_PROMETHEUS_URL."""
+        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
             server_image=os.environ.get("MLOPS_SERVER_IMAGE", f"mlops-operator/server:{__version__}"),
             prometheus_url=os.environ.get("MLOPS_PROMETHEUS_URL"),
+            # controller-runtime's default: polite to a shared API server; raise it for big fleets.
+            api_qps=float(os.environ.get("MLOPS_API_QPS", "20")),
         )
 
     @property
@@ -283,7 +286,7 @@ def runtime() -> Runtime:
     if _runtime is None:
         settings = Settings.from_env()
         _runtime = Runtime(
-            kube=Kube(connection_from_env()),
+            kube=Kube(connection_from_env(), qps=settings.api_qps, burst=int(2 * settings.api_qps)),
             mlflow=Mlflow(settings.tracking_uri),
             settings=settings,
             namespaces=list(_namespaces),

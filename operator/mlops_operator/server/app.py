@@ -3,10 +3,10 @@
 Raw ASGI rather than a framework: a request is a dict lookup, one JSON parse, one decode into a
 numpy matrix, one predict and one orjson dump; nothing else runs per request.
 
-Where a prediction runs: a model measured at load to be fast (estimate <= inline budget, 2 ms by
-default) predicts on the event loop, after one yield so that every request that arrived in the
-same loop iteration passes admission first; a slow one predicts in a thread so that health checks
-and shedding (503 to requests past --max-inflight) stay immediate.
+Where a prediction runs: requests waiting together are predicted as one batch (batching.py); a
+model measured at load to be fast (estimate <= inline budget, 2 ms by default) predicts on the
+event loop, a slow one in a thread so that health checks and shedding (503 to requests past
+--max-inflight) stay immediate.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .batching import Batcher
 from .config import ServerConfig, config_from_env
 from .invocations import decode_invocations, encode_predictions
 from .limits import BodyTooLargeError, ClientGoneError, InflightLimiter, declared_length, json_content_type, read_body
@@ -109,6 +110,7 @@ class ServerApp:
         self.limiter = InflightLimiter(config.max_inflight)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._inline_budget_s = config.inline_budget_ms / 1000.0
+        self._batcher = Batcher(self._fits_inline, self._executor)
         try:
             registered = parse_model_uri(config.model_uri).name
             bad_uri: LoadError | None = None
@@ -298,8 +300,6 @@ class ServerApp:
             return _error(protocol, 413, f"request body exceeds the limit of {limit} bytes")
         except ClientGoneError:
             return _error(protocol, 400, "the client went away before sending the body")
-        # Let every request that arrived in this loop iteration pass admission before predicting.
-        await asyncio.sleep(0)
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -340,11 +340,11 @@ class ServerApp:
     async def _predict(
         self, model: LoadedModel, batch: Batch, requested: list[str] | None
     ) -> list[tuple[str, np.ndarray]]:
-        cost = model.cost
-        if cost is not None and cost.estimate(batch.rows) * (len(requested or ()) or 1) <= self._inline_budget_s:
-            return compute_outputs(model, batch, requested)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, compute_outputs, model, batch, requested)
+        return await self._batcher.predict(lambda b, r: compute_outputs(model, b, r), batch, requested)
+
+    def _fits_inline(self, rows: int, outputs: int) -> bool:
+        cost = self.model.cost if self.model is not None else None
+        return cost is not None and cost.estimate(rows) * outputs <= self._inline_budget_s
 
 
 def app_from_env() -> ServerApp:
