@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlops_operator import contract
 from mlops_operator.profile import build_profile
 from mlops_operator.server.app import ServerApp, prepare
@@ -40,21 +38,30 @@ class Registry:
     pets_model: Any
 
 
-def _register(client: Any, name: str, model: Any, frame: pd.DataFrame, profile: dict[str, Any] | None) -> str:
-    import mlflow
+def _register(client: Any, experiment: str, name: str, model: Any, frame: pd.DataFrame, profile: Any) -> str:
+    """Log (client API and run_id: no fluent global state left behind) and register one model version."""
+    import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    with mlflow.start_run() as run:
-        signature = infer_signature(frame, model.predict(frame))
-        # Explicit requirements: inferring them runs the model in a subprocess (seconds per model).
-        info = mlflow.sklearn.log_model(
-            model, name=contract.MODEL_ARTIFACT_PATH, signature=signature, pip_requirements=["scikit-learn"]
-        )
-        if profile is not None:
-            mlflow.log_dict(profile, contract.PROFILE_ARTIFACT)
-    version = mlflow.register_model(info.model_uri, name)
+    run_id = client.create_run(experiment).info.run_id
+    signature = infer_signature(frame, model.predict(frame))
+    # Explicit requirements: inferring them runs the model in a subprocess (seconds per model).
+    # cloudpickle: MLflow's default (skops) costs every process that loads it seconds of imports.
+    info = mlflow.sklearn.log_model(
+        model,
+        name=contract.MODEL_ARTIFACT_PATH,
+        run_id=run_id,
+        signature=signature,
+        pip_requirements=["scikit-learn"],
+        serialization_format="cloudpickle",
+    )
     if profile is not None:
-        uri = f"runs:/{run.info.run_id}/{contract.PROFILE_ARTIFACT}"
+        client.log_dict(run_id, profile, contract.PROFILE_ARTIFACT)
+    client.set_terminated(run_id)
+    client.create_registered_model(name)
+    version = client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id)
+    if profile is not None:
+        uri = f"runs:/{run_id}/{contract.PROFILE_ARTIFACT}"
         client.set_model_version_tag(name, version.version, contract.TAG_PROFILE_URI, uri)
     return str(version.version)
 
@@ -75,20 +82,34 @@ def _pets() -> tuple[pd.DataFrame, Any]:
     return frame, make_pipeline(encode, LogisticRegression()).fit(frame, target)
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """iris-classifier v1 (alias 'production', with a profile) and diabetes-regressor v1 (no profile)."""
+_REGISTRY: list[Registry] = []
+
+
+def build_registry(root: Path) -> Registry:
+    """Build the registry with `root` as the working directory.
+
+    The sqlite store gives the default experiment ./mlruns (resolved when the store is created), and
+    log_model files logged models there: that stays under tmp as well.
+    """
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        return _build_registry(root)
+    finally:
+        os.chdir(cwd)
+
+
+def _build_registry(root: Path) -> Registry:
+    """iris-classifier v1 (alias 'production', with a profile), diabetes-regressor v1 (no profile), pets v1."""
     import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     from sklearn.datasets import load_diabetes, load_iris
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
-    root = tmp_path_factory.mktemp("mlflow")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = os.environ.get(contract.ENV_TRACKING_URI)
-    os.environ[contract.ENV_TRACKING_URI] = tracking_uri
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("server-tests")
-    client = mlflow.MlflowClient(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    # Artifacts under tmp too: a sqlite store would otherwise put them in ./mlruns.
+    experiment = client.create_experiment("server-tests", artifact_location=(root / "artifacts").as_uri())
 
     iris = load_iris()
     iris_x = pd.DataFrame(iris.data, columns=IRIS_COLUMNS)
@@ -97,23 +118,26 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     columns = {c: (iris_x[c].tolist(), False) for c in IRIS_COLUMNS}
     columns["species"] = (species.tolist(), True)
     profile = build_profile(columns, rows=len(iris_x), dataset_version="sha256:test")
-    _register(client, "iris-classifier", iris_model, iris_x, profile)
-    client.set_registered_model_alias("iris-classifier", "production", "1")
-
     diabetes = load_diabetes()
     diabetes_x = pd.DataFrame(diabetes.data, columns=diabetes.feature_names)
     diabetes_model = LinearRegression().fit(diabetes_x, diabetes.target)
-    _register(client, "diabetes-regressor", diabetes_model, diabetes_x, None)
-
     pets_x, pets_model = _pets()
     pets_columns = {"colour": (pets_x["colour"].tolist(), True), "weight": (pets_x["weight"].tolist(), False)}
     pets_profile = build_profile(pets_columns, rows=len(pets_x), dataset_version="sha256:pets")
-    _register(client, "pets", pets_model, pets_x, pets_profile)
-    yield Registry(tracking_uri, iris_x, iris_model, profile, diabetes_x, diabetes_model, pets_x, pets_model)
-    if previous is None:
-        os.environ.pop(contract.ENV_TRACKING_URI, None)
-    else:
-        os.environ[contract.ENV_TRACKING_URI] = previous
+    with _use_tracking_uri(tracking_uri):  # log_model's fluent internals; restored afterwards
+        _register(client, experiment, "iris-classifier", iris_model, iris_x, profile)
+        client.set_registered_model_alias("iris-classifier", "production", "1")
+        _register(client, experiment, "diabetes-regressor", diabetes_model, diabetes_x, None)
+        _register(client, experiment, "pets", pets_model, pets_x, pets_profile)
+    return Registry(tracking_uri, iris_x, iris_model, profile, diabetes_x, diabetes_model, pets_x, pets_model)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The test registry, built once per process (the other modules import this fixture, so it is cached here)."""
+    if not _REGISTRY:
+        _REGISTRY.append(build_registry(tmp_path_factory.mktemp("mlflow")))
+    return _REGISTRY[0]
 
 
 def make_app(registry: Registry, uri: str = "models:/iris-classifier/1", **overrides: Any) -> ServerApp:
@@ -127,12 +151,15 @@ def make_app(registry: Registry, uri: str = "models:/iris-classifier/1", **overr
     return app
 
 
+_APPS: dict[str, ServerApp] = {}
+
+
 @pytest.fixture(scope="session")
-def iris_app(registry: Registry) -> Iterator[ServerApp]:
-    """The iris classifier, loaded once for the session (tests must not depend on its counters)."""
-    app = make_app(registry)
-    yield app
-    app.stop()
+def iris_app(registry: Registry) -> ServerApp:
+    """The iris classifier, loaded once per process (tests must not depend on its counters)."""
+    if "iris" not in _APPS:
+        _APPS["iris"] = make_app(registry)
+    return _APPS["iris"]
 
 
 def test_parse_model_uri() -> None:
