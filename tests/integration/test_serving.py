@@ -237,6 +237,9 @@ def test_first_rollout_then_canary_to_100_percent(
         kube, namespace, "Healthy on version 2", lambda s: s.get("phase") == "Healthy", operator_process
     )
     assert [h["version"] for h in final["history"]] == [v1, v2] and final["history"][0]["to"]
+    kube.run("wait", "--for=condition=Ready", "mldeploy/iris", "-n", namespace, "--timeout=10s")
+    diff = kube.run("diff", "-n", namespace, "-f", "-", input_text=deployment_manifest(model), check=False)
+    assert diff.returncode == 0, f"the operator changed what the user applied:\n{diff.stdout}{diff.stderr}"
     wait_for("every pod to serve version 2", lambda: set(served_versions(kube, namespace).values()) == {v2}, timeout=60)
     assert operator_process.metric("mlops_operator_canary_steps_total") == 3
     assert operator_process.metric("mlops_operator_promotions_total", via="canary") == 1

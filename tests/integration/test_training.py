@@ -170,6 +170,12 @@ def test_iris_pipeline_promotes_and_a_worse_model_is_rejected(
     assert phase(kube, f"modelversion/{mv_name}", namespace) == "Promoted"
     events = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert {"NewVersion", "JobCreated", "Succeeded", "Promoted", "Rejected"} <= set(events)
+    # GitOps: `kubectl wait` works on every kind, and the operator left spec and labels as applied (no diff).
+    for ref in ("datasets.mlops.dev/iris", "trainingrun/iris-train", f"modelversion/{mv_name}"):
+        kube.run("wait", "--for=condition=Ready", ref, "-n", namespace, "--timeout=10s")
+    manifest = iris_dataset(f"file://{iris_csv}") + "---\n" + training_run("iris-train", model)
+    diff = kube.run("diff", "-n", namespace, "-f", "-", input_text=manifest, check=False)
+    assert diff.returncode == 0, f"the operator changed what the user applied:\n{diff.stdout}{diff.stderr}"
     # The operator's own metrics saw the same.
     assert operator_process.metric("mlops_operator_jobs_launched_total", kind="TrainingRun") == 2
     assert operator_process.metric("mlops_operator_jobs_launched_total", kind="Dataset") == 1
