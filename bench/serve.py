@@ -384,6 +384,7 @@ def main() -> None:
     )
     parser.add_argument("--servers", default="ours,ours-nometrics,mlflow,mlserver")
     parser.add_argument("--max-inflight", type=int, default=16, help="mlops-server's admission bound per worker")
+    parser.add_argument("--ab-slices", type=int, default=0, help="only metrics on/off, alternating N slices")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -392,6 +393,9 @@ def main() -> None:
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the servers' process groups are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tracking_uri = prepare_model()
+    if args.ab_slices:
+        ab_metrics(tracking_uri, args.ab_slices, args.duration, args.concurrency)
+        return
     factories = {
         "ours": lambda: ours(tracking_uri, max_inflight=args.max_inflight),
         "ours-nometrics": lambda: ours(tracking_uri, metrics=False, max_inflight=args.max_inflight),
@@ -415,6 +419,35 @@ def main() -> None:
             finally:
                 server.stop()
     print_table(results, args)
+
+
+def ab_metrics(tracking_uri: str, slices: int, seconds: float, concurrency: int) -> None:
+    """Metrics+drift on vs off, both servers up at once, load alternating in short slices.
+
+    The machine is shared: load from other work comes and goes within minutes, so two 20 s points
+    taken minutes apart can differ by more than the cost being measured. Alternating slices sees
+    the same background on both sides.
+    """
+    servers = [ours(tracking_uri), ours(tracking_uri, metrics=False)]
+    path, body = oip_body(1)
+    samples: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    try:
+        for server in servers:
+            server.start(WORK / f"ab-{server.port}.log")
+        for i in range(slices):
+            for server in servers if i % 2 == 0 else reversed(servers):
+                samples[server.name].append(run_load(server.port, path, body, concurrency, seconds))
+    finally:
+        for server in servers:
+            server.stop()
+    print("\n| server | slices | requests/s (median) | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for name, runs in samples.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+        cells = f"{med['rps']:,.0f} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f}"
+        print(f"| {name} | {len(runs)} x {seconds:g} s | {cells} |")
+    on, off = (statistics.median(r["rps"] for r in samples[s.name]) for s in servers)
+    print(f"metrics+drift cost: {1 - on / off:.1%} of throughput")
 
 
 def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> None:

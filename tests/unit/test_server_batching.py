@@ -46,7 +46,7 @@ def test_a_bad_request_does_not_fail_its_batch() -> None:
 
 
 def test_concurrent_requests_share_a_predict(registry: Registry) -> None:
-    app: ServerApp = make_app(registry)
+    app: ServerApp = make_app(registry, max_inflight=64)
     assert app.model is not None
     calls: list[int] = []
     predict = app.model.predict

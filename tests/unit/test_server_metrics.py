@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from mlops_operator.profile import OTHER_BIN, bin_labels, numeric_counts
+from mlops_operator.profile import OTHER_BIN, bin_labels, build_profile, numeric_counts
 from mlops_operator.server import metrics
-from mlops_operator.server.metrics import bin_counts, categorical_bins, numeric_bins, outcome_of
+from mlops_operator.server.metrics import ServerMetrics, bin_counts, categorical_bins, numeric_bins, outcome_of
+from mlops_operator.server.schema import Batch, Column, InputSchema
 
 from .test_server_app import call, sample
 from .test_server_registry import IRIS_COLUMNS, Registry, make_app, registry
@@ -38,6 +39,29 @@ def test_numeric_bins_follow_the_profile_rule() -> None:
     assert counts == {0: 2, 1: 1, 2: 1, 3: 2}
     assert [counts.get(i, 0) for i in range(4)] == numeric_counts(edges.tolist(), values)
     assert bin_counts(np.array([2]), 4) == [(2, 1)]
+
+
+def test_batch_counting_matches_the_profile_rule() -> None:
+    """The vectorised path (no NaN) and the per-feature path (with NaN) both count like profile.numeric_counts."""
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(200, 3))
+    names = ["x", "y", "z"]
+    profile = build_profile({n: (train[:, i].tolist(), False) for i, n in enumerate(names)}, 200, "sha256:x")
+    schema = InputSchema(tuple(Column(n, "double") for n in names))
+    live = rng.normal(0.5, 1.2, size=(50, 3))
+    live[0, 0] = np.inf
+    with_nan = np.where(np.arange(150).reshape(50, 3) == 7, np.nan, live)
+    for matrix in (live, with_nan, live[:5], with_nan[:5]):  # vectorised, per feature, small (plain Python) x2
+        counted = ServerMetrics("m", "stable", "d")
+        counted.bind("1", schema, profile)
+        counted.scored(Batch(rows=len(matrix), matrix=matrix))
+        text = counted.exposition()[0].decode()
+        for i, name in enumerate(names):
+            feature = profile["features"][name]
+            got = [sample(text, "mlops_server_feature_bin_total", feature=name, bin=b) for b in bin_labels(feature)]
+            assert got == numeric_counts(feature["edges"], matrix[:, i]), name
+            assert sample(text, "mlops_server_feature_nulls_total", feature=name) == np.isnan(matrix[:, i]).sum()
+        assert sample(text, "mlops_server_rows_total") == len(matrix)
 
 
 def test_categorical_bins() -> None:

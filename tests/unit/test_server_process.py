@@ -55,9 +55,14 @@ def test_server_process_two_workers(registry: Registry, tmp_path: Path) -> None:
         infer = {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [1.0]} for c in IRIS_COLUMNS]}
         assert httpx.post(f"{base}/v2/models/iris-classifier/infer", json=infer, timeout=5).status_code == 200
         assert httpx.post(f"{base}/invocations", content=b"nope", timeout=5).status_code == 400
-        text = httpx.get(f"{base}/metrics", timeout=5).text
         labels = {"model": "iris-classifier", "version": "1", "track": "stable", "deployment": "iris"}
-        assert sample(text, "mlops_server_rows_total", **labels) == 31  # merged over both workers
+        deadline = time.monotonic() + 10
+        while True:  # each worker flushes its counts every second; the scrape merges both workers' files
+            text = httpx.get(f"{base}/metrics", timeout=5).text
+            if sample(text, "mlops_server_rows_total", **labels) == 31 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert sample(text, "mlops_server_rows_total", **labels) == 31
         assert sample(text, "mlops_server_requests_total", **labels, outcome="success") == 11
         assert sample(text, "mlops_server_requests_total", **labels, outcome="client_error") == 1
         assert len(list((tmp_path / "metrics").glob("*.db"))) >= 2

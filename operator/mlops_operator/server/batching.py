@@ -7,7 +7,8 @@ is pending when the event loop gets to it (inline models), or when the predictio
 again (slow models), so a lone request pays no extra latency.
 
 A merged predict that fails is retried request by request, so one bad request cannot fail the
-others that happened to share its batch.
+others that happened to share its batch. Rows and drift bins are counted per predicted group too:
+one searchsorted per feature for the whole group.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .schema import Batch
 
 Outputs = list[tuple[str, np.ndarray]]
 Compute = Callable[[Batch, list[str] | None], Outputs]
+Observe = Callable[[Batch], None]
 MAX_BATCH_ROWS = 4096
 
 
@@ -55,8 +57,11 @@ def split(outputs: Outputs, sizes: list[int]) -> list[Outputs] | None:
     return [[(name, array[bounds[i] : bounds[i + 1]]) for name, array in outputs] for i in range(len(sizes))]
 
 
-def compute_group(compute: Compute, items: list[_Item]) -> list[Outputs | BaseException]:
-    """Predict a group of requests together, falling back to one by one; an exception per failed request."""
+def compute_group(compute: Compute, items: list[_Item], scored: Observe | None = None) -> list[Outputs | BaseException]:
+    """Predict a group of requests together, falling back to one by one; an exception per failed request.
+
+    `scored` sees every successfully predicted batch once: the merged one, or each that succeeded alone.
+    """
     requested = list(items[0].requested) if items[0].requested else None
     if len(items) > 1:
         merged = merge([item.batch for item in items])
@@ -66,6 +71,8 @@ def compute_group(compute: Compute, items: list[_Item]) -> list[Outputs | BaseEx
             except Exception:  # some request in the group is bad: find out which, one by one
                 parts = None
             if parts is not None:
+                if scored is not None:
+                    scored(merged)
                 return list(parts)
     results: list[Outputs | BaseException] = []
     for item in items:
@@ -73,14 +80,24 @@ def compute_group(compute: Compute, items: list[_Item]) -> list[Outputs | BaseEx
             results.append(compute(item.batch, requested))
         except Exception as error:
             results.append(error)
+        else:
+            if scored is not None:
+                scored(item.batch)
     return results
 
 
 class Batcher:
     """Collects predictions and runs them in groups, inline or on the prediction thread."""
 
-    def __init__(self, inline: Callable[[int, int], bool], executor: Executor, max_rows: int = MAX_BATCH_ROWS):
+    def __init__(
+        self,
+        inline: Callable[[int, int], bool],
+        executor: Executor,
+        scored: Observe | None = None,
+        max_rows: int = MAX_BATCH_ROWS,
+    ) -> None:
         self._inline = inline  # (rows, outputs) -> whether it fits the inline budget
+        self._scored = scored  # drift counting, once per predicted group rather than per request
         self._executor = executor
         self._max_rows = max_rows
         self._pending: list[_Item] = []
@@ -118,10 +135,10 @@ class Batcher:
             group = self._next_group()
             rows = sum(item.batch.rows for item in group)
             if self._inline(rows, len(group[0].requested or ()) or 1):
-                _deliver(group, compute_group(compute, group))
+                _deliver(group, compute_group(compute, group, self._scored))
                 continue
             self._busy = True
-            running = loop.run_in_executor(self._executor, compute_group, compute, group)
+            running = loop.run_in_executor(self._executor, compute_group, compute, group, self._scored)
 
             def finished(done: Any, group: list[_Item] = group) -> None:
                 self._finished(loop, compute, group, done)

@@ -31,7 +31,7 @@ DEFAULT_PORT = 8080
 DEFAULT_MAX_INFLIGHT = 16
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 # A prediction estimated to take at most this long runs on the event loop itself; a longer one goes
-# to a thread so health checks and load shedding stay responsive (see predictor.py).
+# to a thread so health checks and load shedding stay responsive (see app.py, batching.py).
 DEFAULT_INLINE_BUDGET_MS = 2.0
 
 _FALSE = {"0", "false", "no", "off"}

@@ -12,6 +12,8 @@ whichever worker answers) merges them, so one scrape covers the whole pod.
 from __future__ import annotations
 
 import os
+import threading
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,10 @@ OUTCOME_SERVER_ERROR = "server_error"  # 5xx other than shedding: the server or 
 OUTCOME_REJECTED = "rejected"  # 503 before any work: shed under overload, or model not loaded yet
 OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_REJECTED)
 # 250 us .. 10 s: sub-millisecond requests are the norm for small models, 10 s is a client timeout.
+# Batches of at most this many values are binned in plain Python (numpy's per-call cost dominates).
+SMALL_BATCH = 64
+# Above this many comparisons (rows x features x edges) a batch is binned feature by feature.
+VECTOR_LIMIT = 2_000_000
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -108,6 +114,7 @@ class ServerMetrics:
     def __init__(self, model: str, track: str, deployment: str, *, drift: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.drift = drift
+        self._lock = threading.Lock()
         self._static = {"model": model, "track": track, "deployment": deployment}
         self.requests = Counter(
             _base(REQUESTS_TOTAL), "Inference requests by outcome.", [*LABELS, "outcome"], registry=self.registry
@@ -141,25 +148,44 @@ class ServerMetrics:
         self._duration = self.duration.labels(**labels)
         self._rows = self.rows.labels(**labels)
         self._features: list[FeatureBins] = []
-        if schema is None or profile is None or not self.drift:
-            return
-        for j, column in enumerate(schema.columns):
-            feature = profile.get("features", {}).get(column.name)
-            if not feature:
-                continue  # e.g. a column the dataset profile does not know; nothing to compare with
-            counters = [self.feature_bins.labels(**labels, feature=column.name, bin=b) for b in bin_labels(feature)]
-            categorical = feature["kind"] == "categorical"
-            self._features.append(
-                FeatureBins(
-                    column=j,
-                    name=column.name,
-                    edges=None if categorical else np.asarray(feature["edges"], dtype=np.float64),
-                    values={str(v): i for i, v in enumerate(feature["values"])} if categorical else None,
-                    integer=column.type in INT_TYPES,
-                    counters=counters,
-                    nulls=self.feature_nulls.labels(**labels, feature=column.name),
+        if schema is not None and profile is not None and self.drift:
+            for j, column in enumerate(schema.columns):
+                feature = profile.get("features", {}).get(column.name)
+                if not feature:
+                    continue  # e.g. a column the dataset profile does not know; nothing to compare with
+                labelled = [self.feature_bins.labels(**labels, feature=column.name, bin=b) for b in bin_labels(feature)]
+                categorical = feature["kind"] == "categorical"
+                self._features.append(
+                    FeatureBins(
+                        column=j,
+                        name=column.name,
+                        edges=None if categorical else np.asarray(feature["edges"], dtype=np.float64),
+                        values={str(v): i for i, v in enumerate(feature["values"])} if categorical else None,
+                        integer=column.type in INT_TYPES,
+                        counters=labelled,
+                        nulls=self.feature_nulls.labels(**labels, feature=column.name),
+                    )
                 )
-            )
+        # Every bin of every feature has one global index: a batch is counted with one bincount.
+        sizes = [len(f.counters) for f in self._features]
+        self._offsets = np.cumsum([0, *sizes])[:-1].astype(np.intp)
+        self._bin_children = [c for f in self._features for c in f.counters]
+        self._pending_bins = np.zeros(len(self._bin_children), dtype=np.int64)
+        self._pending_nulls = np.zeros(len(self._features), dtype=np.int64)
+        self._pending_rows = 0
+        numeric = [k for k, f in enumerate(self._features) if f.edges is not None and len(f.edges)]
+        self._numeric = np.asarray(numeric, dtype=np.intp)
+        self._numeric_columns = np.asarray([self._features[k].column for k in numeric], dtype=np.intp)
+        edge_sets = [self._features[k].edges for k in numeric]
+        width = max((e.size for e in edge_sets if e is not None), default=0)
+        self._edge_lists = [self._features[k].edges.tolist() for k in numeric]  # type: ignore[union-attr]
+        self._offset_list = [int(self._offsets[k]) for k in numeric]
+        # Interior edges padded with +inf: `x > edge` summed over a row is searchsorted(edges, x, "left").
+        self._edges = np.full((len(numeric), width), np.inf)
+        for row, k in enumerate(numeric):
+            edges = self._features[k].edges
+            assert edges is not None
+            self._edges[row, : len(edges)] = edges
 
     def request(self, outcome: str, seconds: float | None) -> None:
         """Count one inference request; latency only for admitted ones (shed requests would flatter p99)."""
@@ -168,31 +194,80 @@ class ServerMetrics:
             self._duration.observe(seconds)
 
     def scored(self, batch: Batch) -> None:
-        """Count a scored batch: rows, and every feature value into its reference bin."""
-        if batch.rows == 0:
+        """Count a scored batch (rows, and every feature value into its reference bin) until the next flush.
+
+        Counting is a few numpy calls per batch, whatever the number of features; the Prometheus
+        counters are brought up to date by `flush` (every second, and before each scrape).
+        """
+        if batch.rows == 0 or not self._features:
+            with self._lock:
+                self._pending_rows += batch.rows
             return
-        self._rows.inc(batch.rows)
-        # One NaN check for the whole matrix: the common case (no nulls) then skips it per feature.
-        complete = batch.matrix is not None and not np.isnan(batch.matrix).any()
-        for feature in self._features:
-            values = batch.column(feature.column)
-            if feature.edges is not None and values.dtype.kind == "f":
-                if complete:
-                    bins, nulls = np.searchsorted(feature.edges, values, side="left"), 0
-                else:
-                    bins, nulls = numeric_bins(feature.edges, values)
+        matrix = batch.matrix
+        if matrix is not None and matrix.size <= SMALL_BATCH and len(self._numeric) == len(self._features):
+            self._scored_small(matrix)
+            return
+        ids: list[np.ndarray] = []
+        nulls: list[tuple[int, int]] = []
+        done: set[int] = set()
+        if matrix is not None and self._numeric.size and matrix.size * self._edges.shape[1] <= VECTOR_LIMIT:
+            values = matrix[:, self._numeric_columns]
+            if not np.isnan(values).any():  # NaN compares false to every edge: those go the long way
+                bins = (values[:, :, None] > self._edges[None, :, :]).sum(axis=2)
+                ids.append((bins + self._offsets[self._numeric][None, :]).ravel())
+                done = set(self._numeric.tolist())
+        for k, feature in enumerate(self._features):
+            if k in done:
+                continue
+            column = batch.column(feature.column)
+            if feature.edges is not None and column.dtype.kind == "f":
+                found, missing = numeric_bins(feature.edges, column)
             elif feature.values is not None:
-                bins, nulls = categorical_bins(feature.values, values.tolist(), feature.integer)
+                found, missing = categorical_bins(feature.values, column.tolist(), feature.integer)
             else:
                 continue  # profile and signature disagree on the kind: do not guess
-            if bins.size:
-                for b, count in bin_counts(bins, len(feature.counters)):
-                    feature.counters[b].inc(count)
-            if nulls:
-                feature.nulls.inc(nulls)
+            ids.append(found + self._offsets[k])
+            if missing:
+                nulls.append((k, missing))
+        counts = np.bincount(np.concatenate(ids), minlength=len(self._bin_children)) if ids else None
+        with self._lock:  # the prediction thread counts too, for slow models
+            self._pending_rows += batch.rows
+            if counts is not None:
+                self._pending_bins += counts
+            for k, missing in nulls:
+                self._pending_nulls[k] += missing
+
+    def _scored_small(self, matrix: np.ndarray) -> None:
+        """A few rows of numeric features: bisect on Python floats beats a dozen numpy calls (~3 vs ~18 us)."""
+        columns = self._numeric_columns.tolist()
+        with self._lock:
+            self._pending_rows += matrix.shape[0]
+            for row in matrix.tolist():
+                for k, (column, edges, offset) in enumerate(
+                    zip(columns, self._edge_lists, self._offset_list, strict=True)
+                ):
+                    value = row[column]
+                    if value != value:  # NaN: a null, not binned (profile.py's rule)
+                        self._pending_nulls[k] += 1
+                    else:
+                        self._pending_bins[offset + bisect_left(edges, value)] += 1
+
+    def flush(self) -> None:
+        """Move the counts gathered since the last flush into the Prometheus counters."""
+        with self._lock:
+            rows, self._pending_rows = self._pending_rows, 0
+            bins, self._pending_bins = self._pending_bins, np.zeros_like(self._pending_bins)
+            nulls, self._pending_nulls = self._pending_nulls, np.zeros_like(self._pending_nulls)
+        if rows:
+            self._rows.inc(rows)
+        for i in np.flatnonzero(bins).tolist():
+            self._bin_children[i].inc(int(bins[i]))
+        for k in np.flatnonzero(nulls).tolist():
+            self._features[k].nulls.inc(int(nulls[k]))
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition of every worker's metrics (merged in multiprocess mode)."""
+        self.flush()
         path = multiprocess_dir()
         if path is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
