@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from mlops_operator.localcluster import cluster
+
 from .conftest import REPO, Kube
 
 
@@ -34,7 +36,7 @@ def test_second_up_reuses_the_healthy_cluster(kube: Kube) -> None:
     result = _cli("up", "--state-dir", str(kube.kubeconfig.parent))
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("reused") == 5, result.stdout
+    assert result.stdout.count("reused") == len(cluster.COMPONENTS), result.stdout
     assert elapsed < 15, f"reusing a healthy cluster took {elapsed:.1f}s"
 
 

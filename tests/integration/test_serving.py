@@ -48,20 +48,28 @@ def register(kube: Kube, model_name: str, fitted: Any) -> int:
     import cloudpickle
     import mlflow
     from mlflow.models import infer_signature
+    from mlflow.tracking import fluent
 
     frame, _ = iris_frame()
+
     mlflow.set_tracking_uri(kube.mlflow_url)
-    mlflow.set_experiment("serving-tests")
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the broken step must load without this module
-    with mlflow.start_run():
-        signature = infer_signature(frame, np.zeros(len(frame), dtype=np.int64))
-        info = mlflow.sklearn.log_model(
-            fitted,
-            name="model",
-            signature=signature,
-            registered_model_name=model_name,
-            serialization_format="cloudpickle",
-        )
+    try:
+        mlflow.set_experiment("serving-tests")
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the broken step must load without us
+        with mlflow.start_run():
+            signature = infer_signature(frame, np.zeros(len(frame), dtype=np.int64))
+            info = mlflow.sklearn.log_model(
+                fitted,
+                name="model",
+                signature=signature,
+                registered_model_name=model_name,
+                serialization_format="cloudpickle",
+            )
+    finally:
+        # The fluent API keeps the tracking URI and the active experiment in process globals; later
+        # tests in this process (the worker's and server's, on their own sqlite stores) must not inherit them.
+        mlflow.set_tracking_uri(None)
+        fluent._active_experiment_id = None
     return int(info.registered_model_version)
 
 
