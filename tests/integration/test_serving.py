@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import textwrap
 import threading
@@ -51,7 +52,7 @@ def register(kube: Kube, model_name: str, fitted: Any) -> int:
     from mlflow.tracking import fluent
 
     frame, _ = iris_frame()
-
+    saved_env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     mlflow.set_tracking_uri(kube.mlflow_url)
     try:
         mlflow.set_experiment("serving-tests")
@@ -66,10 +67,14 @@ def register(kube: Kube, model_name: str, fitted: Any) -> int:
                 serialization_format="cloudpickle",
             )
     finally:
-        # The fluent API keeps the tracking URI and the active experiment in process globals; later
-        # tests in this process (the worker's and server's, on their own sqlite stores) must not inherit them.
+        # The fluent API keeps the tracking URI and the active experiment in process globals and in
+        # MLFLOW_* env vars; later tests in this process (the worker's and server's, on their own sqlite
+        # stores) must not inherit them.
         mlflow.set_tracking_uri(None)
         fluent._active_experiment_id = None
+        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+            del os.environ[key]
+        os.environ.update(saved_env)
     return int(info.registered_model_version)
 
 
