@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from .. import __version__
 from ..api.common import GROUP, VERSION
@@ -292,8 +291,3 @@ def runtime() -> Runtime:
             namespaces=list(_namespaces),
         )
     return _runtime
-
-
-def event_kwargs(kwargs: dict[str, Any]) -> tuple[str, str]:
-    """Namespace and name from a kopf handler's keyword arguments."""
-    return kwargs["namespace"], kwargs["name"]
