@@ -114,12 +114,22 @@ class Drift(ApiModel):
     """Drift monitoring of live inputs against the model's reference profile."""
 
     method: Literal["psi", "js", "ks"] = "psi"
-    threshold: float = Field(default=0.2, gt=0.0)
+    threshold: float | None = Field(
+        default=None, gt=0.0, description="Score above which a feature drifts; default psi 0.1, js 0.12, ks 0.1."
+    )
     window: Duration = "30m"
-    min_samples: int = Field(default=1000, ge=1)
+    min_samples: int = Field(default=1000, ge=1, description="No verdict on fewer live values in the window.")
     interval: Duration = "1m"
     consecutive_windows: int = Field(default=2, ge=1, le=100)
-    query: str | None = Field(default=None, min_length=1, description="PromQL that replaces the builtin score.")
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL that replaces the builtin score; {{namespace}} {{deployment}} {{track}} {{window}} {{version}}"
+            " are filled in; the highest series counts, its `feature` label names the feature."
+        ),
+    )
 
 
 class Monitoring(ApiModel):
@@ -158,14 +168,35 @@ class DeploymentSpec(ApiModel):
 
 
 class DriftStatus(StatusModel):
-    """The latest drift check."""
+    """The latest drift check of the serving version."""
 
     score: float | None = None
     feature: str | None = None
+    scores: dict[str, float] | None = Field(default=None, description="Every judged feature's score.")
     method: str | None = None
+    threshold: float | None = None
+    window: str | None = None
     samples: int | None = None
+    version: int | None = None
     checked_at: str | None = None
-    consecutive: int | None = None
+    consecutive: int | None = Field(default=None, description="Successive checks above the threshold.")
+    message: str | None = None
+
+
+class RetrainingStatus(StatusModel):
+    """The last drift-triggered TrainingRun: why it was started and how it went."""
+
+    run: str | None = None
+    decided_at: str | None = None
+    feature: str | None = None
+    method: str | None = None
+    score: float | None = None
+    window: str | None = None
+    version: int | None = Field(default=None, description="The serving version whose inputs drifted.")
+    phase: str | None = None
+    model_version: str | None = None
+    model_version_phase: str | None = None
+    message: str | None = None
 
 
 class ServedInterval(StatusModel):
@@ -203,6 +234,7 @@ class DeploymentStatus(CommonStatus):
     analysis: list[AnalysisResult] | None = None
     rolled_back_version: int | None = None
     drift: DriftStatus | None = None
+    retraining: RetrainingStatus | None = None
     last_retraining_run: str | None = None
     last_retraining_at: str | None = None
     endpoint: str | None = None

@@ -14,13 +14,15 @@ from ..kubeapi import job_path
 from ..planning.dataset import plan_dataset, wanted_check
 from ..planning.jobs import job_outcome
 from ..planning.plan import Obj, Plan
+from ..planning.trainingrun import ANNOTATION_DATA_NOT_BEFORE
 from .runtime import Runtime, runtime
 
 
 async def reconcile_dataset(rt: Runtime, body: Obj) -> Plan:
     """Read the wanted check's Job and, once it finished, its MLflow run; plan the Dataset's status."""
     meta, now = body["metadata"], datetime.now(UTC)
-    job_name = wanted_check(body, now)
+    requested = rt.store.refresh_requested(meta["namespace"], meta["name"], ANNOTATION_DATA_NOT_BEFORE)
+    job_name = wanted_check(body, now, requested)
     job = None
     if (body.get("status") or {}).get("checkedJob") != job_name:
         job = await known_job(rt, meta["namespace"], job_name, (body.get("status") or {}).get("jobName") == job_name)

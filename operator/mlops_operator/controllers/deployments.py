@@ -11,7 +11,9 @@ import kopf
 from ..api.common import GROUP, VERSION, parse_duration
 from ..integrations.prometheus import Prometheus, builtin_query, custom_query, judge
 from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.monitoring import drift_due, plan_drift
 from ..planning.plan import Obj, Plan
+from ..planning.retraining import in_cooldown, plan_retraining, retraining_settings, wants_new_run
 from ..planning.rollout import Observed, analysis_due, canary_settings, plan_deployment
 from ..planning.serving import (
     ANNOTATION_SPEC_HASH,
@@ -21,6 +23,7 @@ from ..planning.serving import (
     ready_replicas,
     track_name,
 )
+from .monitoring import check_drift, retraining_observed
 from .runtime import Runtime, runtime
 
 APPLY_GRACE_SECONDS = 5.0
@@ -51,6 +54,12 @@ async def reconcile_deployment(rt: Runtime, body: Obj) -> Plan:
     )
     settings = ServerSettings(image=rt.settings.server_image, tracking_uri=rt.settings.tracking_uri)
     plan = plan_deployment(body, observed, now, settings)
+    stable_version = (body.get("status") or {}).get("stableVersion")
+    drift = None
+    if stable_version is not None and drift_due(body, now):
+        drift = await check_drift(rt, body, int(stable_version))
+    plan_drift(plan, body, drift, now)
+    await _plan_retraining(rt, body, plan, now)
     # Children are applied only when they differ from what is there (spec hash), never blindly.
     existing = {
         ("Deployment", track_name(name, "stable")): stable,
@@ -64,6 +73,20 @@ async def reconcile_deployment(rt: Runtime, body: Obj) -> Plan:
         and not _just_applied(rt, namespace, child)
     ]
     return plan
+
+
+async def _plan_retraining(rt: Runtime, body: Obj, plan: Plan, now: datetime) -> None:
+    """Read what retraining needs (the serving version's run spec only when a run may be created) and plan it."""
+    settings = retraining_settings(body["spec"])
+    if settings is None:
+        return
+    status = plan.status
+    decided = (status.get("retraining") or {}).get("run")
+    missing = bool(decided) and rt.store.get("TrainingRun", body["metadata"]["namespace"], str(decided)) is None
+    need_source = wants_new_run(status, body["spec"], now) or (
+        missing and in_cooldown(status, settings["cooldown"], now)
+    )
+    plan_retraining(plan, body, await retraining_observed(rt, body, need_source), now)
 
 
 def _just_applied(rt: Runtime, namespace: str, child: Obj) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from ..planning.plan import Event
 
@@ -24,16 +24,35 @@ JOBS_LAUNCHED = Counter("mlops_operator_jobs_launched_total", "Worker Jobs creat
 PROMOTIONS = Counter("mlops_operator_promotions_total", "MLflow alias moves made by the operator.", ["via"])
 CANARY_STEPS = Counter("mlops_operator_canary_steps_total", "Canary steps entered (including the first).")
 ROLLBACKS = Counter("mlops_operator_rollbacks_total", "Canaries aborted by analysis and rolled back.")
+DRIFT_SCORE = Gauge(
+    "mlops_operator_drift_score",
+    "Latest drift score of each feature of a Deployment's serving version.",
+    ["namespace", "deployment", "feature", "method"],
+)
+DRIFT_DETECTED = Counter(
+    "mlops_operator_drift_detected_total", "DriftDetected conditions turned True.", ["namespace", "deployment"]
+)
+RETRAINING_TRIGGERS = Counter(
+    "mlops_operator_retraining_triggers_total", "TrainingRuns created because of drift.", ["namespace", "deployment"]
+)
 
-_BY_REASON = {"CanaryStarted": CANARY_STEPS, "CanaryStep": CANARY_STEPS, "RolledBack": ROLLBACKS}
+_BY_REASON = {
+    "CanaryStarted": CANARY_STEPS,
+    "CanaryStep": CANARY_STEPS,
+    "RolledBack": ROLLBACKS,
+}
+_BY_REASON_PER_OBJECT = {"DriftDetected": DRIFT_DETECTED, "RetrainingTriggered": RETRAINING_TRIGGERS}
 
 
-def count_events(events: list[Event]) -> None:
-    """Count the transitions a plan announced."""
+def count_events(events: list[Event], namespace: str = "", name: str = "") -> None:
+    """Count the transitions a plan announced about the object `namespace/name`."""
     for event in events:
         counter = _BY_REASON.get(event.reason)
         if counter is not None:
             counter.inc()
+        per_object = _BY_REASON_PER_OBJECT.get(event.reason)
+        if per_object is not None:
+            per_object.labels(namespace, name).inc()
 
 
 def serve(port: int) -> None:

@@ -82,6 +82,7 @@ class Runtime:
     applied: dict[str, tuple[str, float]] = field(default_factory=dict)  # child -> (spec hash, when applied)
     store: Store = field(default_factory=Store)
     namespaces: list[str] = field(default_factory=list)  # watched namespaces; empty: all
+    profiles: dict[tuple[str, str, int], Obj] = field(default_factory=dict)  # reference profiles by version
 
     def observe(self, kind: str, event_type: str, body: Obj) -> None:
         """Keep the store current from a watch event."""
@@ -184,7 +185,7 @@ class Runtime:
             await self.patch_related_status(kind, namespace, name, patch)
         for event in plan.events:
             await self.post_event(body, event.type, event.reason, event.message)
-        metrics.count_events(plan.events)
+        metrics.count_events(plan.events, body["metadata"]["namespace"], body["metadata"]["name"])
         for kind, namespace, name in plan.wake:
             self.requeue((kind, namespace or body["metadata"]["namespace"], name), 0.0)
 

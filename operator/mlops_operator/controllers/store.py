@@ -49,10 +49,10 @@ def summary(kind: str, body: Obj) -> Obj:
         kept["status"] = dict(status)
     elif kind == "TrainingRun":
         kept["spec"] = {"datasetRef": spec.get("datasetRef")}
-        kept["status"] = {"jobName": status.get("jobName")}
+        kept["status"] = {k: status.get(k) for k in ("jobName", "phase", "modelVersion", "message")}
     elif kind == "ModelVersion":
-        kept["spec"] = {k: spec.get(k) for k in ("registeredModel", "version", "promotion")}
-        kept["status"] = {"phase": status.get("phase")}
+        kept["spec"] = {k: spec.get(k) for k in ("registeredModel", "version", "promotion", "source")}
+        kept["status"] = {k: status.get(k) for k in ("phase", "message")}
     elif kind == "Deployment":
         kept["spec"] = {"model": spec.get("model")}
     elif kind == "ServingDeployment":
@@ -93,6 +93,18 @@ class Store:
             and (obj["spec"].get("datasetRef") or {}).get("name") == dataset
             and not obj["status"].get("jobName")
         ]
+
+    def refresh_requested(self, namespace: str, dataset: str, annotation: str) -> str | None:
+        """The latest `annotation` time (RFC 3339) among TrainingRuns that wait for this Dataset to be re-checked."""
+        times = [
+            obj["metadata"]["annotations"][annotation]
+            for (ns, name), obj in self._all("TrainingRun")
+            if ns == namespace
+            and (obj["spec"].get("datasetRef") or {}).get("name") == dataset
+            and not obj["status"].get("jobName")
+            and annotation in obj["metadata"]["annotations"]
+        ]
+        return max(times) if times else None
 
     def rollout_deployments(self, namespace: str, model: str, alias: str) -> list[str]:
         """Deployments in the namespace that serve this registered model through this alias."""

@@ -145,3 +145,24 @@ class Mlflow:
         if registered is None or not registered.get("run_id"):
             return registered, {}
         return registered, (await self.get_run(registered["run_id"])).metrics
+
+    async def run_artifact_json(self, runs_uri: str) -> Obj:
+        """A JSON artifact at a `runs:/<run id>/<path>` URI, read through the server's artifact proxy."""
+        run_id, _, path = runs_uri.removeprefix("runs:/").partition("/")
+        if not runs_uri.startswith("runs:/") or not run_id or not path:
+            raise MlflowError(f"not a runs:/<run id>/<path> URI: {runs_uri!r}", code="INVALID_PARAMETER_VALUE")
+        try:
+            response = await self._http.get(
+                f"{self.tracking_uri}/get-artifact", params={"run_uuid": run_id, "path": path}
+            )
+        except httpx.HTTPError as error:
+            raise MlflowError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
+        if response.status_code >= 400:
+            raise MlflowError(f"MLflow artifact {runs_uri}: {response.text[:300]}", status=response.status_code)
+        try:
+            payload = response.json()
+        except ValueError as error:
+            raise MlflowError(f"MLflow artifact {runs_uri} is not JSON", code="INVALID_PARAMETER_VALUE") from error
+        if not isinstance(payload, dict):
+            raise MlflowError(f"MLflow artifact {runs_uri} is not a JSON object", code="INVALID_PARAMETER_VALUE")
+        return payload

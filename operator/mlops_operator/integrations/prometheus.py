@@ -12,6 +12,8 @@ Obj = dict[str, Any]
 # Metric names the model server exports (server/metrics.py); labels: model, version, track, deployment, outcome.
 REQUESTS = "mlops_server_requests_total"
 DURATION = "mlops_server_request_duration_seconds"
+FEATURE_BINS = "mlops_server_feature_bin_total"
+FEATURE_NULLS = "mlops_server_feature_nulls_total"
 
 
 class PrometheusError(Exception):
@@ -36,9 +38,19 @@ def builtin_query(builtin: str, namespace: str, deployment: str, track: str, win
     raise ValueError(f"unknown builtin {builtin!r}")
 
 
-def custom_query(query: str, namespace: str, deployment: str, track: str, window: str) -> str:
-    """A user's PromQL with `{{namespace}}`, `{{deployment}}`, `{{track}}` and `{{window}}` filled in."""
-    for key, value in (("namespace", namespace), ("deployment", deployment), ("track", track), ("window", window)):
+def drift_queries(namespace: str, deployment: str, version: int, window: str) -> tuple[str, str]:
+    """Live bin counts and null counts per feature of the stable track's `version`, summed over replicas."""
+    sel = _selector(namespace, deployment, "stable", f'version="{version}"')
+    return (
+        f"sum by (feature, bin) (increase({FEATURE_BINS}{sel}[{window}]))",
+        f"sum by (feature) (increase({FEATURE_NULLS}{sel}[{window}]))",
+    )
+
+
+def custom_query(query: str, namespace: str, deployment: str, track: str, window: str, version: str = "") -> str:
+    """A user's PromQL with `{{namespace}}`, `{{deployment}}`, `{{track}}`, `{{window}}`, `{{version}}` filled in."""
+    values = (("namespace", namespace), ("deployment", deployment), ("track", track), ("window", window))
+    for key, value in (*values, ("version", version)):
         query = query.replace("{{" + key + "}}", value)
     return query
 
@@ -74,6 +86,11 @@ class Prometheus:
 
     async def scalar(self, query: str) -> float | None:
         """The value of a query that yields one series (the first, if several); None when empty."""
+        series = await self.vector(query)
+        return series[0][1] if series else None
+
+    async def vector(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant query as (labels, value); a scalar result has no labels."""
         try:
             response = await self._http.get("/api/v1/query", params={"query": query})
         except httpx.HTTPError as error:
@@ -83,7 +100,5 @@ class Prometheus:
             raise PrometheusError(f"query {query!r} failed: {payload.get('error') or response.text[:200]}")
         data = payload["data"]
         if data["resultType"] == "scalar":
-            return float(data["result"][1])
-        if not data["result"]:
-            return None
-        return float(data["result"][0]["value"][1])
+            return [({}, float(data["result"][1]))]
+        return [(dict(item.get("metric") or {}), float(item["value"][1])) for item in data["result"]]

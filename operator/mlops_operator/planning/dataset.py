@@ -22,16 +22,24 @@ def check_job_name(meta: Meta, epoch: int) -> str:
     return dns_name(meta.name, f"check-g{meta.generation}-{epoch}")
 
 
-def wanted_check(body: Obj, now: datetime) -> str:
+def refresh_job_name(meta: Meta, requested: datetime) -> str:
+    """The check a TrainingRun asked for (data no older than `requested`): one per request time."""
+    return dns_name(meta.name, f"check-g{meta.generation}-r{int(requested.timestamp())}")
+
+
+def wanted_check(body: Obj, now: datetime, refresh_requested: str | None = None) -> str:
     """The Job whose result the status should show now: a new generation's first check, the one in
-    progress, a due refresh, or the last one done."""
+    progress, a check a waiting TrainingRun requested, a due refresh, or the last one done."""
     meta, status, spec = Meta.of(body), body.get("status") or {}, body["spec"]
     job_name, checked = status.get("jobName"), status.get("checkedJob")
     if status.get("observedGeneration") != meta.generation or not job_name:
         return check_job_name(meta, 0)
     if job_name != checked:
         return str(job_name)
-    interval, last = spec.get("refreshInterval"), parse_time(status.get("lastChecked"))
+    requested, last = parse_time(refresh_requested), parse_time(status.get("lastChecked"))
+    if requested is not None and (last is None or last < requested):
+        return refresh_job_name(meta, requested)
+    interval = spec.get("refreshInterval")
     if interval and last is not None:
         seconds = parse_duration(interval).total_seconds()
         if seconds > 0 and (now - last).total_seconds() >= seconds:

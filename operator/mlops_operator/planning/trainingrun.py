@@ -10,7 +10,7 @@ from ..api.common import API_VERSION
 from ..integrations.mlflow import RunInfo
 from .conditions import set_condition
 from .jobs import ANNOTATION_DATASET_VERSION, JobOutcome, WorkerSettings, worker_job, worker_object
-from .plan import Event, Meta, Obj, Plan, dns_name, rfc3339
+from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
 TERMINAL = ("Succeeded", "Failed")
@@ -18,6 +18,9 @@ LABEL_TRAINING_RUN = "mlops.dev/training-run"
 LABEL_DATASET = "mlops.dev/dataset"
 LABEL_REGISTERED_MODEL = "mlops.dev/registered-model"
 ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
+# A run with this annotation (RFC 3339) trains only on Dataset data checked at or after that time;
+# the Dataset re-checks its source when asked so (drift-triggered runs carry it).
+ANNOTATION_DATA_NOT_BEFORE = "mlops.dev/data-not-before"
 
 
 def training_job_name(meta: Meta) -> str:
@@ -89,6 +92,14 @@ def _start(body: Obj, dataset: Obj | None, plan: Plan, meta: Meta, stamp: str, s
         )
         _conditions(status, meta, stamp, "False", "DatasetNotReady", status["message"])
         return plan
+    fresh_after = (body["metadata"].get("annotations") or {}).get(ANNOTATION_DATA_NOT_BEFORE)
+    if fresh_after and _checked_before(ds_status.get("lastChecked"), fresh_after):
+        status["message"] = (
+            f"waiting for Dataset '{ref}' to re-check its source (this run needs data read after {fresh_after})"
+        )
+        _conditions(status, meta, stamp, "False", "WaitingForFreshData", status["message"])
+        plan.wake.append(("Dataset", meta.namespace, ref))
+        return plan
     version = ds_status["version"]
     name = training_job_name(meta)
     plan.creates.append(_training_job(body, dataset, name, version, settings))
@@ -96,6 +107,16 @@ def _start(body: Obj, dataset: Obj | None, plan: Plan, meta: Meta, stamp: str, s
     _conditions(status, meta, stamp, "Unknown", "JobCreated", status["message"])
     plan.events.append(Event("JobCreated", f"training Job {name} on Dataset '{ref}' version {version}"))
     return plan
+
+
+def _checked_before(last_checked: str | None, wanted: str) -> bool:
+    """True when the Dataset's last check is older than `wanted` (an unreadable time asks for nothing)."""
+    try:
+        wanted_time = parse_time(wanted)
+    except ValueError:
+        return False
+    checked = parse_time(last_checked) if last_checked else None
+    return wanted_time is not None and (checked is None or checked < wanted_time)
 
 
 def _succeeded(body: Obj, plan: Plan, meta: Meta, run: RunInfo | None, outcome: JobOutcome, stamp: str) -> Plan:
