@@ -100,6 +100,26 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
     return 0 if report.sent else 1
 
 
+def _cmd_drift_replay(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .driftreplay import replay
+
+    frame = pd.read_csv(args.data).drop(columns=args.drop)
+    for method in args.method or ["psi", "js", "ks"]:
+        result = replay(
+            frame,
+            method,
+            args.threshold,
+            window_rows=args.window_rows,
+            windows=args.windows,
+            consecutive=args.consecutive,
+            shift_std=args.shift_std,
+        )
+        print(result.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
@@ -143,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--malformed", type=float, default=0.0, help="fraction of malformed requests (0..1)")
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=_cmd_traffic)
+
+    dr = sub.add_parser("drift-replay", help="replay a CSV through the drift detector: false alarms and detection")
+    dr.add_argument("--data", type=Path, required=True, help="CSV of the model's inputs (the training data)")
+    dr.add_argument("--drop", action="append", default=[], help="a column that is not an input, e.g. the target")
+    dr.add_argument("--method", action="append", choices=["psi", "js", "ks"], help="default: all three")
+    dr.add_argument("--threshold", type=float, help="default: the method's default threshold")
+    dr.add_argument("--window-rows", type=int, default=1000, help="rows per window (compare with minSamples)")
+    dr.add_argument("--windows", type=int, default=200)
+    dr.add_argument("--consecutive", type=int, default=2, help="consecutiveWindows")
+    dr.add_argument("--shift-std", type=float, default=0.5, help="the mean shift to detect, in standard deviations")
+    dr.set_defaults(func=_cmd_drift_replay)
 
     demo = sub.add_parser("demo", help="run the iris pipeline on the local cluster with a live progress table")
     demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)

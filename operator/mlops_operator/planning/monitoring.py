@@ -96,6 +96,9 @@ def _record(plan: Plan, status: Obj, settings: Obj, check: DriftCheck, meta: Met
         message = f"drift check failed: {check.error}"
         kept = {k: previous.get(k) for k in ("score", "feature", "samples", "scores")} if same_version else {}
         status["drift"] = {**drift, **kept, "consecutive": consecutive, "message": message}
+        if was_detected and not same_version:  # the old version's verdict does not carry over to this one
+            unmeasured = f"version {check.version} serves now; its drift is not measured yet"
+            _condition(status, meta, stamp, "Unknown", "NewVersion", unmeasured)
         if previous.get("message") != message:
             plan.events.append(Event("DriftCheckFailed", message, "Warning"))
         return

@@ -74,8 +74,9 @@ def resolve_template(spec: Obj, source_spec: Obj | None, source_error: str | Non
         return None, source_error or "no trainingRunTemplate and no TrainingRun produced the serving version"
     model = spec["model"]
     template.setdefault("registeredModel", model["registeredModel"])
-    if model.get("alias") and not template.get("promotion"):
-        template["promotion"] = {"alias": model["alias"]}
+    if model.get("alias") and not (template.get("promotion") or {}).get("alias"):
+        # A promotion without an alias would default to "production", not the alias this Deployment serves.
+        template["promotion"] = {**(template.get("promotion") or {}), "alias": model["alias"]}
     try:
         TrainingRunSpec.model_validate(template)
     except ValidationError as error:
