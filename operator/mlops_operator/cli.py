@@ -101,11 +101,9 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
 
 
 def _cmd_drift_replay(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from .driftreplay import read_inputs, replay
 
-    from .driftreplay import replay
-
-    frame = pd.read_csv(args.data).drop(columns=args.drop)
+    frame = read_inputs(args.data, args.drop)
     for method in args.method or ["psi", "js", "ks"]:
         result = replay(
             frame,

@@ -10,6 +10,7 @@ Use it to pick `threshold`, `minSamples` and `consecutiveWindows` for your own d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,11 @@ class ReplayResult:
                 f" (top feature {100 * self.attributed[name]:.0f} %), median score {self.median_shift_score[name]:.3f}"
             )
         return "\n".join(lines)
+
+
+def read_inputs(path: Path, drop: list[str]) -> pd.DataFrame:
+    """A CSV of model inputs, without the columns that are not inputs (the target)."""
+    return pd.read_csv(path).drop(columns=drop)
 
 
 def reference_profile(frame: pd.DataFrame) -> profile.Profile:

@@ -33,7 +33,13 @@ IMAGES = {
 # Imported only for sources the default install does not support either (s3://, gcs:// via fsspec).
 OPTIONAL_IMPORTS = {"fsspec", "s3fs", "boto3", "botocore", "gcsfs"}
 # mlops-operator subcommands that are not the image's job (local cluster, demo, traffic generator).
-OPERATOR_IMAGE_EXCLUDES = ("mlops_operator.localcluster", "mlops_operator.demo", "mlops_operator.traffic")
+# Developer tools the CLI imports lazily; the operator image runs only `mlops-operator run`.
+OPERATOR_IMAGE_EXCLUDES = (
+    "mlops_operator.localcluster",
+    "mlops_operator.demo",
+    "mlops_operator.traffic",
+    "mlops_operator.driftreplay",
+)
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:

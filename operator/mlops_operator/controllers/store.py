@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.plan import parse_time
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
@@ -96,15 +97,20 @@ class Store:
 
     def refresh_requested(self, namespace: str, dataset: str, annotation: str) -> str | None:
         """The latest `annotation` time (RFC 3339) among TrainingRuns that wait for this Dataset to be re-checked."""
-        times = [
-            obj["metadata"]["annotations"][annotation]
-            for (ns, name), obj in self._all("TrainingRun")
-            if ns == namespace
-            and (obj["spec"].get("datasetRef") or {}).get("name") == dataset
-            and not obj["status"].get("jobName")
-            and annotation in obj["metadata"]["annotations"]
-        ]
-        return max(times) if times else None
+        times = []
+        for (ns, _), obj in self._all("TrainingRun"):
+            value = obj["metadata"]["annotations"].get(annotation)
+            if (
+                value
+                and ns == namespace
+                and (obj["spec"].get("datasetRef") or {}).get("name") == dataset
+                and not obj["status"].get("jobName")
+            ):
+                try:
+                    times.append((parse_time(value), value))
+                except ValueError:
+                    continue  # a hand-written, unreadable time asks for nothing (the TrainingRun ignores it too)
+        return max(times)[1] if times else None
 
     def rollout_deployments(self, namespace: str, model: str, alias: str) -> list[str]:
         """Deployments in the namespace that serve this registered model through this alias."""

@@ -36,7 +36,11 @@ def wanted_check(body: Obj, now: datetime, refresh_requested: str | None = None)
         return check_job_name(meta, 0)
     if job_name != checked:
         return str(job_name)
-    requested, last = parse_time(refresh_requested), parse_time(status.get("lastChecked"))
+    try:
+        requested = parse_time(refresh_requested)
+    except ValueError:  # an unreadable data-not-before asks for nothing, as the TrainingRun planner reads it
+        requested = None
+    last = parse_time(status.get("lastChecked"))
     if requested is not None and (last is None or last < requested):
         return refresh_job_name(meta, requested)
     interval = spec.get("refreshInterval")

@@ -69,7 +69,10 @@ def wants_new_run(status: Obj, spec: Obj, now: datetime) -> bool:
 def resolve_template(spec: Obj, source_spec: Obj | None, source_error: str | None) -> tuple[Obj | None, str | None]:
     """The TrainingRun spec to retrain with, validated by the API model; or why there is none."""
     settings = retraining_settings(spec) or {}
-    template = copy.deepcopy(settings.get("template") or source_spec)
+    if not spec["model"].get("alias"):
+        return None, "the Deployment is pinned to a version (spec.model.version); serve an alias to retrain"
+    explicit = settings.get("template")
+    template = copy.deepcopy(explicit or source_spec)
     if template is None:
         return None, source_error or "no trainingRunTemplate and no TrainingRun produced the serving version"
     model = spec["model"]
@@ -81,7 +84,8 @@ def resolve_template(spec: Obj, source_spec: Obj | None, source_error: str | Non
         TrainingRunSpec.model_validate(template)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:3])
-        return None, f"spec.retraining.trainingRunTemplate is not a valid TrainingRun spec: {problems}"
+        where = "spec.retraining.trainingRunTemplate" if explicit else "the spec of the run behind the serving version"
+        return None, f"{where} is not a valid TrainingRun spec: {problems}"
     return template, None
 
 
