@@ -27,7 +27,7 @@ DEMO_REPLICAS = 2
 DEMO_DRIFT = {"method": "psi", "window": "1m", "interval": "15s", "minSamples": 1000, "consecutiveWindows": 2}
 
 
-def demo_manifests(data_uri: str) -> list[Obj]:
+def demo_manifests(data_uri: str, registered_model: str = "iris-classifier") -> list[Obj]:
     """The iris example (Dataset, TrainingRun, Deployment) pointed at local data, with demo-sized timings."""
     dataset = yaml.safe_load((REPO / "examples" / "iris" / "dataset.yaml").read_text())
     dataset["spec"]["source"]["uri"] = data_uri
@@ -36,8 +36,10 @@ def demo_manifests(data_uri: str) -> list[Obj]:
     # an improvement gate would compare apples with pears: the demo keeps the absolute floor only.
     training["spec"]["promotion"]["gates"] = [{"metric": "accuracy", "min": 0.9}]
     training["spec"]["resources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}}
+    training["spec"]["registeredModel"] = registered_model
     deployment = yaml.safe_load((REPO / "examples" / "iris" / "deployment.yaml").read_text())
     spec = deployment["spec"]
+    spec["model"]["registeredModel"] = registered_model
     spec["replicas"] = DEMO_REPLICAS  # two model servers are plenty on a laptop-sized node
     canary = spec["strategy"]["canary"]
     canary["steps"] = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 100}]
@@ -75,8 +77,10 @@ def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None
     out(f"==> wrote the iris data set to {data}")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     kubectl("apply", "-f", "-", input_text=yaml.safe_dump(namespace))
-    # A fresh start: earlier runs' objects (and their servers, by garbage collection) go.
+    # A fresh start: earlier runs' objects (and their servers, by garbage collection) go, and so does the
+    # alias an earlier run left in the local MLflow, so the first version is served directly.
     kubectl("delete", "deployments.mlops.dev,trainingruns,datasets,modelversions", "--all", "-n", NAMESPACE)
+    _forget_alias(cfg.mlflow_url, "iris-classifier", "production")
     settings = LoopSettings(
         kubeconfig=cfg.kubeconfig,
         mlflow_url=cfg.mlflow_url,
@@ -97,6 +101,15 @@ def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None
         out(line)
     _where_to_look(cfg, out)
     return 0 if result.ok else 1
+
+
+def _forget_alias(mlflow_url: str, model: str, alias: str) -> None:
+    """Delete an alias in the demo's own MLflow (absent is fine)."""
+    import httpx
+
+    httpx.delete(
+        f"{mlflow_url}/api/2.0/mlflow/registered-models/alias", params={"name": model, "alias": alias}, timeout=10
+    )
 
 
 def _where_to_look(cfg: ClusterConfig, out: Callable[[str], None]) -> None:

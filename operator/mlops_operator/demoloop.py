@@ -98,6 +98,7 @@ class Traffic:
     def __init__(self, settings: LoopSettings, report: TrafficReport) -> None:
         self.settings, self.report = settings, report
         self.stop_event = threading.Event()
+        self.last_error = ""
         self.thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 
     def start(self) -> None:
@@ -111,10 +112,27 @@ class Traffic:
 
     def _run(self) -> None:
         s = self.settings
+        chunk_number = 0
         while not self.stop_event.is_set():
-            chunk = asyncio.run(
-                send_traffic(s.namespace, s.deployment, s.data, rate=s.rate, duration=3.0, drop={s.target})
-            )
+            chunk_number += 1  # a new seed per chunk: the same seed would replay the same rows every chunk
+            try:
+                chunk = asyncio.run(
+                    send_traffic(
+                        s.namespace,
+                        s.deployment,
+                        s.data,
+                        rate=s.rate,
+                        duration=3.0,
+                        drop={s.target},
+                        kubeconfig=s.kubeconfig,
+                        seed=chunk_number,
+                    )
+                )
+            except Exception as error:  # keep sending: a blip in the API server must not end the demo's traffic
+                self.report.errors += 1
+                self.last_error = repr(error)
+                time.sleep(1.0)
+                continue
             self.report.sent += chunk.sent
             self.report.errors += chunk.errors
             self.report.by_status.update(chunk.by_status)
@@ -159,6 +177,15 @@ def served(snap: Snapshot) -> int | None:
     if status.get("phase") == "Healthy" and status.get("canaryVersion") is None:
         return status.get("stableVersion")
     return None
+
+
+def promoted_and_served(snap: Snapshot) -> int | None:
+    """A version this namespace trained and promoted, once it serves alone (an older alias holder does not count)."""
+    version = served(snap)
+    promoted = {
+        int(m["spec"]["version"]) for m in snap.of("ModelVersion") if (m.get("status") or {}).get("phase") == "Promoted"
+    }
+    return version if version in promoted else None
 
 
 def no_drift_on(version: int | None) -> Check:
@@ -262,7 +289,7 @@ def run_loop(
     try:
         for manifest in manifests:
             apply(manifest)
-        first = loop.wait("first version trained, promoted and served", served, operator)
+        first = loop.wait("first version trained, promoted and served", promoted_and_served, operator)
         traffic.start()
         loop.wait("drift measured on live traffic: none", no_drift_on(first), operator)
         shifted = settings.data.with_suffix(".shifted.csv")

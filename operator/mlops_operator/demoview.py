@@ -39,7 +39,7 @@ def figures_of(kind: str, obj: Obj) -> str:
         figures = " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()))
         cause = (obj.get("metadata", {}).get("labels") or {}).get("mlops.dev/triggered-by")
         figures = figures or (status.get("jobName") and f"job={status['jobName']}") or ""
-        return f"{figures} (by {cause})" if cause else figures
+        return " ".join(p for p in (figures, f"(by {cause})" if cause else "") if p)
     if kind == "ModelVersion":
         spec = obj.get("spec") or {}
         gates = status.get("gateResults") or []

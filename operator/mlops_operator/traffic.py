@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from .kubeapi import Kube, connection_from_env
+from .kubeapi import Kube, connection_from_env, connection_from_kubeconfig
 
 Obj = dict[str, Any]
 
@@ -119,12 +119,13 @@ async def send_traffic(
     malformed: float = 0.0,
     drop: set[str] | None = None,
     seed: int = 0,
+    kubeconfig: Path | None = None,
 ) -> TrafficReport:
     """Send `rate` requests per second for `duration` seconds; endpoints are re-read every 2 seconds."""
     columns, rows = load_rows(data, drop or set())
     rows = shift_rows(columns, rows, shifts or {})
     rng, report = random.Random(seed), TrafficReport()
-    kube = Kube(connection_from_env())
+    kube = Kube(connection_from_kubeconfig(kubeconfig) if kubeconfig else connection_from_env())
     targets: list[str] = []
     cycle: itertools.cycle[str] | None = None
     in_flight: set[asyncio.Task[None]] = set()
