@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from mlops_operator.demo import demo_manifests
 from mlops_operator.demoloop import LoopSettings, Traffic, run_loop, summary_lines
@@ -43,6 +44,7 @@ def deployment(kube: Kube, namespace: str) -> dict[str, Any]:
     return kube.json("get", "deployments.mlops.dev", "iris", "-n", namespace)
 
 
+@pytest.mark.timeout(1200)  # the whole loop, then a second drift and a rejected retrain: ~7 minutes
 def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
     crds_installed: Kube, namespace: str, tmp_path: Path
 ) -> None:
