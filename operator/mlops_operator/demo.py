@@ -107,8 +107,12 @@ def _forget_alias(mlflow_url: str, model: str, alias: str) -> None:
     """Delete an alias in the demo's own MLflow (absent is fine)."""
     import httpx
 
-    httpx.delete(
-        f"{mlflow_url}/api/2.0/mlflow/registered-models/alias", params={"name": model, "alias": alias}, timeout=10
+    # MLflow reads a DELETE's parameters from a JSON body, not the query string.
+    httpx.request(
+        "DELETE",
+        f"{mlflow_url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": model, "alias": alias},
+        timeout=10,
     )
 
 
