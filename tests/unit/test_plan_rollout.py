@@ -104,22 +104,38 @@ def canary_status(step: int, started: datetime, **extra: object) -> dict:
 
 def test_step_advances_only_after_its_pause_with_the_canary_ready() -> None:
     obs = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=3, canary_ready=1)
-    early = plan_deployment(deployment(canary_status(0, T0)), obs, T0 + timedelta(seconds=10), SETTINGS)
+    passed = canary_status(0, T0, stepAnalysisPassed=True)
+    early = plan_deployment(deployment(passed), obs, T0 + timedelta(seconds=10), SETTINGS)
     assert early.status["step"] == 0
-    later = plan_deployment(deployment(canary_status(0, T0)), obs, T0 + timedelta(seconds=21), SETTINGS)
+    later = plan_deployment(deployment(passed), obs, T0 + timedelta(seconds=21), SETTINGS)
     assert (later.status["step"], later.status["canaryWeight"]) == (1, 50)
+    assert later.status["stepAnalysisPassed"] is False  # the next step needs its own passing analysis
     not_ready = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=3, canary_ready=0)
-    assert (
-        plan_deployment(deployment(canary_status(0, T0)), not_ready, T0 + timedelta(seconds=30), SETTINGS).status[
-            "step"
-        ]
-        == 0
-    )
+    assert plan_deployment(deployment(passed), not_ready, T0 + timedelta(seconds=30), SETTINGS).status["step"] == 0
+
+
+def test_a_step_waits_past_its_pause_until_an_analysis_judged_every_metric_and_all_passed() -> None:
+    no_data = [{"name": "error-rate", "message": "error-rate: no data yet"}]
+    obs = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=3, canary_ready=1, analysis=no_data)
+    waiting = plan_deployment(deployment(canary_status(0, T0)), obs, T0 + timedelta(seconds=60), SETTINGS)
+    assert waiting.status["step"] == 0 and not waiting.status.get("stepAnalysisPassed")
+    assert "waiting for a passing analysis" in waiting.status["message"]
+    ok = [{"name": "error-rate", "value": 0.0, "threshold": 0.01, "passed": True, "message": "ok"}]
+    judged = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=3, canary_ready=1, analysis=ok)
+    moved = plan_deployment(deployment(waiting.status), judged, T0 + timedelta(seconds=65), SETTINGS)
+    assert (moved.status["step"], moved.status["stepAnalysisPassed"]) == (1, False)
+    # A pass seen during the pause counts once the pause is over.
+    early = plan_deployment(deployment(canary_status(0, T0)), judged, T0 + timedelta(seconds=5), SETTINGS)
+    assert (early.status["step"], early.status["stepAnalysisPassed"]) == (0, True)
+    quiet = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=3, canary_ready=1)
+    assert plan_deployment(deployment(early.status), quiet, T0 + timedelta(seconds=21), SETTINGS).status["step"] == 1
 
 
 def test_last_step_makes_the_canary_stable_and_moves_the_alias() -> None:
     obs = Observed(holder=1, approved={2: "iris-classifier-2"}, stable_ready=0, canary_ready=4)
-    plan = plan_deployment(deployment(canary_status(2, T0)), obs, T0 + timedelta(seconds=1), SETTINGS)
+    plan = plan_deployment(
+        deployment(canary_status(2, T0, stepAnalysisPassed=True)), obs, T0 + timedelta(seconds=1), SETTINGS
+    )
     status = plan.status
     assert status["stableVersion"] == 2 and status.get("canaryVersion") is None
     assert plan.alias_moves == [("iris-classifier", "production", 2)]

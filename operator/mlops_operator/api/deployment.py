@@ -229,6 +229,9 @@ class DeploymentStatus(CommonStatus):
     canary_weight: int | None = None
     step: int | None = Field(default=None, description="Index of the current canary step (0-based).")
     step_started_at: str | None = None
+    step_analysis_passed: bool | None = Field(
+        default=None, description="An analysis in this step judged every metric and all passed (needed to move on)."
+    )
     analysis_failures: int | None = None
     last_analysis_at: str | None = None
     analysis: list[AnalysisResult] | None = None

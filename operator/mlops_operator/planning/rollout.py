@@ -77,7 +77,7 @@ def plan_deployment(body: Obj, obs: Observed, now: datetime, settings: ServerSet
     elif target is not None and target not in (canary, stable):
         _start_canary(plan, target, stamp, steps)  # a newer candidate replaces the running canary
     elif target == stable:
-        status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None)
+        status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None, stepAnalysisPassed=None)
         plan.events.append(Event("CanaryCancelled", f"version {stable} is wanted again; canary {canary} removed"))
     else:
         _progress_canary(plan, obs, now, steps, analysis, body)
@@ -105,6 +105,7 @@ def _start_canary(plan: Plan, version: int, stamp: str, steps: list[Obj]) -> Non
         step=0,
         canaryWeight=steps[0]["weight"],
         stepStartedAt=stamp,
+        stepAnalysisPassed=False,
         analysisFailures=0,
         lastAnalysisAt=None,
         analysis=None,
@@ -127,18 +128,26 @@ def _progress_canary(plan: Plan, obs: Observed, now: datetime, steps: list[Obj],
         if failed and status["analysisFailures"] >= limit:
             _abort(plan, canary, failed, body, obs, stamp)
             return
+        if obs.analysis and all(r.get("passed") is True for r in obs.analysis):
+            status["stepAnalysisPassed"] = True
     replicas = int(body["spec"].get("replicas", 2))
     wanted = split_replicas(replicas, steps[step]["weight"])[1]
     started = parse_time(status.get("stepStartedAt")) or now
     pause = parse_duration(steps[step]["pause"]).total_seconds() if steps[step].get("pause") else 0.0
     if obs.canary_ready < wanted or (now - started).total_seconds() < pause:
         return
+    # "No data yet" is not a pass: a step with analysis ends only after one analysis judged every metric
+    # and all passed (a canary without traffic waits, as Argo Rollouts pauses on inconclusive results).
+    if analysis.get("metrics") and not status.get("stepAnalysisPassed"):
+        return
     if step + 1 < len(steps):
-        status.update(step=step + 1, canaryWeight=steps[step + 1]["weight"], stepStartedAt=stamp)
+        status.update(
+            step=step + 1, canaryWeight=steps[step + 1]["weight"], stepStartedAt=stamp, stepAnalysisPassed=False
+        )
         plan.events.append(Event("CanaryStep", f"version {canary} at {steps[step + 1]['weight']}%"))
         return
     _serve(status, canary, stamp)
-    status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None)
+    status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None, stepAnalysisPassed=None)
     model = body["spec"]["model"]
     if model.get("alias"):
         plan.alias_moves.append((model["registeredModel"], model["alias"], canary))
@@ -156,6 +165,7 @@ def _abort(plan: Plan, canary: int, failed: list[Obj], body: Obj, obs: Observed,
         canaryWeight=None,
         step=None,
         stepStartedAt=None,
+        stepAnalysisPassed=None,
         rolledBackVersion=canary,
         message=f"canary of version {canary} rolled back: {reason}",
     )
@@ -209,6 +219,8 @@ def _conditions_and_phase(plan: Plan, obs: Observed, meta: Meta, stamp: str, spe
         return
     if canary is not None:
         message = f"canary version {canary} at {status.get('canaryWeight')}% (step {int(status['step']) + 1})"
+        if canary_settings(spec)[1].get("metrics") and not status.get("stepAnalysisPassed"):
+            message += ", waiting for a passing analysis"
         status.update(phase="Progressing", message=message)
         cond("Progressing", "True", "CanaryProgressing", message)
         cond("Ready", "False", "CanaryProgressing", message)
