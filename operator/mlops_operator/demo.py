@@ -97,7 +97,7 @@ def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None
 
     result = run_loop(settings, demo_manifests(f"file://{data}"), apply, out)
     out("")
-    for line in summary_lines(result, settings):
+    for line in summary_lines(result):
         out(line)
     _where_to_look(cfg, out)
     return 0 if result.ok else 1

@@ -315,7 +315,7 @@ def run_loop(
     return result
 
 
-def summary_lines(result: LoopResult, settings: LoopSettings) -> list[str]:
+def summary_lines(result: LoopResult) -> list[str]:
     """The closing summary: versions, metrics, drift scores, rollout steps and timings."""
     lines = [f"==> {'the loop is closed' if result.ok else 'FAILED: ' + result.failure}"]
     for run in result.final.get("TrainingRun", []):

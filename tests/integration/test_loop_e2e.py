@@ -70,7 +70,7 @@ def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
         lambda m: kube.apply(yaml.safe_dump(m), namespace),
         lines.append,
     )
-    summary = "\n".join(summary_lines(result, settings))
+    summary = "\n".join(summary_lines(result))
     print(summary)
     log_tail = "\n".join(settings.log_file.read_text(errors="replace").splitlines()[-80:])
     assert result.ok, f"{summary}\n--- last view ---\n{lines[-1] if lines else ''}\n--- operator log ---\n{log_tail}"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mlops_operator.api.deployment import DeploymentSpec
 from mlops_operator.api.trainingrun import TrainingRunSpec
 from mlops_operator.demo import demo_manifests
 from mlops_operator.demoloop import (
     LoopResult,
-    LoopSettings,
     Snapshot,
     failure_of,
     no_drift_on,
@@ -111,8 +108,7 @@ def test_summary_gives_versions_drift_steps_and_timings() -> None:
         {"version": 1, "method": "psi", "score": 2.5, "feature": "petal_length", "samples": 2400},
         {"version": 2, "method": "psi", "score": 0.03, "feature": "sepal_width", "samples": 1200},
     ]
-    settings = LoopSettings(Path("k"), "m", "p", "ns", Path("d"), Path("l"))
-    text = "\n".join(summary_lines(result, settings))
+    text = "\n".join(summary_lines(result))
     assert "the loop is closed" in text
     assert "drift before the shift: drift psi 0.020 (sepal_width" in text
     assert "drift at its peak:      drift psi 2.500 (petal_length, 2400 samples) on v1" in text

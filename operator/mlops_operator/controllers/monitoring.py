@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from .. import contract
 from ..api.common import parse_duration
 from ..drift import NULL_BIN, DriftReport, FeatureScore, drift_report
@@ -16,7 +14,6 @@ from ..planning.trainingrun import model_version_name
 from . import metrics
 from .runtime import Runtime
 
-log = logging.getLogger("mlops.controllers")
 MAX_CACHED_PROFILES = 256
 
 
