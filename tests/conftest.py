@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The real-cluster fixtures, shared by tests/integration and tests/faults.
+pytest_plugins = ["tests.fixtures.cluster"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
