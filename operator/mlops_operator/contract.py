@@ -59,3 +59,31 @@ REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 # -- additions for the worker -------------------------------------------------------------------
 TAG_ESTIMATOR = "mlops.dev/estimator"  # on training runs: the import path that was fitted
+
+# -- labels and annotations on Kubernetes objects ---------------------------------------------------
+MANAGED_BY = "mlops-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_OWNER_KIND = "mlops.dev/owner-kind"  # on worker Jobs: the kind and name of the object they work for
+LABEL_OWNER_NAME = "mlops.dev/owner-name"
+LABEL_DEPLOYMENT = "mlops.dev/deployment"  # serving objects, and retraining runs: the Deployment behind them
+LABEL_TRACK = "mlops.dev/track"  # stable | canary
+LABEL_MODEL_VERSION = "mlops.dev/model-version"  # on server pods: the registered version they serve
+LABEL_TRAINING_RUN = "mlops.dev/training-run"
+LABEL_DATASET = "mlops.dev/dataset"
+LABEL_REGISTERED_MODEL = "mlops.dev/registered-model"
+LABEL_TRIGGER = "mlops.dev/triggered-by"  # drift, on TrainingRuns a Deployment created
+ANNOTATION_SPEC_HASH = "mlops.dev/spec-hash"  # the desired spec's digest: unchanged children are never patched
+ANNOTATION_DATASET_VERSION = "mlops.dev/dataset-version"
+ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
+ANNOTATION_DRIFT_PREFIX = "mlops.dev/drift-"  # feature, method, score, window, deployment, version of a retraining
+# A run with this annotation (RFC 3339) trains only on Dataset data checked at or after that time;
+# the Dataset re-checks its source when asked so (drift-triggered runs carry it).
+ANNOTATION_DATA_NOT_BEFORE = "mlops.dev/data-not-before"
+
+# -- the model server's Prometheus metrics, as the operator queries them ----------------------------
+# Labels: model, version, track, deployment, namespace (+ outcome on requests, feature/bin on drift).
+METRIC_REQUESTS = "mlops_server_requests_total"
+METRIC_DURATION = "mlops_server_request_duration_seconds"
+METRIC_FEATURE_BINS = "mlops_server_feature_bin_total"
+METRIC_FEATURE_NULLS = "mlops_server_feature_nulls_total"

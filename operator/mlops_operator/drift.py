@@ -23,16 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# The defaults by method live with the API (spec.monitoring.drift.threshold): one source of defaults.
+from .api.deployment import DEFAULT_DRIFT_THRESHOLDS as DEFAULT_THRESHOLDS
+
 Method = Literal["psi", "js", "ks"]
 METHODS: tuple[Method, ...] = ("psi", "js", "ks")
 SMOOTHING = 0.5
 NULL_BIN = "__null__"
 OTHER_BIN = "__other__"  # profile.py's trailing categorical bin (kept equal by a unit test)
 
-# The score above which a feature drifts, when spec.monitoring.drift.threshold is unset. Chosen with
-# bench/drift_quality.py: <= 1 % false alarms per feature-window at 1,000 rows, and a 0.5-sigma
-# mean shift caught in every window (README, "Drift detection").
-DEFAULT_THRESHOLDS: dict[str, float] = {"psi": 0.1, "js": 0.12, "ks": 0.1}
 # PSI's conventional bands (upper bounds): stable below 0.1, moderate to 0.25, significant above.
 PSI_BANDS: tuple[tuple[float, str], ...] = ((0.1, "stable"), (0.25, "moderate"), (math.inf, "significant"))
 

@@ -12,9 +12,17 @@ from typing import Any
 
 import pytest
 import yaml
-from mlops_operator.planning.modelversion import plan_modelversion
-from mlops_operator.planning.rollout import Observed, plan_deployment
-from mlops_operator.planning.serving import ServerSettings
+from mlops_operator.planning.deployment import plan_deployment
+from mlops_operator.planning.modelversion import ModelVersionObserved, plan_modelversion
+
+from .builders import observe
+
+
+def run_mv(body, registered, metrics, holder, holder_metrics, rollouts, now, rolled_back_by=None, mlflow_error=None):  # type: ignore[no-untyped-def]
+    """One ModelVersion pass with what the controller would have gathered."""
+    observed = ModelVersionObserved(registered, metrics, holder, holder_metrics, rollouts, rolled_back_by, mlflow_error)
+    return plan_modelversion(body, observed, now)
+
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "gitops" / "argocd"
@@ -138,7 +146,7 @@ def modelversion(
         "promote": promote,
     }
     body = obj("ModelVersion", status, **spec)
-    plan = plan_modelversion(
+    plan = run_mv(
         body,
         {"name": "iris", "version": "2"} if registered else None,
         metrics if metrics is not None else {"accuracy": 0.95},
@@ -150,21 +158,19 @@ def modelversion(
     return {**body, "status": plan.status}
 
 
-SETTINGS = ServerSettings(image="mlops-operator/server:test", tracking_uri="http://mlflow:5000")
-
-
-def mldeployment(observed: Observed, status: Obj | None = None) -> Obj:
+def mldeployment(status: Obj | None = None, **reads: Any) -> Obj:
     """A deployments.mlops.dev object with the status the real planner gives it."""
     spec = {"model": {"registeredModel": "iris", "alias": "production"}, "replicas": 2}
     body = obj("Deployment", status or {}, **spec)
-    return {**body, "status": plan_deployment(body, observed, NOW, SETTINGS).status}
+    return {**body, "status": plan_deployment(observe(body, **reads), NOW).status}
 
 
 def cases() -> list[tuple[str, Obj, str, str]]:
     """(kind, object, expected health, a piece of the expected message)."""
-    first = mldeployment(Observed(holder=1))
-    serving = mldeployment(Observed(holder=1, stable_ready=2, stable={"metadata": {}}), first["status"])
-    promoted = modelversion()
+    first = mldeployment(holder=1)
+    serving = mldeployment(first["status"], holder=1, stable_ready=2)
+    promoting = modelversion()  # the alias move is recorded, made, and confirmed on the next pass
+    promoted = modelversion(holder=2, status=promoting["status"])
     return [
         ("Dataset", obj("Dataset", None), "Progressing", "Waiting for mlops-operator"),
         ("Dataset", dataset("Pending", "Pending", "waiting for the validation Job"), "Progressing", "waiting"),
@@ -207,6 +213,7 @@ def cases() -> list[tuple[str, Obj, str, str]]:
         ("TrainingRun", trainingrun("Succeeded", "accuracy 0.96", "True", generation=2), "Healthy", "accuracy"),
         ("ModelVersion", obj("ModelVersion", None), "Progressing", "Waiting for mlops-operator"),
         ("ModelVersion", modelversion(registered=False), "Progressing", "MLflow has no version 2"),
+        ("ModelVersion", promoting, "Progressing", "moving alias 'production' to version 2"),
         ("ModelVersion", promoted, "Healthy", "'production' names iris version 2"),
         ("ModelVersion", modelversion(metrics={"accuracy": 0.5}), "Degraded", "gate"),
         ("ModelVersion", modelversion(mode="manual"), "Suspended", "set spec.promote: true"),
@@ -219,7 +226,7 @@ def cases() -> list[tuple[str, Obj, str, str]]:
             "canary failed",
         ),
         ("Deployment", obj("Deployment", None), "Progressing", "Waiting for mlops-operator"),
-        ("Deployment", mldeployment(Observed(holder=None)), "Progressing", "no version of iris to serve yet"),
+        ("Deployment", mldeployment(holder=None), "Progressing", "no version of iris to serve yet"),
         ("Deployment", first, "Progressing", "0/2 ready"),
         ("Deployment", serving, "Healthy", "serves on 2 replicas"),
         (

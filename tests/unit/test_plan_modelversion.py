@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from mlops_operator.planning.modelversion import judge_gates, plan_modelversion
+from mlops_operator.planning.modelversion import ModelVersionObserved, judge_gates, plan_modelversion
+
+
+def run_mv(body, registered, metrics, holder, holder_metrics, rollouts, now, rolled_back_by=None, mlflow_error=None):  # type: ignore[no-untyped-def]
+    """One ModelVersion pass with what the controller would have gathered."""
+    observed = ModelVersionObserved(registered, metrics, holder, holder_metrics, rollouts, rolled_back_by, mlflow_error)
+    return plan_modelversion(body, observed, now)
+
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 REGISTERED = {"name": "iris-classifier", "version": "2", "run_id": "r2"}
@@ -39,16 +46,23 @@ def test_gates_check_floors_and_improvement_in_the_right_direction() -> None:
     assert judge_gates(GATES, {"accuracy": 0.95, "f1_macro": 0.1}, None)[1]["passed"]  # nothing to improve on
 
 
-def test_passing_version_without_a_rollout_takes_the_alias_at_once() -> None:
-    plan = plan_modelversion(mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, [], NOW)
-    assert plan.alias_moves == [("iris-classifier", "production", 2)]
-    assert plan.status["phase"] == "Promoted" and plan.status["promotedAt"] == "2026-11-23T12:00:00Z"
-    assert ready(plan.status)["status"] == "True"
-    assert {e.reason for e in plan.events} == {"Approved", "Promoted"}
+def test_passing_version_without_a_rollout_records_the_alias_move_then_is_promoted_when_mlflow_shows_it() -> None:
+    plan = run_mv(mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, [], NOW)
+    assert plan.alias_moves == [("iris-classifier", "production", 2)]  # made after this status is written
+    assert plan.status["phase"] == "Approved" and plan.status["aliasMove"]["version"] == 2
+    assert ready(plan.status)["reason"] == "Promoting"
+    assert {e.reason for e in plan.events} == {"Approved"}
+    # Killed before the move: the next pass makes it again from the recorded intent.
+    retry = run_mv(mv(plan.status), REGISTERED, {"accuracy": 0.96}, 1, {"f1_macro": 0.9}, [], NOW)
+    assert retry.alias_moves == [("iris-classifier", "production", 2)] and not retry.events
+    done = run_mv(mv(plan.status), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 2, None, [], NOW)
+    assert done.status["phase"] == "Promoted" and done.status["promotedAt"] == "2026-11-23T12:00:00Z"
+    assert done.status["aliasMove"] is None and not done.alias_moves
+    assert ready(done.status)["status"] == "True" and {e.reason for e in done.events} == {"Promoted"}
 
 
 def test_worse_version_is_rejected_with_value_and_threshold() -> None:
-    plan = plan_modelversion(mv(), REGISTERED, {"accuracy": 0.93, "f1_macro": 0.90}, 1, {"f1_macro": 0.95}, [], NOW)
+    plan = run_mv(mv(), REGISTERED, {"accuracy": 0.93, "f1_macro": 0.90}, 1, {"f1_macro": 0.95}, [], NOW)
     assert plan.status["phase"] == "Rejected" and not plan.alias_moves
     assert "f1_macro 0.9000" in plan.status["message"] and "0.9500" in plan.status["message"]
     failed = [r for r in plan.status["gateResults"] if not r["passed"]]
@@ -60,37 +74,56 @@ def test_worse_version_is_rejected_with_value_and_threshold() -> None:
 
 def test_manual_mode_waits_for_spec_promote() -> None:
     metrics = {"accuracy": 0.96, "f1_macro": 0.96}
-    plan = plan_modelversion(mv(mode="manual"), REGISTERED, metrics, None, None, [], NOW)
+    plan = run_mv(mv(mode="manual"), REGISTERED, metrics, None, None, [], NOW)
     assert plan.status["phase"] == "Evaluating" and not plan.alias_moves
     assert ready(plan.status)["reason"] == "AwaitingApproval"
     approved = mv(plan.status, mode="manual", promote=True, generation=2)
-    plan = plan_modelversion(approved, REGISTERED, metrics, None, None, [], NOW)
-    assert plan.status["phase"] == "Promoted" and plan.alias_moves
+    plan = run_mv(approved, REGISTERED, metrics, None, None, [], NOW)
+    assert plan.status["phase"] == "Approved" and plan.alias_moves and plan.status["aliasMove"]["version"] == 2
 
 
 def test_a_deployment_rolling_out_the_alias_decides_instead() -> None:
-    plan = plan_modelversion(
-        mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, ["iris"], NOW
-    )
+    plan = run_mv(mv(), REGISTERED, {"accuracy": 0.96, "f1_macro": 0.96}, 1, {"f1_macro": 0.9}, ["iris"], NOW)
     assert plan.status["phase"] == "Approved" and not plan.alias_moves
     assert "deployments.mlops.dev/iris" in plan.status["message"]
 
 
 def test_promoted_version_is_superseded_when_the_alias_moves_on() -> None:
     promoted = mv({"phase": "Promoted", "observedGeneration": 1, "gateResults": [], "promotedAt": "t"})
-    assert plan_modelversion(promoted, REGISTERED, {}, 2, None, [], NOW).status["phase"] == "Promoted"
-    plan = plan_modelversion(promoted, REGISTERED, {}, 3, None, [], NOW)
+    assert run_mv(promoted, REGISTERED, {}, 2, None, [], NOW).status["phase"] == "Promoted"
+    plan = run_mv(promoted, REGISTERED, {}, 3, None, [], NOW)
     assert plan.status["phase"] == "Superseded" and plan.status["supersededBy"] == "3"
     assert plan.events[0].reason == "Superseded"
 
 
 def test_restart_after_the_alias_moved_just_records_promotion() -> None:
     approved = mv({"phase": "Approved", "observedGeneration": 1, "gateResults": []})
-    plan = plan_modelversion(approved, REGISTERED, {"accuracy": 0.96}, 2, None, [], NOW)
+    plan = run_mv(approved, REGISTERED, {"accuracy": 0.96}, 2, None, [], NOW)
     assert plan.status["phase"] == "Promoted" and not plan.alias_moves and not plan.events
 
 
-def test_unknown_version_is_reported_and_retried() -> None:
-    plan = plan_modelversion(mv(), None, {}, None, None, [], NOW)
-    assert plan.status["phase"] == "Registered" and plan.requeue_after
+def test_unknown_version_is_reported_with_its_generation_and_backs_off() -> None:
+    plan = run_mv(mv(generation=4), None, {}, None, None, [], NOW)
+    assert plan.status["phase"] == "Registered" and plan.requeue_after == 15.0
     assert ready(plan.status)["reason"] == "VersionNotFound"
+    assert plan.status["observedGeneration"] == 4  # kubectl wait and kstatus can tell it was seen
+    later = run_mv(mv(plan.status, generation=4), None, {}, None, None, [], NOW + timedelta(minutes=20))
+    assert later.requeue_after == 300.0  # settles and backs off instead of churning
+
+
+def test_a_rollback_recorded_by_a_deployment_marks_the_version() -> None:
+    approved = mv({"phase": "Approved", "observedGeneration": 1, "gateResults": []})
+    plan = run_mv(
+        approved, REGISTERED, {}, 1, None, ["iris"], NOW, rolled_back_by=("iris", "error-rate 0.5 > max 0.01")
+    )
+    assert plan.status["phase"] == "RolledBack" and "error-rate 0.5" in plan.status["message"]
+    assert "deployments.mlops.dev/iris" in plan.status["message"] and ready(plan.status)["reason"] == "RolledBack"
+    assert [e.reason for e in plan.events] == ["RolledBack"] and not plan.alias_moves
+
+
+def test_mlflow_down_decides_nothing_and_says_degraded() -> None:
+    approved = mv({"phase": "Approved", "observedGeneration": 1, "gateResults": []})
+    plan = run_mv(approved, None, {}, None, None, [], NOW, mlflow_error="MLflow at http://m is unreachable")
+    assert plan.status["phase"] == "Approved" and not plan.alias_moves and not plan.events
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable") and plan.requeue_after

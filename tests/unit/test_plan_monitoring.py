@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus, Drift
 from mlops_operator.drift import DEFAULT_THRESHOLDS, DriftReport, FeatureScore
-from mlops_operator.planning.conditions import find_condition
+from mlops_operator.planning.conditions import find_condition, status_changed, status_patch
 from mlops_operator.planning.monitoring import (
     DriftCheck,
-    drift_detected,
-    drift_due,
-    drift_settings,
-    plan_drift,
+    drift_of,
+    drift_reads,
+    fold_check,
     seconds_until_check,
 )
-from mlops_operator.planning.plan import Plan
+from mlops_operator.planning.plan import Meta, Plan
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -51,11 +50,32 @@ def calm(version: int = 1) -> DriftCheck:
     return DriftCheck(version, report=report(("petal_length", 0.04), ("sepal_width", 0.02)))
 
 
-def run_check(body: dict, check: DriftCheck | None, now: datetime) -> Plan:
-    """One planning pass as the controller does it: the plan starts from a copy of the read status."""
-    plan = Plan(status=copy.deepcopy(body["status"]))
-    plan_drift(plan, body, check, now)
+def typed(body: dict) -> tuple[Meta, DeploymentSpec, DeploymentStatus]:
+    return Meta.of(body), DeploymentSpec.model_validate(body["spec"]), DeploymentStatus.model_validate(body["status"])
+
+
+def run_check(body: dict, check: DriftCheck | None, now: datetime, plan: Plan | None = None) -> Plan:
+    """One planning pass as the controller does it: typed spec and status in, the status patch out."""
+    meta, spec, status = typed(body)
+    plan = plan or Plan(status={})
+    fold_check(plan, status, meta, spec, check, now)
+    plan.status = status_patch(status)
     return plan
+
+
+def until(body: dict, now: datetime) -> float | None:
+    _, spec, status = typed(body)
+    return seconds_until_check(spec, status, now)
+
+
+def due(body: dict, now: datetime) -> bool:
+    meta, spec, status = typed(body)
+    return drift_reads(meta, spec, status, now) is not None
+
+
+def drift_detected(status: dict) -> bool:
+    found = find_condition(status.get("conditions"), "DriftDetected")
+    return found is not None and found["status"] == "True"
 
 
 def condition(plan: Plan) -> tuple[str, str]:
@@ -68,39 +88,35 @@ def events(plan: Plan) -> list[tuple[str, str]]:
     return [(e.reason, e.type) for e in plan.events]
 
 
-def test_drift_settings_apply_defaults_and_the_method_threshold() -> None:
-    assert drift_settings({"model": {}}) is None
-    assert drift_settings({"monitoring": {"prometheusUrl": "http://p:9090"}}) is None
-    assert drift_settings({"monitoring": {"drift": {}}}) == {
-        "method": "psi",
-        "threshold": DEFAULT_THRESHOLDS["psi"],
-        "window": "30m",
-        "minSamples": 1000,
-        "interval": "1m",
-        "consecutiveWindows": 2,
-        "query": None,
-    }
+def test_drift_defaults_live_in_the_api_model_with_the_method_threshold() -> None:
+    model = {"registeredModel": "m", "alias": "a"}
+    assert drift_of(DeploymentSpec.model_validate({"model": model})) is None
+    assert (
+        drift_of(DeploymentSpec.model_validate({"model": model, "monitoring": {"prometheusUrl": "http://p"}})) is None
+    )
+    drift = drift_of(DeploymentSpec.model_validate({"model": model, "monitoring": {"drift": {}}}))
+    assert drift is not None
+    assert (drift.method, drift.effective_threshold, drift.window, drift.min_samples) == ("psi", 0.1, "30m", 1000)
+    assert (drift.interval, drift.consecutive_windows, drift.query) == ("1m", 2, None)
     for method in ("js", "ks"):
-        settings = drift_settings({"monitoring": {"drift": {"method": method}}})
-        assert settings is not None and settings["threshold"] == DEFAULT_THRESHOLDS[method]
+        assert Drift.model_validate({"method": method}).effective_threshold == DEFAULT_THRESHOLDS[method]
     assert DEFAULT_THRESHOLDS["js"] != DEFAULT_THRESHOLDS["psi"]  # so the per-method lookup is really tested
-    explicit = drift_settings({"monitoring": {"drift": {"method": "js", "threshold": "0.3", "minSamples": "50"}}})
-    assert explicit is not None
-    assert (explicit["threshold"], explicit["minSamples"]) == (0.3, 50)
+    explicit = Drift.model_validate({"method": "js", "threshold": "0.3", "minSamples": "50"})
+    assert (explicit.effective_threshold, explicit.min_samples) == (0.3, 50)
 
 
 def test_check_is_due_only_after_the_interval() -> None:
     settings = {"interval": "1m"}
-    assert seconds_until_check(deployment(drift=settings), T0) == 0.0  # never checked: due now
-    assert drift_due(deployment(drift=settings), T0)
+    assert until(deployment(drift=settings), T0) == 0.0  # never checked: due now
+    assert due(deployment(drift=settings), T0)
     checked = {"stableVersion": 1, "drift": {"checkedAt": stamp(T0)}}
-    assert seconds_until_check(deployment(checked, settings), T0 + timedelta(seconds=20)) == 40.0
-    assert not drift_due(deployment(checked, settings), T0 + timedelta(seconds=59))
-    assert drift_due(deployment(checked, settings), T0 + timedelta(seconds=60))
-    assert drift_due(deployment(checked, settings), T0 + timedelta(minutes=5))
+    assert until(deployment(checked, settings), T0 + timedelta(seconds=20)) == 40.0
+    assert not due(deployment(checked, settings), T0 + timedelta(seconds=59))
+    assert due(deployment(checked, settings), T0 + timedelta(seconds=60))
+    assert due(deployment(checked, settings), T0 + timedelta(minutes=5))
     # Nothing serves yet, or drift is not monitored: never due.
-    assert seconds_until_check(deployment({}, settings), T0) is None and not drift_due(deployment({}, settings), T0)
-    assert seconds_until_check(deployment(checked), T0) is None and not drift_due(deployment(checked), T0)
+    assert until(deployment({}, settings), T0) is None and not due(deployment({}, settings), T0)
+    assert until(deployment(checked), T0) is None and not due(deployment(checked), T0)
 
 
 def test_one_window_over_the_threshold_only_confirms() -> None:
@@ -241,18 +257,20 @@ def test_requeue_waits_for_the_next_check() -> None:
     assert waiting.requeue_after == 70.0
     overdue = run_check(deployment(status, settings), None, T0 + timedelta(minutes=10))
     assert overdue.requeue_after == 1.0  # never zero or negative
-    sooner = Plan(status=copy.deepcopy(status), requeue_after=5.0)
-    plan_drift(sooner, deployment(status, settings), None, T0 + timedelta(seconds=50))
+    sooner = run_check(
+        deployment(status, settings), None, T0 + timedelta(seconds=50), Plan(status={}, requeue_after=5.0)
+    )
     assert sooner.requeue_after == 5.0  # an earlier wake-up (a canary step) wins
-    later = Plan(status=copy.deepcopy(status), requeue_after=600.0)
-    plan_drift(later, deployment(status, settings), None, T0 + timedelta(seconds=50))
+    later = run_check(
+        deployment(status, settings), None, T0 + timedelta(seconds=50), Plan(status={}, requeue_after=600)
+    )
     assert later.requeue_after == 70.0
 
 
 def test_without_drift_monitoring_nothing_changes() -> None:
     status = {"stableVersion": 1}
     plan = run_check(deployment(status), drifted(), T0)
-    assert plan.status == status and plan.events == [] and plan.requeue_after is None
+    assert not status_changed(status, plan.status) and plan.events == [] and plan.requeue_after is None
 
 
 def test_a_custom_query_scores_as_method_query() -> None:

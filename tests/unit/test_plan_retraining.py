@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from mlops_operator.planning.plan import Plan
+from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus, RetrainingStatus
+from mlops_operator.contract import ANNOTATION_DATA_NOT_BEFORE
+from mlops_operator.planning.conditions import status_changed, status_patch
+from mlops_operator.planning.observed import RetrainingObserved
+from mlops_operator.planning.plan import Meta, Plan
 from mlops_operator.planning.retraining import (
-    RetrainingObserved,
     in_cooldown,
     in_flight,
     plan_retraining,
     resolve_template,
-    retraining_settings,
+    retraining_of,
     run_name,
     training_run,
     wants_new_run,
 )
-from mlops_operator.planning.trainingrun import ANNOTATION_DATA_NOT_BEFORE
+
+from .builders import observe
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 RUN = "iris-retrain-20261123-120000"
@@ -113,25 +118,46 @@ def modelversion(phase: str, message: str | None = None) -> dict:
     }
 
 
-def plan_for(body: dict, obs: RetrainingObserved, now: datetime) -> Plan:
-    plan = Plan(status=copy.deepcopy(body["status"]))
-    plan_retraining(plan, body, obs, now)
+def plan_for(body: dict, obs: RetrainingObserved, now: datetime, source_read: bool = True) -> Plan:
+    """One retraining pass as the Deployment planner runs it (the source run read unless told otherwise)."""
+    observed = observe(body, retraining=replace(obs, source_read=source_read))
+    status, plan = observed.status.model_copy(deep=True), Plan(status={})
+    plan_retraining(plan, status, observed, now)
+    plan.status = status_patch(status)
     return plan
+
+
+def spec_of(spec: dict[str, Any]) -> DeploymentSpec:
+    return DeploymentSpec.model_validate(spec)
+
+
+def cooling(status: dict, cooldown: str, now: datetime) -> bool:
+    return in_cooldown(DeploymentStatus.model_validate(status), cooldown, now)
+
+
+def wants(status: dict, spec: dict, now: datetime) -> bool:
+    return wants_new_run(spec_of(spec), DeploymentStatus.model_validate(status), now)
+
+
+def resolve(spec: dict, source: dict | None, error: str | None) -> tuple[dict | None, str | None]:
+    return resolve_template(spec_of(spec), RetrainingObserved(source_spec=source, source_error=error, source_read=True))
 
 
 def events(plan: Plan) -> list[tuple[str, str]]:
     return [(e.reason, e.type) for e in plan.events]
 
 
-def test_retraining_settings_are_off_unless_enabled() -> None:
-    assert retraining_settings({}) is None
-    assert retraining_settings({"retraining": {"cooldown": "1h"}}) is None
-    assert retraining_settings({"retraining": {"enabled": False}}) is None
-    assert retraining_settings({"retraining": {"enabled": True}}) == {"cooldown": "6h", "template": None}
+def test_retraining_is_off_unless_enabled_and_its_defaults_live_in_the_api_model() -> None:
+    model = {"model": {"registeredModel": "m", "alias": "a"}}
+    assert retraining_of(spec_of(model)) is None
+    assert retraining_of(spec_of({**model, "retraining": {"cooldown": "1h"}})) is None
+    assert retraining_of(spec_of({**model, "retraining": {"enabled": False}})) is None
+    enabled = retraining_of(spec_of({**model, "retraining": {"enabled": True}}))
+    assert enabled is not None and (enabled.cooldown, enabled.training_run_template) == ("6h", None)
     template = {"estimator": "sklearn.tree.DecisionTreeClassifier"}
-    enabled = {"enabled": True, "cooldown": "30m", "trainingRunTemplate": template}
-    settings = retraining_settings({"retraining": enabled})
-    assert settings == {"cooldown": "30m", "template": template}
+    explicit = {"enabled": True, "cooldown": "30m", "trainingRunTemplate": template}
+    settings = retraining_of(spec_of({**model, "retraining": explicit}))
+    assert settings is not None and (settings.cooldown, settings.training_run_template) == ("30m", template)
 
 
 def test_run_names_follow_the_decision_time() -> None:
@@ -143,37 +169,37 @@ def test_run_names_follow_the_decision_time() -> None:
 
 def test_cooldown_runs_from_the_last_decision() -> None:
     status = {"lastRetrainingAt": stamp(T0)}
-    assert not in_cooldown({}, "10m", T0)
-    assert in_cooldown(status, "10m", T0 + timedelta(minutes=9, seconds=59))
-    assert not in_cooldown(status, "10m", T0 + timedelta(minutes=10))
-    assert in_cooldown(status, "1h", T0 + timedelta(minutes=30))
+    assert not cooling({}, "10m", T0)
+    assert cooling(status, "10m", T0 + timedelta(minutes=9, seconds=59))
+    assert not cooling(status, "10m", T0 + timedelta(minutes=10))
+    assert cooling(status, "1h", T0 + timedelta(minutes=30))
 
 
 def test_a_new_run_is_wanted_for_drift_on_the_serving_version_outside_the_cooldown() -> None:
     spec = deployment()["spec"]
-    assert wants_new_run(drifting(), spec, T0)
-    assert not wants_new_run(drifting(condition="False"), spec, T0)
-    assert not wants_new_run(drifting(condition="Unknown"), spec, T0)
-    assert not wants_new_run(drifting(drift_version=2), spec, T0)  # measured on another version
-    assert not wants_new_run(drifting(lastRetrainingAt=stamp(T0)), spec, T0 + timedelta(minutes=5))
-    assert wants_new_run(drifting(lastRetrainingAt=stamp(T0)), spec, T0 + timedelta(minutes=10))
-    assert not wants_new_run(drifting(), deployment(retraining={"enabled": False})["spec"], T0)
-    assert not wants_new_run(drifting(), {**spec, "retraining": None}, T0)
+    assert wants(drifting(), spec, T0)
+    assert not wants(drifting(condition="False"), spec, T0)
+    assert not wants(drifting(condition="Unknown"), spec, T0)
+    assert not wants(drifting(drift_version=2), spec, T0)  # measured on another version
+    assert not wants(drifting(lastRetrainingAt=stamp(T0)), spec, T0 + timedelta(minutes=5))
+    assert wants(drifting(lastRetrainingAt=stamp(T0)), spec, T0 + timedelta(minutes=10))
+    assert not wants(drifting(), deployment(retraining={"enabled": False})["spec"], T0)
+    assert not wants(drifting(), {**spec, "retraining": None}, T0)
 
 
 def test_the_template_defaults_to_the_serving_run_spec() -> None:
     source = {k: v for k, v in SOURCE.items() if k not in ("registeredModel", "promotion")}
-    template, error = resolve_template(deployment()["spec"], source, None)
+    template, error = resolve(deployment()["spec"], source, None)
     assert error is None and template is not None
     assert template["registeredModel"] == "iris-classifier" and template["promotion"] == {"alias": "production"}
     assert template["estimator"] == SOURCE["estimator"] and template["params"] == {"n_estimators": 50}
     assert "registeredModel" not in source  # the source spec is copied, not changed
     staging = deployment(registeredModel="iris-classifier", alias="staging")["spec"]
-    template, _ = resolve_template(staging, SOURCE, None)
+    template, _ = resolve(staging, SOURCE, None)
     assert template is not None and template["promotion"]["alias"] == "production"  # an explicit alias is kept
     assert template["promotion"]["gates"] == SOURCE["promotion"]["gates"]
     pinned = deployment(registeredModel="iris-classifier", version=3)["spec"]
-    template, error = resolve_template(pinned, source, None)
+    template, error = resolve(pinned, source, None)
     # A pinned Deployment never serves a retrained version: retraining for it would be wasted work.
     assert template is None and error is not None and "pinned" in error
 
@@ -181,7 +207,7 @@ def test_the_template_defaults_to_the_serving_run_spec() -> None:
 def test_a_promotion_without_an_alias_gets_the_deployment_alias() -> None:
     source = {**SOURCE, "promotion": {"gates": [{"metric": "accuracy", "min": 0.9}]}}
     staging = deployment(registeredModel="iris-classifier", alias="staging")["spec"]
-    template, error = resolve_template(staging, source, None)
+    template, error = resolve(staging, source, None)
     assert error is None and template is not None
     assert template["promotion"] == {"alias": "staging", "gates": [{"metric": "accuracy", "min": 0.9}]}
 
@@ -189,7 +215,7 @@ def test_a_promotion_without_an_alias_gets_the_deployment_alias() -> None:
 def test_an_explicit_template_wins_over_the_source_run() -> None:
     own = {"datasetRef": {"name": "iris-fresh"}, "estimator": "sklearn.tree.DecisionTreeClassifier"}
     spec = deployment(retraining={"enabled": True, "trainingRunTemplate": own})["spec"]
-    template, error = resolve_template(spec, SOURCE, None)
+    template, error = resolve(spec, SOURCE, None)
     assert error is None and template is not None
     assert (template["datasetRef"], template["estimator"]) == ({"name": "iris-fresh"}, own["estimator"])
     assert template["registeredModel"] == "iris-classifier" and "registeredModel" not in own
@@ -197,32 +223,32 @@ def test_an_explicit_template_wins_over_the_source_run() -> None:
 
 def test_without_a_template_or_source_run_there_is_no_run() -> None:
     spec = deployment()["spec"]
-    template, error = resolve_template(spec, None, "version 3 of iris-classifier was not produced by a TrainingRun")
+    template, error = resolve(spec, None, "version 3 of iris-classifier was not produced by a TrainingRun")
     assert template is None and error == "version 3 of iris-classifier was not produced by a TrainingRun"
-    template, error = resolve_template(spec, None, None)
+    template, error = resolve(spec, None, None)
     assert template is None and error is not None and "no trainingRunTemplate" in error
 
 
 def test_an_invalid_template_names_the_field() -> None:
     bad_estimator = {"datasetRef": {"name": "iris"}, "estimator": "os.system"}
     spec = deployment(retraining={"enabled": True, "trainingRunTemplate": bad_estimator})["spec"]
-    template, error = resolve_template(spec, None, None)
+    template, error = resolve(spec, None, None)
     assert template is None and error is not None
     assert error.startswith("spec.retraining.trainingRunTemplate is not a valid TrainingRun spec: estimator:")
     assert "pattern" in error and "datasetRef" not in error
     no_dataset = {"estimator": "sklearn.tree.DecisionTreeClassifier"}
     spec = deployment(retraining={"enabled": True, "trainingRunTemplate": no_dataset})["spec"]
-    template, error = resolve_template(spec, None, None)
+    template, error = resolve(spec, None, None)
     assert template is None and error is not None and "datasetRef: Field required" in error
     unknown = {**SOURCE, "epochs": 3}
     spec = deployment(retraining={"enabled": True, "trainingRunTemplate": unknown})["spec"]
-    assert "epochs" in (resolve_template(spec, None, None)[1] or "")
+    assert "epochs" in (resolve(spec, None, None)[1] or "")
 
 
 def test_the_training_run_carries_its_cause() -> None:
     cause = {"decidedAt": stamp(T0), "feature": "petal length (cm)", "method": "psi", "score": 0.31}
     cause.update(window="15m", version=3)
-    run = training_run(deployment(), RUN, SOURCE, cause)
+    run = training_run(Meta.of(deployment()), RUN, SOURCE, RetrainingStatus.model_validate(cause))
     assert (run["apiVersion"], run["kind"]) == ("mlops.dev/v1alpha1", "TrainingRun")
     assert (run["metadata"]["name"], run["metadata"]["namespace"], run["spec"]) == (RUN, "ns", SOURCE)
     assert run["metadata"]["labels"] == {
@@ -313,7 +339,7 @@ def test_a_decided_but_missing_run_is_created_again_by_name() -> None:
     assert run["metadata"]["annotations"]["mlops.dev/drift-score"] == "0.31"
     assert plan.events == [] and plan.creates == []
     assert plan.status["lastRetrainingRun"] == RUN and plan.status["lastRetrainingAt"] == stamp(T0)
-    assert plan.status["retraining"] == body["status"]["retraining"]
+    assert not status_changed({"retraining": body["status"]["retraining"]}, {"retraining": plan.status["retraining"]})
 
 
 def test_a_rejected_retrained_version_is_reported_once() -> None:
@@ -355,7 +381,7 @@ def test_an_impossible_template_warns_once_and_creates_nothing() -> None:
     assert first.creates_after_status == [] and first.creates == []
     assert events(first) == [("RetrainingImpossible", "Warning")]
     assert first.status["retraining"]["message"] == f"drift calls for retraining, but {why}"
-    assert "lastRetrainingRun" not in first.status and "lastRetrainingAt" not in first.status
+    assert first.status["lastRetrainingRun"] is None and first.status["lastRetrainingAt"] is None
     second = plan_for(deployment(first.status), obs, T0 + timedelta(minutes=1))
     assert second.events == [] and second.creates_after_status == []
     invalid = deployment(retraining={"enabled": True, "trainingRunTemplate": {"estimator": "sklearn.svm.SVC"}})
@@ -367,7 +393,7 @@ def test_an_impossible_template_warns_once_and_creates_nothing() -> None:
 def test_drift_on_another_version_does_not_retrain() -> None:
     body = deployment(drifting(drift_version=2))
     plan = plan_for(body, RetrainingObserved(source_spec=SOURCE), T0)
-    assert plan.creates_after_status == [] and plan.events == [] and "lastRetrainingRun" not in plan.status
+    assert plan.creates_after_status == [] and plan.events == [] and plan.status["lastRetrainingRun"] is None
     unconfirmed = plan_for(deployment(drifting(condition="False")), RetrainingObserved(source_spec=SOURCE), T0)
     assert unconfirmed.creates_after_status == [] and unconfirmed.events == []
 
@@ -377,4 +403,12 @@ def test_disabled_retraining_does_nothing() -> None:
         body = deployment(decided(), retraining=retraining)
         obs = RetrainingObserved(trainingrun("Failed", message="boom"), None, SOURCE)
         plan = plan_for(body, obs, T0 + timedelta(hours=1))
-        assert plan.status == body["status"] and plan.events == [] and plan.creates_after_status == []
+        assert not status_changed(body["status"], plan.status) and plan.events == [] and plan.creates_after_status == []
+
+
+def test_drift_confirmed_before_the_serving_run_was_read_waits_one_pass_for_it() -> None:
+    # The pass that confirms drift has not read the source run (reads are chosen before planning):
+    # it decides nothing yet and looks again at once, when the read is made.
+    plan = plan_for(deployment(), RetrainingObserved(), T0, source_read=False)
+    assert plan.creates_after_status == [] and plan.events == [] and plan.requeue_after == 0.5
+    assert plan.status["lastRetrainingRun"] is None

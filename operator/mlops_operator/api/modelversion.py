@@ -59,6 +59,16 @@ class ModelVersionSpec(ApiModel):
     promote: bool = Field(default=False, description="Manual mode: set true to approve a passing version.")
 
 
+class AliasMove(StatusModel):
+    """An alias move the operator decided and records before making it (intent, then act, then done)."""
+
+    registered_model: str
+    alias: str
+    version: int
+    decided_at: str | None = None
+    reason: str | None = None
+
+
 class GateResult(StatusModel):
     """How one gate was judged."""
 
@@ -80,3 +90,4 @@ class ModelVersionStatus(CommonStatus):
     gate_results: list[GateResult] | None = None
     promoted_at: str | None = None
     superseded_by: str | None = None
+    alias_move: AliasMove | None = Field(default=None, description="An alias move decided and not yet confirmed.")

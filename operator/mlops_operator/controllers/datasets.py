@@ -9,12 +9,12 @@ import kopf
 
 from .. import contract
 from ..api.common import GROUP, VERSION
+from ..contract import ANNOTATION_DATA_NOT_BEFORE
 from ..integrations.mlflow import RunInfo
 from ..kubeapi import job_path
 from ..planning.dataset import plan_dataset, wanted_check
 from ..planning.jobs import job_outcome
 from ..planning.plan import Obj, Plan
-from ..planning.trainingrun import ANNOTATION_DATA_NOT_BEFORE
 from .runtime import Runtime, runtime
 
 
@@ -67,6 +67,7 @@ async def find_job_run(rt: Runtime, experiment: str, uid: str, job_name: str) ->
 async def dataset_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a Dataset: reconcile it, then let the TrainingRuns waiting for it re-read it."""
     rt = runtime()
+    rt.observe("Dataset", type, dict(body))
     if type != "DELETED":
         await rt.reconcile("Dataset", namespace, name, dict(body))
     for run_name in rt.store.waiting_trainingruns(namespace, name):

@@ -1,130 +1,183 @@
-"""Deployment controller (deployments.mlops.dev): serving tracks, canary steps, analysis, rollback, promotion."""
+"""Deployment controller (deployments.mlops.dev): gather every read into one Observed, plan, act.
+
+The reads are the ones `planning.deployment.reads_due` names; each outside read (MLflow, Prometheus,
+the API) ends as a value or an error in the Observed, never as an exception, so an outage is data the
+planner decides on and children and status are still applied.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 
-from ..api.common import GROUP, VERSION, parse_duration
-from ..integrations.prometheus import Prometheus, builtin_query, custom_query, judge
-from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
-from ..planning.monitoring import drift_due, plan_drift
-from ..planning.plan import Obj, Plan
-from ..planning.retraining import in_cooldown, plan_retraining, retraining_settings, wants_new_run
-from ..planning.rollout import Observed, analysis_due, canary_settings, plan_deployment
-from ..planning.serving import (
-    ANNOTATION_SPEC_HASH,
-    LABEL_DEPLOYMENT,
-    ServerSettings,
-    needs_update,
-    ready_replicas,
-    track_name,
-)
-from .monitoring import check_drift, retraining_observed
+from .. import contract
+from ..api.common import GROUP, VERSION
+from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..integrations.mlflow import MlflowError
+from ..integrations.prometheus import Prometheus, PrometheusError
+from ..kubeapi import ApiError
+from ..planning.analysis import MetricReading
+from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due
+from ..planning.observed import DeploymentObserved, DriftReadings, RetrainingObserved, Series, Tracks
+from ..planning.plan import Meta, Obj, Plan
+from ..planning.serving import ServerSettings, track_name
+from ..planning.trainingrun import model_version_name
+from . import metrics
 from .runtime import Runtime, runtime
 
-APPLY_GRACE_SECONDS = 5.0
+MAX_CACHED_PROFILES = 256
+
+
+def parse(body: Obj) -> tuple[Meta, DeploymentSpec, DeploymentStatus]:
+    """The object as the typed API models (defaults filled in by them, not restated here)."""
+    return (
+        Meta.of(body),
+        DeploymentSpec.model_validate(body["spec"]),
+        DeploymentStatus.model_validate(body.get("status") or {}),
+    )
 
 
 async def reconcile_deployment(rt: Runtime, body: Obj) -> Plan:
-    """Read the alias holder, approved versions, both tracks and (when due) the analysis; plan the rollout."""
-    meta, spec = body["metadata"], body["spec"]
-    namespace, name = meta["namespace"], meta["name"]
-    model = spec["model"]
-    holder = await rt.mlflow.alias_version(model["registeredModel"], model["alias"]) if model.get("alias") else None
-    approved = (
-        rt.store.approved_versions(namespace, model["registeredModel"], model["alias"]) if model.get("alias") else {}
-    )
-    stable = rt.store.get("ServingDeployment", namespace, track_name(name, "stable"))
-    canary = rt.store.get("ServingDeployment", namespace, track_name(name, "canary"))
-    service = rt.store.get("Service", namespace, name)
+    """Gather, then plan; the runtime applies the plan."""
     now = datetime.now(UTC)
-    analysis = await run_analysis(rt, body) if analysis_due(body, now) and ready_replicas(canary) > 0 else None
-    observed = Observed(
-        holder=holder,
-        approved=approved,
-        stable=stable,
-        canary=canary,
-        stable_ready=ready_replicas(stable),
-        canary_ready=ready_replicas(canary),
-        analysis=analysis,
-    )
-    settings = ServerSettings(image=rt.settings.server_image, tracking_uri=rt.settings.tracking_uri)
-    plan = plan_deployment(body, observed, now, settings)
-    stable_version = (body.get("status") or {}).get("stableVersion")
-    drift = None
-    if stable_version is not None and drift_due(body, now):
-        drift = await check_drift(rt, body, int(stable_version))
-    plan_drift(plan, body, drift, now)
-    await _plan_retraining(rt, body, plan, now)
-    # Children are applied only when they differ from what is there (spec hash), never blindly.
-    existing = {
-        ("Deployment", track_name(name, "stable")): stable,
-        ("Deployment", track_name(name, "canary")): canary,
-    }
-    existing[("Service", name)] = service
-    plan.applies = [
-        child
-        for child in plan.applies
-        if needs_update(child, existing.get((child["kind"], child["metadata"]["name"])))
-        and not _just_applied(rt, namespace, child)
-    ]
+    observed = await gather(rt, body, now)
+    plan = plan_deployment(observed, now)
+    if observed.drift is not None:
+        _export_drift_scores(observed.meta, plan.status)
     return plan
 
 
-async def _plan_retraining(rt: Runtime, body: Obj, plan: Plan, now: datetime) -> None:
-    """Read what retraining needs (the serving version's run spec only when a run may be created) and plan it."""
-    settings = retraining_settings(body["spec"])
-    if settings is None:
-        return
-    status = plan.status
-    decided = (status.get("retraining") or {}).get("run")
-    missing = bool(decided) and rt.store.get("TrainingRun", body["metadata"]["namespace"], str(decided)) is None
-    need_source = wants_new_run(status, body["spec"], now) or (
-        missing and in_cooldown(status, settings["cooldown"], now)
+async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
+    """Every read one pass needs: the store's view, then exactly the outside reads the planner asks for."""
+    meta, spec, status = parse(body)
+    model = spec.model
+    tracks = Tracks(
+        stable=rt.store.get("ServingDeployment", meta.namespace, track_name(meta.name, "stable")),
+        canary=rt.store.get("ServingDeployment", meta.namespace, track_name(meta.name, "canary")),
+        service=rt.store.get("Service", meta.namespace, meta.name),
     )
-    plan_retraining(plan, body, await retraining_observed(rt, body, need_source), now)
+    approved = rt.store.approved_versions(meta.namespace, model.registered_model, model.alias) if model.alias else {}
+    prometheus_url = (spec.monitoring.prometheus_url if spec.monitoring else None) or rt.settings.prometheus_url
+    last_name = status.retraining.run if status.retraining else None
+    last_run = rt.store.get("TrainingRun", meta.namespace, last_name) if last_name else None
+    version_name = ((last_run or {}).get("status") or {}).get("modelVersion")
+    last_version = rt.store.get("ModelVersion", meta.namespace, version_name) if version_name else None
+    serving_run = None
+    if status.stable_version is not None:
+        serving_mv = rt.store.get(
+            "ModelVersion", meta.namespace, model_version_name(model.registered_model, status.stable_version)
+        )
+        serving_run = (((serving_mv or {}).get("spec") or {}).get("source") or {}).get("trainingRunRef")
+    reads = reads_due(
+        meta, spec, status, tracks, prometheus_url, serving_run, bool(last_name) and last_run is None, now
+    )
+
+    holder_version, holder_error = await _holder(rt, reads)
+    analysis, drift = None, None
+    if prometheus_url and (reads.analysis is not None or reads.drift is not None):
+        prometheus = Prometheus(prometheus_url)
+        try:
+            analysis = await _analysis(prometheus, reads)
+            drift = await _drift(rt, prometheus, reads)
+        finally:
+            await prometheus.aclose()
+    source = await _source(rt, meta.namespace, reads.source)
+    return DeploymentObserved(
+        meta=meta,
+        spec=spec,
+        status=status,
+        server=ServerSettings(image=rt.settings.server_image, tracking_uri=rt.settings.tracking_uri),
+        prometheus_url=prometheus_url,
+        tracks=tracks,
+        approved=approved,
+        holder_version=holder_version,
+        holder_error=holder_error,
+        analysis=analysis,
+        drift=drift,
+        retraining=RetrainingObserved(last_run, last_version, *source),
+    )
 
 
-def _just_applied(rt: Runtime, namespace: str, child: Obj) -> bool:
-    """True if this exact spec was applied moments ago and the watch has not caught up yet (no double patch)."""
-    key = f"{namespace}/{child['kind']}/{child['metadata']['name']}"
-    digest = child["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
-    previous = rt.applied.get(key)
-    now = time.monotonic()
-    if previous is not None and previous[0] == digest and now - previous[1] < APPLY_GRACE_SECONDS:
-        return True
-    rt.applied[key] = (digest, now)
-    return False
-
-
-async def run_analysis(rt: Runtime, body: Obj) -> list[Obj]:
-    """Query every analysis metric for the canary track and judge it."""
-    meta, spec = body["metadata"], body["spec"]
-    _, analysis = canary_settings(spec)
-    url = ((spec.get("monitoring") or {}).get("prometheusUrl")) or rt.settings.prometheus_url
-    if not url:
-        return [
-            {"name": m["name"], "message": "no Prometheus configured (spec.monitoring.prometheusUrl)"}
-            for m in analysis.get("metrics", [])
-        ]
-    seconds = max(30.0, parse_duration(analysis.get("interval", "30s")).total_seconds())
-    window = f"{int(seconds)}s"
-    prometheus = Prometheus(url)
+async def _holder(rt: Runtime, reads: DeploymentReads) -> tuple[int | None, str | None]:
+    if reads.holder is None:
+        return None, None
     try:
-        results = []
-        for metric in analysis.get("metrics", []):
-            if metric.get("builtin"):
-                query = builtin_query(metric["builtin"], meta["namespace"], meta["name"], "canary", window)
-            else:
-                query = custom_query(metric["query"], meta["namespace"], meta["name"], "canary", window)
-            results.append(judge(metric, await prometheus.scalar(query)))
-        return results
-    finally:
-        await prometheus.aclose()
+        return await rt.mlflow.alias_version(*reads.holder), None
+    except MlflowError as error:
+        return None, str(error)
+
+
+async def _analysis(prometheus: Prometheus, reads: DeploymentReads) -> list[MetricReading] | None:
+    if reads.analysis is None:
+        return None
+    readings = []
+    for query in reads.analysis:
+        try:
+            readings.append(MetricReading(query.metric, value=await prometheus.scalar(query.promql)))
+        except PrometheusError as error:
+            readings.append(MetricReading(query.metric, error=str(error), invalid_query=error.invalid_query))
+    return readings
+
+
+async def _drift(rt: Runtime, prometheus: Prometheus, reads: DeploymentReads) -> DriftReadings | None:
+    queries = reads.drift
+    if queries is None:
+        return None
+    try:
+        if queries.custom is not None:
+            return DriftReadings(queries.version, custom=await prometheus.vector(queries.custom))
+        assert queries.bins is not None and queries.nulls is not None and reads.profile is not None
+        profile = await reference_profile(rt, *reads.profile)
+        bins: Series = await prometheus.vector(queries.bins)
+        nulls: Series = await prometheus.vector(queries.nulls)
+        return DriftReadings(queries.version, profile=profile, bins=bins, nulls=nulls)
+    except (PrometheusError, MlflowError) as error:
+        return DriftReadings(queries.version, error=str(error))
+
+
+async def reference_profile(rt: Runtime, model: str, version: int) -> Obj:
+    """The reference profile of a registered version (immutable, so cached by version)."""
+    key = (rt.mlflow.tracking_uri, model, version)
+    cached = rt.profiles.get(key)
+    if cached is not None:
+        return cached
+    registered = await rt.mlflow.model_version(model, version)
+    if registered is None:
+        raise MlflowError(f"{model} version {version} is not in the MLflow registry")
+    uri = {t["key"]: t["value"] for t in registered.get("tags") or []}.get(contract.TAG_PROFILE_URI)
+    if not uri:
+        raise MlflowError(f"{model} version {version} has no reference profile (tag {contract.TAG_PROFILE_URI})")
+    profile = await rt.mlflow.run_artifact_json(uri)
+    if not isinstance(profile.get("features"), dict):
+        raise MlflowError(f"the reference profile {uri} has no 'features'")
+    if len(rt.profiles) >= MAX_CACHED_PROFILES:
+        rt.profiles.pop(next(iter(rt.profiles)))
+    rt.profiles[key] = profile
+    return profile
+
+
+async def _source(rt: Runtime, namespace: str, read: SourceRunRead | None) -> tuple[Obj | None, str | None, bool]:
+    """(spec, error, read) of the TrainingRun behind the serving version, when retraining may need it."""
+    if read is None:
+        return None, None, False
+    if read.run_name is None:
+        return None, f"version {read.version} of {read.model} was not produced by a TrainingRun in {namespace}", True
+    try:
+        run = await rt.get("TrainingRun", namespace, read.run_name)
+    except (ApiError, httpx.HTTPError) as error:  # an API failure is data too: the planner waits and says why
+        return None, f"TrainingRun {read.run_name} could not be read: {error}", True
+    if run is None:
+        return None, f"TrainingRun {read.run_name}, which produced version {read.version}, no longer exists", True
+    return dict(run["spec"]), None, True
+
+
+def _export_drift_scores(meta: Meta, status: Obj) -> None:
+    drift = status.get("drift") or {}
+    for feature, score in (drift.get("scores") or {}).items():
+        metrics.DRIFT_SCORE.labels(meta.namespace, meta.name, feature, drift.get("method") or "").set(score)
 
 
 @kopf.on.event(GROUP, VERSION, "deployments")  # type: ignore[arg-type]
@@ -137,17 +190,21 @@ async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: s
     await rt.reconcile("Deployment", namespace, name, dict(body))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
+@kopf.on.event("apps", "v1", "deployments", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
 async def track_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A serving track changed (pods became ready, a rollout progressed): reconcile its owner."""
     rt = runtime()
     rt.observe("ServingDeployment", type, dict(body))
-    owner = (body.get("metadata", {}).get("labels") or {}).get(LABEL_DEPLOYMENT)
+    owner = (body.get("metadata", {}).get("labels") or {}).get(contract.LABEL_DEPLOYMENT)
     if owner:
         await rt.reconcile("Deployment", namespace, owner)
 
 
-@kopf.on.event("", "v1", "services", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
+@kopf.on.event("", "v1", "services", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
 def service_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """Keep the view of the Services the operator made current."""
-    runtime().observe("Service", type, dict(body))
+    """Keep the view of the Services the operator made current (a deleted one wakes its owner to re-create it)."""
+    rt = runtime()
+    rt.observe("Service", type, dict(body))
+    owner = (body.get("metadata", {}).get("labels") or {}).get(contract.LABEL_DEPLOYMENT)
+    if type == "DELETED" and owner:
+        rt.requeue(("Deployment", namespace, owner), 0.0)

@@ -8,25 +8,34 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, VERSION
-from ..planning.modelversion import TERMINAL, plan_modelversion
+from ..api.modelversion import ModelVersionSpec
+from ..integrations.mlflow import MlflowError
+from ..planning.modelversion import TERMINAL, ModelVersionObserved, plan_modelversion
 from ..planning.plan import Obj, Plan
 from .runtime import Runtime, runtime
 
 
 async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
-    """Read the version, its metrics and the alias holder from MLflow; plan gates and promotion."""
-    status, spec = body.get("status") or {}, body["spec"]
-    if status.get("phase") in TERMINAL:
+    """Gather the registry's view (MLflow errors as data) and the store's, then plan gates and promotion."""
+    status, meta = body.get("status") or {}, body["metadata"]
+    if status.get("phase") in TERMINAL and status.get("observedGeneration") == meta.get("generation"):
         return None
-    model, version = spec["registeredModel"], int(spec["version"])
-    alias = (spec.get("promotion") or {}).get("alias", "production")
-    registered, metrics = await rt.mlflow.version_metrics(model, version)
-    holder = await rt.mlflow.alias_version(model, alias)
-    holder_metrics = None
-    if holder is not None and holder != version:
-        holder_metrics = (await rt.mlflow.version_metrics(model, holder))[1]
-    rollouts = sorted(rt.store.rollout_deployments(body["metadata"]["namespace"], model, alias))
-    return plan_modelversion(body, registered, metrics, holder, holder_metrics, rollouts, datetime.now(UTC))
+    spec = ModelVersionSpec.model_validate(body["spec"])
+    model, version, alias = spec.registered_model, spec.version, spec.promotion.alias
+    namespace = meta["namespace"]
+    rollouts = sorted(rt.store.rollout_deployments(namespace, model, alias))
+    rolled_back_by = rt.store.rollback_of(namespace, model, alias, version)
+    try:
+        registered, metrics = await rt.mlflow.version_metrics(model, version)
+        holder = await rt.mlflow.alias_version(model, alias)
+        holder_metrics = None
+        if holder is not None and holder != version:
+            holder_metrics = (await rt.mlflow.version_metrics(model, holder))[1]
+    except MlflowError as error:
+        observed = ModelVersionObserved(rollouts=rollouts, rolled_back_by=rolled_back_by, mlflow_error=str(error))
+    else:
+        observed = ModelVersionObserved(registered, metrics, holder, holder_metrics, rollouts, rolled_back_by)
+    return plan_modelversion(body, observed, datetime.now(UTC))
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")  # type: ignore[arg-type]
@@ -39,7 +48,7 @@ async def modelversion_changed(type: str, body: kopf.Body, namespace: str, name:
     await rt.reconcile("ModelVersion", namespace, name, dict(body))
     phase, spec = (body.get("status") or {}).get("phase"), body["spec"]
     if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary
-        alias = (spec.get("promotion") or {}).get("alias", "production")
+        alias = ModelVersionSpec.model_validate(spec).promotion.alias
         for deployment in rt.store.rollout_deployments(namespace, spec["registeredModel"], alias):
             await rt.reconcile("Deployment", namespace, deployment)
     if phase == "Promoted":

@@ -15,8 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
+
 from .. import __version__
 from ..api.common import GROUP, VERSION
+from ..api.kinds import ALL_KINDS
+from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
@@ -27,14 +31,12 @@ from .store import Store, collection_paths
 
 log = logging.getLogger("mlops.controllers")
 
-PLURALS = {
-    "Dataset": "datasets",
-    "TrainingRun": "trainingruns",
-    "ModelVersion": "modelversions",
-    "Deployment": "deployments",
-}
+PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 MAX_BACKOFF_SECONDS = 60.0
+APPLY_GRACE_SECONDS = 5.0
+EFFECT_CONFIRM_SECONDS = 0.5
+DEFAULT_RESYNC_SECONDS = 600.0
 
 Reconciler = Callable[["Runtime", Obj], Awaitable[Plan | None]]
 
@@ -48,10 +50,12 @@ class Settings:
     server_image: str
     prometheus_url: str | None
     api_qps: float = 20.0
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS."""
+        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
+        MLOPS_RESYNC_SECONDS."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -59,6 +63,8 @@ class Settings:
             prometheus_url=os.environ.get("MLOPS_PROMETHEUS_URL"),
             # controller-runtime's default: polite to a shared API server; raise it for big fleets.
             api_qps=float(os.environ.get("MLOPS_API_QPS", "20")),
+            # A periodic relist repairs whatever a lost watch event left wrong (controller-runtime's SyncPeriod).
+            resync_seconds=float(os.environ.get("MLOPS_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
         )
 
     @property
@@ -78,30 +84,70 @@ class Runtime:
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
     timers: dict[tuple[str, str, str], asyncio.TimerHandle] = field(default_factory=dict)
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    effect_failures: dict[tuple[str, str, str], int] = field(default_factory=dict)  # failed alias moves in a row
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     applied: dict[str, tuple[str, float]] = field(default_factory=dict)  # child -> (spec hash, when applied)
     store: Store = field(default_factory=Store)
     namespaces: list[str] = field(default_factory=list)  # watched namespaces; empty: all
     profiles: dict[tuple[str, str, int], Obj] = field(default_factory=dict)  # reference profiles by version
+    leading: bool = True  # False on a follower replica: it keeps its store current but acts on nothing
 
     def observe(self, kind: str, event_type: str, body: Obj) -> None:
         """Keep the store current from a watch event."""
         meta = body.get("metadata", {})
         if event_type == "DELETED":
             self.store.delete(kind, meta.get("namespace", ""), meta["name"])
+            if kind in PLURALS:
+                self.forget((kind, meta.get("namespace", ""), meta["name"]))
         else:
             self.store.put(kind, body)
 
     async def seed_store(self) -> None:
-        """LIST everything the cross-kind lookups need, before any handler runs."""
+        """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
+        replaced by the listing, so objects deleted while a watch was down (or during a relist) are dropped."""
+        listed: dict[str, list[Obj]] = {}
         for kind, path, selector in collection_paths(self.namespaces):
             listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
-            for item in listing.get("items", []):
-                self.store.put(kind, item)
+            listed.setdefault(kind, []).extend(listing.get("items", []))
+        for kind, items in listed.items():
+            self.store.replace(kind, items)
+
+    async def resync(self) -> None:
+        """Relist into the store and reconcile every object: repairs what a lost watch event left wrong
+        (a deleted child is re-created, a missed status change is seen)."""
+        await self.seed_store()
+        for kind in ("Dataset", "TrainingRun", "ModelVersion", "Deployment"):
+            for namespace, name in self.store.keys(kind):
+                self.requeue((kind, namespace, name), 0.0)
+
+    async def resync_forever(self) -> None:
+        """`resync` every `settings.resync_seconds`; a failed relist is logged and tried at the next period."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            if not self.leading:
+                continue
+            try:
+                await self.resync()
+            except (ApiError, OSError, httpx.HTTPError) as error:
+                log.warning("resync failed: %s; next in %.0fs", error, self.settings.resync_seconds)
+
+    async def start_leading(self) -> None:
+        """This replica leads now: relist (a follower's store may lag) and reconcile everything."""
+        self.leading = True
+        await self.resync()
+
+    def stop_leading(self) -> None:
+        """Another replica leads: act on nothing, keep no timers."""
+        self.leading = False
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
 
     async def reconcile(self, kind: str, namespace: str, name: str, body: Obj | None = None) -> None:
         """Run the kind's reconciler for one object, one pass at a time per object; never raises."""
         key = (kind, namespace, name)
+        if not self.leading:
+            return
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
             metrics.RECONCILES.labels(kind).inc()
@@ -110,6 +156,8 @@ class Runtime:
                 current = body if body is not None else await self.get(kind, namespace, name)
                 if current is None or current["metadata"].get("deletionTimestamp"):
                     self.forget(key)
+                    return
+                if not self.leading:  # leadership was lost while this pass waited for its lock
                     return
                 plan = await self.reconcilers[kind](self, current)
                 if plan is not None:
@@ -154,40 +202,80 @@ class Runtime:
         self.timers[key] = loop.call_later(delay, fire)
 
     def forget(self, key: tuple[str, str, str]) -> None:
-        """Drop the state kept for a deleted object."""
+        """Drop the state kept for a deleted object (timers, back-off, its lock if free, applied hashes)."""
         timer = self.timers.pop(key, None)
         if timer is not None:
             timer.cancel()
         self.failures.pop(key, None)
+        self.effect_failures.pop(key, None)
+        lock = self.locks.get(key)
+        if lock is not None and not lock.locked():
+            del self.locks[key]
+        kind, namespace, name = key
+        if kind == "Deployment":
+            for child in (f"Deployment/{name}-stable", f"Deployment/{name}-canary", f"Service/{name}"):
+                self.applied.pop(f"{namespace}/{child}", None)
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         """The current object of one of our kinds."""
         return await self.kube.get_or_none(custom_path(GROUP, VERSION, PLURALS[kind], namespace, name))
 
     async def apply(self, kind: str, body: Obj, plan: Plan) -> None:
-        """Creates, alias moves, the status write (optimistically locked), later creates, then Events."""
+        """Carry out a plan in this order, each step only after the one before succeeded:
+
+        1. creates — children whose deterministic names the status will record (a Job);
+        2. the status write, with the read resourceVersion as precondition: a pass planned from a stale
+           body writes nothing and does nothing further (409 → re-read);
+        3. Events — the transitions that status write recorded (before any outside effect can fail);
+        4. creates after status — objects whose decision status had to record first (a retraining run);
+        5. applies — children created or patched to their desired spec, skipping one just applied;
+        6. outside effects — alias moves recorded in status as intent; a failure is retried with back-off,
+           and the next pass confirms the effect from MLflow and marks it done;
+        7. wake — objects whose view depends on this one.
+        """
         for obj in plan.creates:
             await self.create(obj)
-        for model, alias, version in plan.alias_moves:
-            await self.mlflow.set_alias(model, alias, version)
-            metrics.PROMOTIONS.labels("canary" if kind == "Deployment" else "direct").inc()
         current = dict(body.get("status") or {})
         if status_changed(current, plan.status):
             await self.write_status(kind, body, plan.status)
             if current.get("phase") != plan.status.get("phase") and not plan.events:
                 message = plan.status.get("message") or f"phase {plan.status.get('phase')}"
                 await self.post_event(body, "Normal", str(plan.status.get("phase")), message)
-        for obj in plan.creates_after_status:
-            await self.create(obj)
-        for obj in plan.applies:
-            await self.create_or_patch(obj)
-        for kind, namespace, name, patch in plan.related_status:
-            await self.patch_related_status(kind, namespace, name, patch)
         for event in plan.events:
             await self.post_event(body, event.type, event.reason, event.message)
         metrics.count_events(plan.events, body["metadata"]["namespace"], body["metadata"]["name"])
-        for kind, namespace, name in plan.wake:
-            self.requeue((kind, namespace or body["metadata"]["namespace"], name), 0.0)
+        for obj in plan.creates_after_status:
+            await self.create(obj)
+        namespace = body["metadata"]["namespace"]
+        for obj in plan.applies:
+            if not self._just_applied(namespace, obj):
+                await self.create_or_patch(obj)
+        key = (kind, namespace, body["metadata"]["name"])
+        for model, alias, version in plan.alias_moves:
+            try:
+                await self.mlflow.set_alias(model, alias, version)
+            except MlflowError as error:
+                count = self.effect_failures[key] = self.effect_failures.get(key, 0) + 1
+                delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(count, 6))
+                log.warning("%s %s/%s: alias move failed: %s; retrying in %.0fs", *key, error, delay)
+                plan.requeue_after = delay
+                break
+            self.effect_failures.pop(key, None)
+            metrics.PROMOTIONS.labels("canary" if kind == "Deployment" else "direct").inc()
+            plan.requeue_after = EFFECT_CONFIRM_SECONDS  # confirm from MLflow and mark the intent done
+        for wake_kind, wake_namespace, name in plan.wake:
+            self.requeue((wake_kind, wake_namespace or namespace, name), 0.0)
+
+    def _just_applied(self, namespace: str, child: Obj) -> bool:
+        """True if this exact spec was applied moments ago and the watch has not caught up yet (no double patch)."""
+        key = f"{namespace}/{child['kind']}/{child['metadata']['name']}"
+        digest = (child["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH, "")
+        previous = self.applied.get(key)
+        now = time.monotonic()
+        if previous is not None and previous[0] == digest and now - previous[1] < APPLY_GRACE_SECONDS:
+            return True
+        self.applied[key] = (digest, now)
+        return False
 
     async def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `body` right away (a queued one would be lost if the operator died now)."""
@@ -249,15 +337,6 @@ class Runtime:
             patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
             await self.kube.merge_patch(f"{_collection(obj)}/{meta['name']}", patch)
             log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
-
-    async def patch_related_status(self, kind: str, namespace: str, name: str, patch: Obj) -> None:
-        """Write part of another of our objects' status (a rolled-back ModelVersion), then let it reconcile."""
-        path = custom_path(GROUP, VERSION, PLURALS[kind], namespace, name) + "/status"
-        try:
-            await self.kube.merge_patch(path, {"status": patch})
-        except ApiError as error:
-            if error.status != 404:
-                raise
 
 
 class StaleObjectError(Exception):

@@ -11,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..planning.jobs import LABEL_MANAGED_BY, MANAGED_BY
+from ..api.modelversion import Promotion
+from ..contract import LABEL_MANAGED_BY, MANAGED_BY
 from ..planning.plan import parse_time
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
+DEFAULT_ALIAS: str = Promotion.model_fields["alias"].default  # the API model's default, not restated
 
 # (API collection path under /apis or /api, kind in the store, label selector)
 SEEDED = (
+    ("/apis/mlops.dev/v1alpha1", "datasets", "Dataset", ""),
     ("/apis/mlops.dev/v1alpha1", "trainingruns", "TrainingRun", ""),
     ("/apis/mlops.dev/v1alpha1", "modelversions", "ModelVersion", ""),
     ("/apis/mlops.dev/v1alpha1", "deployments", "Deployment", ""),
@@ -56,6 +59,7 @@ def summary(kind: str, body: Obj) -> Obj:
         kept["status"] = {k: status.get(k) for k in ("phase", "message")}
     elif kind == "Deployment":
         kept["spec"] = {"model": spec.get("model")}
+        kept["status"] = {"rollbacks": [dict(r) for r in status.get("rollbacks") or []]}
     elif kind == "ServingDeployment":
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         kept["spec"] = {"replicas": spec.get("replicas"), "template": {"metadata": {"labels": dict(labels)}}}
@@ -77,6 +81,18 @@ class Store:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
         self.objects.get(kind, {}).pop((namespace, name), None)
+
+    def replace(self, kind: str, bodies: list[Obj]) -> None:
+        """Make a kind's entries exactly these objects (after a LIST): what was deleted meanwhile is gone."""
+        fresh: dict[Key, Obj] = {}
+        for body in bodies:
+            meta = body.get("metadata", {})
+            fresh[(meta.get("namespace", ""), meta["name"])] = summary(kind, body)
+        self.objects[kind] = fresh
+
+    def keys(self, kind: str) -> list[Key]:
+        """Every stored (namespace, name) of a kind."""
+        return list(self.objects.get(kind, {}))
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         """One stored object summary."""
@@ -131,10 +147,21 @@ class Store:
                 ns == namespace
                 and obj["status"].get("phase") == "Approved"
                 and spec.get("registeredModel") == model
-                and (spec.get("promotion") or {}).get("alias", "production") == alias
+                and (spec.get("promotion") or {}).get("alias", DEFAULT_ALIAS) == alias
             ):
                 found[int(spec["version"])] = name
         return found
+
+    def rollback_of(self, namespace: str, model: str, alias: str, version: int) -> tuple[str, str] | None:
+        """(Deployment, message) if a Deployment rolling out this model's alias aborted this version's canary."""
+        for (ns, name), obj in self._all("Deployment"):
+            selector = obj["spec"].get("model") or {}
+            if ns != namespace or selector.get("registeredModel") != model or selector.get("alias") != alias:
+                continue
+            for rollback in obj["status"].get("rollbacks") or []:
+                if rollback.get("version") == version:
+                    return name, str(rollback.get("message") or rollback.get("reason") or "rolled back")
+        return None
 
     def promoted_versions(self, model: str) -> list[Key]:
         """ModelVersions of a registered model that say they hold an alias."""

@@ -9,7 +9,8 @@ import kopf
 
 from .. import contract
 from ..api.common import GROUP, VERSION
-from ..planning.jobs import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY, job_outcome
+from ..contract import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from ..planning.jobs import job_outcome
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
 from .datasets import find_job_run, job_pods, known_job

@@ -1,23 +1,28 @@
-"""Canary analysis through the Prometheus HTTP API: builtin queries, custom PromQL, and verdicts."""
+"""The Prometheus HTTP API: builtin queries, custom PromQL, and instant queries whose failures say why."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import httpx
 
+from .. import contract
+
 Obj = dict[str, Any]
 
-# Metric names the model server exports (server/metrics.py); labels: model, version, track, deployment, outcome.
-REQUESTS = "mlops_server_requests_total"
-DURATION = "mlops_server_request_duration_seconds"
-FEATURE_BINS = "mlops_server_feature_bin_total"
-FEATURE_NULLS = "mlops_server_feature_nulls_total"
+# Metric names the model server exports live in contract.py.
+REQUESTS = contract.METRIC_REQUESTS
+DURATION = contract.METRIC_DURATION
+FEATURE_BINS = contract.METRIC_FEATURE_BINS
+FEATURE_NULLS = contract.METRIC_FEATURE_NULLS
 
 
 class PrometheusError(Exception):
-    """Prometheus could not be reached or rejected a query."""
+    """Prometheus could not be reached or rejected a query; `invalid_query` when the query itself is wrong."""
+
+    def __init__(self, message: str, *, invalid_query: bool = False) -> None:
+        super().__init__(message)
+        self.invalid_query = invalid_query
 
 
 def _selector(namespace: str, deployment: str, track: str, extra: str = "") -> str:
@@ -55,24 +60,6 @@ def custom_query(query: str, namespace: str, deployment: str, track: str, window
     return query
 
 
-def judge(metric: Obj, value: float | None) -> Obj:
-    """One analysis result: passed, failed (with value and threshold), or no data yet (passed unset)."""
-    name = metric["name"]
-    result: Obj = {"name": name}
-    if value is None or math.isnan(value):
-        result["message"] = f"{name}: no data yet"
-        return result
-    result["value"] = round(value, 6)
-    if metric.get("max") is not None and value > metric["max"]:
-        result.update(passed=False, threshold=metric["max"], message=f"{name} {value:.4g} > max {metric['max']:g}")
-    elif metric.get("min") is not None and value < metric["min"]:
-        result.update(passed=False, threshold=metric["min"], message=f"{name} {value:.4g} < min {metric['min']:g}")
-    else:
-        threshold = metric.get("max") if metric.get("max") is not None else metric.get("min")
-        result.update(passed=True, threshold=threshold, message=f"{name} {value:.4g} ok")
-    return result
-
-
 class Prometheus:
     """Instant queries against one Prometheus server."""
 
@@ -93,11 +80,24 @@ class Prometheus:
         """Every series of an instant query as (labels, value); a scalar result has no labels."""
         try:
             response = await self._http.get("/api/v1/query", params={"query": query})
+        except httpx.TimeoutException as error:
+            raise PrometheusError(f"Prometheus at {self.url} timed out ({type(error).__name__})") from error
         except httpx.HTTPError as error:
-            raise PrometheusError(f"Prometheus at {self.url} is unreachable: {error!r}") from error
-        payload = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            raise PrometheusError(f"Prometheus at {self.url} is unreachable ({type(error).__name__})") from error
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
         if response.status_code != 200 or payload.get("status") != "success":
-            raise PrometheusError(f"query {query!r} failed: {payload.get('error') or response.text[:200]}")
+            # Prometheus' own one-line error, never the response body: status must stay small and safe to show.
+            error_type, reason = str(payload.get("errorType") or ""), str(payload.get("error") or "")[:300]
+            invalid = response.status_code == 400 or error_type == "bad_data"
+            detail = reason or f"HTTP {response.status_code}"
+            raise PrometheusError(
+                f"invalid query: {detail}" if invalid else f"query failed: {detail}", invalid_query=invalid
+            )
         data = payload["data"]
         if data["resultType"] == "scalar":
             return [({}, float(data["result"][1]))]

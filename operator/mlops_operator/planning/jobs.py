@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import contract
+from ..contract import (
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED_BY,
+)
 from .plan import Obj, owner_reference
-
-MANAGED_BY = "mlops-operator"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_OWNER_KIND = "mlops.dev/owner-kind"
-LABEL_OWNER_NAME = "mlops.dev/owner-name"
-ANNOTATION_DATASET_VERSION = "mlops.dev/dataset-version"
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from .conditions import set_condition
-from .plan import Event, Meta, Obj, Plan, rfc3339
+from ..api.modelversion import ModelVersionSpec
+from .conditions import find_condition, set_condition
+from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
 NOT_FOUND_RETRY_SECONDS = 15.0
+MAX_RETRY_SECONDS = 300.0
 TERMINAL = ("Superseded", "RolledBack")
 
 
@@ -50,44 +53,63 @@ def _result(metric: str, value: float | None, threshold: float | None, passed: b
     return result
 
 
-def plan_modelversion(
-    body: Obj,
-    registered: Obj | None,
-    metrics: dict[str, float],
-    holder: int | None,
-    holder_metrics: dict[str, float] | None,
-    rollouts: list[str],
-    now: datetime,
-) -> Plan:
+@dataclass(frozen=True)
+class ModelVersionObserved:
+    """What one ModelVersion pass read: the registry's view (or why it could not be read) and the store's."""
+
+    registered: Obj | None = None  # the registry version; None when MLflow has no such version
+    metrics: dict[str, float] = field(default_factory=dict)
+    holder: int | None = None  # the version holding the alias now
+    holder_metrics: dict[str, float] | None = None
+    rollouts: list[str] = field(default_factory=list)  # Deployments that roll this alias out as canaries
+    rolled_back_by: tuple[str, str] | None = None  # (Deployment, message) that aborted this version's canary
+    mlflow_error: str | None = None  # MLflow could not be read: nothing is decided, Degraded says why
+
+
+def plan_modelversion(body: Obj, obs: ModelVersionObserved, now: datetime) -> Plan:
     """Next status (and alias move) for a ModelVersion, given the registry's view and Deployments that roll it out."""
-    meta, spec, status = Meta.of(body), body["spec"], dict(body.get("status") or {})
+    meta, status = Meta.of(body), dict(body.get("status") or {})
+    spec = ModelVersionSpec.model_validate(body["spec"])
     plan, stamp = Plan(status=status), rfc3339(now)
-    phase, version = status.get("phase"), int(spec["version"])
-    model, promotion = spec["registeredModel"], spec.get("promotion") or {}
-    alias = promotion.get("alias", "production")
+    phase, version, model = status.get("phase"), spec.version, spec.registered_model
+    alias = spec.promotion.alias
+    regate = status.get("observedGeneration") != meta.generation or status.get("gateResults") is None
+    status["observedGeneration"] = meta.generation
     if phase in TERMINAL:
         return plan
-    if registered is None:
+    if obs.mlflow_error is not None:
+        _condition(status, meta, stamp, "Degraded", "True", "MlflowUnavailable", obs.mlflow_error)
+        plan.requeue_after = _retry_after(status, "Degraded", now)
+        return plan
+    _condition(status, meta, stamp, "Degraded", "False", "AsExpected", "MLflow answered")
+    if obs.rolled_back_by is not None and phase not in ("Promoted", "Rejected"):
+        deployment, why = obs.rolled_back_by
+        status.update(phase="RolledBack", aliasMove=None, message=f"deployments.mlops.dev/{deployment}: {why}")
+        _ready(status, meta, stamp, "False", "RolledBack", status["message"])
+        plan.events.append(Event("RolledBack", status["message"], "Warning"))
+        return plan
+    if obs.registered is None:
         status.update(phase="Registered", message=f"MLflow has no version {version} of registered model '{model}'")
         _ready(status, meta, stamp, "False", "VersionNotFound", status["message"])
-        plan.requeue_after = NOT_FOUND_RETRY_SECONDS
+        plan.requeue_after = _retry_after(status, "Ready", now)  # settles and backs off; a change wakes it at once
         return plan
-    if metrics:
-        status["metrics"] = {k: round(v, 6) for k, v in sorted(metrics.items())}
+    if obs.metrics:
+        status["metrics"] = {k: round(v, 6) for k, v in sorted(obs.metrics.items())}
+    pending = status.get("aliasMove")
     if phase == "Promoted":
-        if holder != version:
-            by = f"version {holder}" if holder is not None else "nobody (the alias was removed)"
-            status.update(phase="Superseded", supersededBy=str(holder) if holder else None)
+        if obs.holder != version:
+            by = f"version {obs.holder}" if obs.holder is not None else "nobody (the alias was removed)"
+            status.update(phase="Superseded", supersededBy=str(obs.holder) if obs.holder else None)
             status["message"] = f"alias '{alias}' now names {by}"
             _ready(status, meta, stamp, "False", "Superseded", status["message"])
             plan.events.append(Event("Superseded", status["message"]))
         return plan
-    regate = status.get("observedGeneration") != meta.generation or status.get("gateResults") is None
-    status["observedGeneration"] = meta.generation
-    if holder == version:  # the registry already names it (a restart after the alias moved, or a manual move)
-        return _promoted(plan, meta, stamp, model, alias, version, moved=False)
+    if obs.holder == version:  # the registry names it: our move is confirmed, or a restart or a manual move
+        status["aliasMove"] = None
+        return _promoted(plan, meta, stamp, model, alias, version, moved=bool(pending))
     if regate or phase not in ("Approved", "Evaluating", "Rejected"):
-        results = judge_gates(promotion.get("gates") or [], metrics, holder_metrics if holder is not None else None)
+        gates = [g.model_dump(by_alias=True, exclude_none=True) for g in spec.promotion.gates]
+        results = judge_gates(gates, obs.metrics, obs.holder_metrics if obs.holder is not None else None)
         status["gateResults"] = results
         failed = [r for r in results if not r["passed"]]
         if failed:
@@ -95,7 +117,7 @@ def plan_modelversion(
             _ready(status, meta, stamp, "False", "GateFailed", status["message"])
             plan.events.append(Event("Rejected", status["message"], "Warning"))
             return plan
-        if promotion.get("mode") == "manual" and not spec.get("promote"):
+        if spec.promotion.mode == "manual" and not spec.promote:
             status.update(phase="Evaluating", message="all gates passed; set spec.promote: true to approve")
             _ready(status, meta, stamp, "False", "AwaitingApproval", status["message"])
             return plan
@@ -104,13 +126,29 @@ def plan_modelversion(
         status["phase"] = "Approved"
     if status.get("phase") != "Approved":
         return plan
-    if rollouts:
-        names = ", ".join(f"deployments.mlops.dev/{r}" for r in sorted(rollouts))  # same namespace
+    if obs.rollouts and not pending:
+        names = ", ".join(f"deployments.mlops.dev/{r}" for r in sorted(obs.rollouts))  # same namespace
         status["message"] = f"approved; {names} rolls it out as a canary and moves '{alias}' when the canary completes"
         _ready(status, meta, stamp, "False", "AwaitingRollout", status["message"])
         return plan
+    # Intent first: the move is recorded, made after that write, and confirmed from MLflow on the next pass.
+    status["aliasMove"] = pending or {"registeredModel": model, "alias": alias, "version": version, "decidedAt": stamp}
+    status["message"] = f"approved; moving alias '{alias}' to version {version}"
+    _ready(status, meta, stamp, "False", "Promoting", status["message"])
     plan.alias_moves.append((model, alias, version))
-    return _promoted(plan, meta, stamp, model, alias, version, moved=True)
+    return plan
+
+
+def _retry_after(status: Obj, ctype: str, now: datetime) -> float:
+    """A back-off that grows with how long the condition has held: 15 s at first, at most 5 minutes."""
+    since = parse_time((find_condition(status.get("conditions"), ctype) or {}).get("lastTransitionTime")) or now
+    return min(MAX_RETRY_SECONDS, max(NOT_FOUND_RETRY_SECONDS, (now - since).total_seconds() / 2))
+
+
+def _condition(status: Obj, meta: Meta, stamp: str, ctype: str, value: str, reason: str, message: str) -> None:
+    status["conditions"] = set_condition(
+        status.get("conditions"), ctype, value, reason, message, generation=meta.generation, now=stamp
+    )
 
 
 def _promoted(plan: Plan, meta: Meta, stamp: str, model: str, alias: str, version: int, moved: bool) -> Plan:

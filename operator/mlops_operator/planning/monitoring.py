@@ -1,8 +1,9 @@
-"""Drift monitoring planning: when to check, and what a check's scores mean for status, conditions and Events.
+"""Drift monitoring planning: when to check, the score of a check's readings, and what it means for status.
 
 A check scores the stable track's live inputs over `window`; DriftDetected turns True after
 `consecutiveWindows` successive checks above the threshold of the same serving version. A check
-without a verdict (too few samples) neither counts nor breaks the run; a new serving version starts over.
+without a verdict (too few samples) neither counts nor breaks the run; a new serving version starts
+over; a check that could not run (Prometheus or MLflow down) keeps the last verdict and says why.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..api.common import parse_duration
-from ..drift import DriftReport, default_threshold
-from .conditions import find_condition, set_condition
-from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
+from ..api.common import ConditionStatus, parse_duration
+from ..api.deployment import DeploymentSpec, DeploymentStatus, Drift, DriftStatus
+from ..drift import NULL_BIN, DriftReport, FeatureScore, drift_report
+from ..integrations.prometheus import custom_query, drift_queries
+from .conditions import find_typed, set_typed
+from .observed import DeploymentObserved, DriftReadings, Series
+from .plan import Event, Meta, Plan, parse_time, rfc3339
 
 CONDITION = "DriftDetected"
 
@@ -27,113 +31,164 @@ class DriftCheck:
     error: str | None = None
 
 
-def drift_settings(spec: Obj) -> Obj | None:
-    """spec.monitoring.drift with defaults applied; None when drift is not monitored."""
-    drift = (spec.get("monitoring") or {}).get("drift")
-    if drift is None:
-        return None
-    method = drift.get("method", "psi")
-    threshold = drift.get("threshold")
-    return {
-        "method": method,
-        "threshold": float(threshold) if threshold is not None else default_threshold(method),
-        "window": drift.get("window", "30m"),
-        "minSamples": int(drift.get("minSamples", 1000)),
-        "interval": drift.get("interval", "1m"),
-        "consecutiveWindows": int(drift.get("consecutiveWindows", 2)),
-        "query": drift.get("query"),
-    }
+@dataclass(frozen=True)
+class DriftQueries:
+    """The reads of one due check: the builtin bin and null queries with the profile, or the user's query."""
+
+    version: int
+    window: str
+    bins: str | None = None
+    nulls: str | None = None
+    custom: str | None = None
 
 
-def seconds_until_check(body: Obj, now: datetime) -> float | None:
+def drift_of(spec: DeploymentSpec) -> Drift | None:
+    """spec.monitoring.drift (defaults from the API model); None when drift is not monitored."""
+    return spec.monitoring.drift if spec.monitoring is not None else None
+
+
+def window_of(drift: Drift) -> str:
+    """The window in whole seconds, as PromQL takes it."""
+    return f"{int(parse_duration(drift.window).total_seconds())}s"
+
+
+def seconds_until_check(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> float | None:
     """Seconds until the next drift check of the stable version; None when drift is not monitored."""
-    settings, status = drift_settings(body["spec"]), body.get("status") or {}
-    if settings is None or status.get("stableVersion") is None:
+    drift = drift_of(spec)
+    if drift is None or status.stable_version is None:
         return None
-    last = parse_time((status.get("drift") or {}).get("checkedAt"))
+    last = parse_time(status.drift.checked_at if status.drift else None)
     if last is None:
         return 0.0
-    return parse_duration(settings["interval"]).total_seconds() - (now - last).total_seconds()
+    return parse_duration(drift.interval).total_seconds() - (now - last).total_seconds()
 
 
-def drift_due(body: Obj, now: datetime) -> bool:
-    """True when a drift check of the stable version is due."""
-    remaining = seconds_until_check(body, now)
-    return remaining is not None and remaining <= 0
+def drift_reads(meta: Meta, spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> DriftQueries | None:
+    """The queries of a check due now, if one is."""
+    drift, remaining = drift_of(spec), seconds_until_check(spec, status, now)
+    if drift is None or remaining is None or remaining > 0 or status.stable_version is None:
+        return None
+    version, window = int(status.stable_version), window_of(drift)
+    if drift.query:
+        return DriftQueries(
+            version, window, custom=custom_query(drift.query, meta.namespace, meta.name, "stable", window, str(version))
+        )
+    bins, nulls = drift_queries(meta.namespace, meta.name, version, window)
+    return DriftQueries(version, window, bins=bins, nulls=nulls)
 
 
-def plan_drift(plan: Plan, body: Obj, check: DriftCheck | None, now: datetime) -> None:
+def score(drift: Drift, readings: DriftReadings) -> DriftCheck:
+    """The check's verdict from its readings: the builtin statistic, the user's query, or the read's error."""
+    if readings.error is not None:
+        return DriftCheck(readings.version, error=readings.error)
+    if drift.query:
+        return DriftCheck(readings.version, report=_custom_report(readings.custom or []))
+    live: dict[str, dict[str, float]] = {}
+    for labels, value in readings.bins or []:
+        live.setdefault(labels.get("feature", ""), {})[labels.get("bin", "")] = value
+    for labels, value in readings.nulls or []:
+        live.setdefault(labels.get("feature", ""), {})[NULL_BIN] = value
+    report = drift_report(readings.profile or {}, live, drift.method, drift.min_samples)
+    return DriftCheck(readings.version, report=report)
+
+
+def _custom_report(series: Series) -> DriftReport:
+    """The highest series of a user's drift query; its `feature` label, if any, names the feature."""
+    finite = [(labels, value) for labels, value in series if value == value]
+    if not finite:
+        return DriftReport(method="query", message="the drift query returned no data")
+    labels, value = max(finite, key=lambda item: item[1])
+    top = FeatureScore(labels.get("feature", "query"), value, 0)
+    return DriftReport(method="query", scores=[top], message="scored by spec.monitoring.drift.query")
+
+
+def plan_drift(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
+    """Score this pass's drift readings (if a check was due) and fold the verdict into status."""
+    drift = drift_of(obs.spec)
+    if drift is not None:
+        check = score(drift, obs.drift) if obs.drift is not None else None
+        fold_check(plan, status, obs.meta, obs.spec, check, now)
+
+
+def fold_check(
+    plan: Plan, status: DeploymentStatus, meta: Meta, spec: DeploymentSpec, check: DriftCheck | None, now: datetime
+) -> None:
     """Fold one check's result (if one ran) into status, the DriftDetected condition and Events."""
-    settings, meta, status = drift_settings(body["spec"]), Meta.of(body), plan.status
-    if settings is None:
+    drift, stamp = drift_of(spec), rfc3339(now)
+    if drift is None:
         return
     if check is not None:
-        _record(plan, status, settings, check, meta, rfc3339(now))
-    elif drift_detected(status) and (status.get("drift") or {}).get("version") != status.get("stableVersion"):
-        message = f"version {status.get('stableVersion')} serves now; its drift is not measured yet"
-        _condition(status, meta, rfc3339(now), "Unknown", "NewVersion", message)
-    remaining = seconds_until_check({**body, "status": status}, now)
+        _record(plan, status, drift, check, meta, stamp)
+    elif drift_detected(status) and (status.drift.version if status.drift else None) != status.stable_version:
+        message = f"version {status.stable_version} serves now; its drift is not measured yet"
+        _condition(status, meta, stamp, "Unknown", "NewVersion", message)
+    remaining = seconds_until_check(spec, status, now)
     if remaining is not None:
         wait = max(1.0, remaining)
         plan.requeue_after = wait if plan.requeue_after is None else min(plan.requeue_after, wait)
 
 
-def _record(plan: Plan, status: Obj, settings: Obj, check: DriftCheck, meta: Meta, stamp: str) -> None:
-    previous = dict(status.get("drift") or {})
-    same_version = previous.get("version") == check.version
-    consecutive = int(previous.get("consecutive") or 0) if same_version else 0
-    threshold, needed = settings["threshold"], settings["consecutiveWindows"]
-    drift: Obj = {
-        "version": check.version,
-        "method": "query" if settings["query"] else settings["method"],
-        "threshold": threshold,
-        "window": settings["window"],
-        "checkedAt": stamp,
-    }
-    was_detected = (find_condition(status.get("conditions"), CONDITION) or {}).get("status") == "True"
+def _record(plan: Plan, status: DeploymentStatus, drift: Drift, check: DriftCheck, meta: Meta, stamp: str) -> None:
+    previous = status.drift or DriftStatus()
+    same_version = previous.version == check.version
+    consecutive = int(previous.consecutive or 0) if same_version else 0
+    threshold, needed = drift.effective_threshold, drift.consecutive_windows
+    base = DriftStatus(
+        version=check.version,
+        method="query" if drift.query else drift.method,
+        threshold=threshold,
+        window=drift.window,
+        checked_at=stamp,
+    )
+    was_detected = drift_detected(status)
     if check.error is not None or check.report is None:
         # The check could not run (Prometheus or the profile unreachable): keep the last verdict.
         message = f"drift check failed: {check.error}"
-        kept = {k: previous.get(k) for k in ("score", "feature", "samples", "scores")} if same_version else {}
-        status["drift"] = {**drift, **kept, "consecutive": consecutive, "message": message}
+        kept = previous if same_version else DriftStatus()
+        status.drift = base.model_copy(
+            update={
+                "score": kept.score,
+                "feature": kept.feature,
+                "samples": kept.samples,
+                "scores": kept.scores,
+                "consecutive": consecutive,
+                "message": message,
+            }
+        )
         if was_detected and not same_version:  # the old version's verdict does not carry over to this one
             unmeasured = f"version {check.version} serves now; its drift is not measured yet"
             _condition(status, meta, stamp, "Unknown", "NewVersion", unmeasured)
-        if previous.get("message") != message:
+        if previous.message != message:
             plan.events.append(Event("DriftCheckFailed", message, "Warning"))
         return
-    report = check.report
-    top = report.top
+    report, top = check.report, check.report.top
     if top is None:
-        value, reason = ("True", "DriftDetected") if was_detected and same_version else ("Unknown", "NotEnoughSamples")
-        message = report.message if value == "Unknown" else previous.get("message") or report.message
-        status["drift"] = {
-            **drift,
-            "score": None,
-            "feature": None,
-            "scores": None,
-            "samples": report.samples,
-            "consecutive": consecutive,
-            "message": report.message,
-        }
+        keep = was_detected and same_version
+        value: ConditionStatus = "True" if keep else "Unknown"
+        reason = "DriftDetected" if keep else "NotEnoughSamples"
+        message = report.message if value == "Unknown" else previous.message or report.message
+        status.drift = base.model_copy(
+            update={"samples": report.samples, "consecutive": consecutive, "message": report.message}
+        )
         _condition(status, meta, stamp, value, reason, message)
         return
     consecutive = consecutive + 1 if top.score > threshold else 0
     detected = consecutive >= needed
     comparison = ">" if top.score > threshold else "<="
     message = (
-        f"{top.feature}: {drift['method']} {top.score:.3f} {comparison} {threshold:g}"
-        f" ({min(consecutive, needed)}/{needed} windows of {settings['window']}, {top.samples} samples)"
+        f"{top.feature}: {base.method} {top.score:.3f} {comparison} {threshold:g}"
+        f" ({min(consecutive, needed)}/{needed} windows of {drift.window}, {top.samples} samples)"
     )
-    status["drift"] = {
-        **drift,
-        "score": round(top.score, 6),
-        "feature": top.feature,
-        "scores": {s.feature: round(s.score, 6) for s in report.scores},
-        "samples": report.samples,
-        "consecutive": consecutive,
-        "message": message,
-    }
+    status.drift = base.model_copy(
+        update={
+            "score": round(top.score, 6),
+            "feature": top.feature,
+            "scores": {s.feature: round(s.score, 6) for s in report.scores},
+            "samples": report.samples,
+            "consecutive": consecutive,
+            "message": message,
+        }
+    )
     if detected:
         _condition(status, meta, stamp, "True", "DriftDetected", message)
         if not was_detected:
@@ -144,12 +199,15 @@ def _record(plan: Plan, status: Obj, settings: Obj, check: DriftCheck, meta: Met
             plan.events.append(Event("DriftCleared", f"version {check.version}: {message}"))
 
 
-def _condition(status: Obj, meta: Meta, stamp: str, value: str, reason: str, message: str) -> None:
-    status["conditions"] = set_condition(
-        status.get("conditions"), CONDITION, value, reason, message, generation=meta.generation, now=stamp
+def _condition(
+    status: DeploymentStatus, meta: Meta, stamp: str, value: ConditionStatus, reason: str, message: str
+) -> None:
+    status.conditions = set_typed(
+        status.conditions, CONDITION, value, reason, message, generation=meta.generation, now=stamp
     )
 
 
-def drift_detected(status: Obj) -> bool:
+def drift_detected(status: DeploymentStatus) -> bool:
     """True while the DriftDetected condition is True."""
-    return (find_condition(status.get("conditions"), CONDITION) or {}).get("status") == "True"
+    condition = find_typed(status.conditions, CONDITION)
+    return condition is not None and condition.status == "True"

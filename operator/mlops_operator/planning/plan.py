@@ -20,7 +20,7 @@ class Event:
 
 @dataclass
 class Plan:
-    """The outcome of one planning pass; the controller applies it in field order."""
+    """The outcome of one planning pass; `Runtime.apply` documents the order in which it is carried out."""
 
     status: Obj
     creates: list[Obj] = field(default_factory=list)  # created (idempotently, by name) before status is written
@@ -28,8 +28,8 @@ class Plan:
     applies: list[Obj] = field(default_factory=list)  # created or patched to this spec after status is written
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None  # seconds; None: wait for the next watch event
-    alias_moves: list[tuple[str, str, int]] = field(default_factory=list)  # (registered model, alias, version)
-    related_status: list[tuple[str, str, str, Obj]] = field(default_factory=list)  # (kind, ns, name, status patch)
+    # Outside effects, made after the status that records them was written: (registered model, alias, version).
+    alias_moves: list[tuple[str, str, int]] = field(default_factory=list)
     wake: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, ns, name) to reconcile afterwards
 
 

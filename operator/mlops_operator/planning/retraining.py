@@ -1,5 +1,8 @@
 """Drift-triggered retraining planning: whether to start a TrainingRun, what it is, and how the last one went.
 
+Why did this TrainingRun appear? `plan_retraining` is the one function that decides it: DriftDetected
+on the serving version, retraining enabled, the cooldown passed and nothing in flight.
+
 Exactly one run per cooldown: the decision (run name, time, cause) is written to the Deployment's
 status with the read resourceVersion as precondition *before* the TrainingRun is created, and the
 name derives from the decision time. A second operator replica loses the status write (409); a
@@ -9,39 +12,25 @@ restarted operator finds the decision in status and creates the same run by name
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from .. import contract
 from ..api.common import API_VERSION, parse_duration
+from ..api.deployment import DeploymentSpec, DeploymentStatus, Retraining, RetrainingStatus
 from ..api.trainingrun import TrainingRunSpec
-from .monitoring import drift_detected, drift_settings
+from .monitoring import drift_detected, drift_of
+from .observed import DeploymentObserved, RetrainingObserved
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
-from .trainingrun import ANNOTATION_DATA_NOT_BEFORE, label_value
+from .trainingrun import label_value
 
-LABEL_TRIGGER = "mlops.dev/triggered-by"
-LABEL_DEPLOYMENT = "mlops.dev/deployment"
-ANNOTATION_PREFIX = "mlops.dev/drift-"
 FINAL_VERSION_PHASES = ("Promoted", "Rejected", "RolledBack", "Superseded")
 
 
-@dataclass(frozen=True)
-class RetrainingObserved:
-    """The last retraining run and its ModelVersion (store summaries), and the run spec to retrain with."""
-
-    last_run: Obj | None = None
-    last_version: Obj | None = None
-    source_spec: Obj | None = None  # the spec of the TrainingRun behind the serving version, if one made it
-    source_error: str | None = None
-
-
-def retraining_settings(spec: Obj) -> Obj | None:
-    """spec.retraining with defaults; None when retraining is off."""
-    retraining = spec.get("retraining") or {}
-    if not retraining.get("enabled"):
-        return None
-    return {"cooldown": retraining.get("cooldown", "6h"), "template": retraining.get("trainingRunTemplate")}
+def retraining_of(spec: DeploymentSpec) -> Retraining | None:
+    """spec.retraining when enabled (defaults from the API model); None when retraining is off."""
+    return spec.retraining if spec.retraining is not None and spec.retraining.enabled else None
 
 
 def run_name(deployment: str, decided: datetime) -> str:
@@ -49,37 +38,44 @@ def run_name(deployment: str, decided: datetime) -> str:
     return dns_name(deployment, "retrain", decided.strftime("%Y%m%d-%H%M%S"))
 
 
-def in_cooldown(status: Obj, cooldown: str, now: datetime) -> bool:
+def in_cooldown(status: DeploymentStatus, cooldown: str, now: datetime) -> bool:
     """True while the last decision is younger than the cooldown."""
-    decided = parse_time(status.get("lastRetrainingAt"))
+    decided = parse_time(status.last_retraining_at)
     return decided is not None and (now - decided).total_seconds() < parse_duration(cooldown).total_seconds()
 
 
-def wants_new_run(status: Obj, spec: Obj, now: datetime) -> bool:
+def wants_new_run(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
     """True when drift on the serving version calls for a run and the cooldown allows one (no reads needed)."""
-    settings = retraining_settings(spec)
+    retraining = retraining_of(spec)
     return (
-        settings is not None
+        retraining is not None
         and drift_detected(status)
-        and (status.get("drift") or {}).get("version") == status.get("stableVersion")
-        and not in_cooldown(status, settings["cooldown"], now)
+        and (status.drift.version if status.drift else None) == status.stable_version
+        and not in_cooldown(status, retraining.cooldown, now)
     )
 
 
-def resolve_template(spec: Obj, source_spec: Obj | None, source_error: str | None) -> tuple[Obj | None, str | None]:
+def needs_source_spec(spec: DeploymentSpec, status: DeploymentStatus, decided_missing: bool, now: datetime) -> bool:
+    """True when this pass may create a run from the serving version's run spec, so it must be read."""
+    retraining = retraining_of(spec)
+    if retraining is None or retraining.training_run_template is not None or status.stable_version is None:
+        return False
+    return wants_new_run(spec, status, now) or (decided_missing and in_cooldown(status, retraining.cooldown, now))
+
+
+def resolve_template(spec: DeploymentSpec, obs: RetrainingObserved) -> tuple[Obj | None, str | None]:
     """The TrainingRun spec to retrain with, validated by the API model; or why there is none."""
-    settings = retraining_settings(spec) or {}
-    if not spec["model"].get("alias"):
+    retraining = retraining_of(spec)
+    if not spec.model.alias:
         return None, "the Deployment is pinned to a version (spec.model.version); serve an alias to retrain"
-    explicit = settings.get("template")
-    template = copy.deepcopy(explicit or source_spec)
+    explicit = retraining.training_run_template if retraining is not None else None
+    template = copy.deepcopy(explicit or obs.source_spec)
     if template is None:
-        return None, source_error or "no trainingRunTemplate and no TrainingRun produced the serving version"
-    model = spec["model"]
-    template.setdefault("registeredModel", model["registeredModel"])
-    if model.get("alias") and not (template.get("promotion") or {}).get("alias"):
+        return None, obs.source_error or "no trainingRunTemplate and no TrainingRun produced the serving version"
+    template.setdefault("registeredModel", spec.model.registered_model)
+    if not (template.get("promotion") or {}).get("alias"):
         # A promotion without an alias would default to "production", not the alias this Deployment serves.
-        template["promotion"] = {**(template.get("promotion") or {}), "alias": model["alias"]}
+        template["promotion"] = {**(template.get("promotion") or {}), "alias": spec.model.alias}
     try:
         TrainingRunSpec.model_validate(template)
     except ValidationError as error:
@@ -89,13 +85,13 @@ def resolve_template(spec: Obj, source_spec: Obj | None, source_error: str | Non
     return template, None
 
 
-def training_run(body: Obj, name: str, template: Obj, cause: Obj) -> Obj:
+def training_run(meta: Meta, name: str, template: Obj, cause: RetrainingStatus) -> Obj:
     """The TrainingRun a decision stands for, labelled and annotated with its cause."""
-    meta = Meta.of(body)
-    annotations = {f"{ANNOTATION_PREFIX}{key}": str(cause[key]) for key in ("feature", "method", "score", "window")}
-    annotations[f"{ANNOTATION_PREFIX}deployment"] = meta.name
-    annotations[f"{ANNOTATION_PREFIX}version"] = str(cause["version"])
-    annotations[ANNOTATION_DATA_NOT_BEFORE] = cause["decidedAt"]
+    values = {"feature": cause.feature, "method": cause.method, "score": cause.score, "window": cause.window}
+    annotations = {f"{contract.ANNOTATION_DRIFT_PREFIX}{key}": str(value) for key, value in values.items()}
+    annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}deployment"] = meta.name
+    annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}version"] = str(cause.version)
+    annotations[contract.ANNOTATION_DATA_NOT_BEFORE] = cause.decided_at or ""
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingRun",
@@ -103,9 +99,9 @@ def training_run(body: Obj, name: str, template: Obj, cause: Obj) -> Obj:
             "name": name,
             "namespace": meta.namespace,
             "labels": {
-                LABEL_TRIGGER: "drift",
-                LABEL_DEPLOYMENT: label_value(meta.name),
-                f"{ANNOTATION_PREFIX}feature": label_value(str(cause["feature"])),
+                contract.LABEL_TRIGGER: "drift",
+                contract.LABEL_DEPLOYMENT: label_value(meta.name),
+                f"{contract.ANNOTATION_DRIFT_PREFIX}feature": label_value(str(cause.feature)),
             },
             "annotations": annotations,
         },
@@ -126,55 +122,61 @@ def in_flight(obs: RetrainingObserved) -> bool:
     return version_phase not in FINAL_VERSION_PHASES
 
 
-def plan_retraining(plan: Plan, body: Obj, obs: RetrainingObserved, now: datetime) -> None:
+def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
     """Report the last run's outcome; re-create a decided run that is missing; decide a new one when due."""
-    settings, status = retraining_settings(body["spec"]), plan.status
-    if settings is None:
+    retraining, observed = retraining_of(obs.spec), obs.retraining
+    if retraining is None:
         return
-    retraining = dict(status.get("retraining") or {})
-    if retraining.get("run"):
-        _report_outcome(plan, retraining, obs)
-        if obs.last_run is None and in_cooldown(status, settings["cooldown"], now):
+    last = status.retraining.model_copy() if status.retraining else None
+    if last is not None and last.run:
+        _report_outcome(plan, last, observed)
+        if observed.last_run is None and in_cooldown(status, retraining.cooldown, now):
             # Decided (status says so) but not created: the operator stopped in between. Same name, same cause.
-            template, _ = resolve_template(body["spec"], obs.source_spec, obs.source_error)
+            template, _ = resolve_template(obs.spec, observed)
             if template is not None:
-                plan.creates_after_status.append(training_run(body, retraining["run"], template, retraining))
-    if not wants_new_run(status, body["spec"], now) or in_flight(obs):
-        status["retraining"] = retraining or None
+                plan.creates_after_status.append(training_run(obs.meta, last.run, template, last))
+            elif not observed.source_read:
+                plan.requeue_after = 0.5
+    status.retraining = last
+    if not wants_new_run(obs.spec, status, now) or in_flight(observed):
         return
-    template, error = resolve_template(body["spec"], obs.source_spec, obs.source_error)
+    if retraining.training_run_template is None and obs.spec.model.alias and not observed.source_read:
+        plan.requeue_after = 0.5  # drift was confirmed this pass: read the serving run's spec on the next one
+        return
+    template, error = resolve_template(obs.spec, observed)
     if template is None:
         message = f"drift calls for retraining, but {error}"
-        if retraining.get("message") != message:
+        if (last.message if last else None) != message:
             plan.events.append(Event("RetrainingImpossible", message, "Warning"))
-        status["retraining"] = {**retraining, "message": message}
+        status.retraining = (last or RetrainingStatus()).model_copy(update={"message": message})
         return
-    drift, stamp = status.get("drift") or {}, rfc3339(now)
-    name = run_name(Meta.of(body).name, now)
-    cause = {
-        "run": name,
-        "decidedAt": stamp,
-        "feature": drift.get("feature"),
-        "method": drift.get("method"),
-        "score": drift.get("score"),
-        "window": (drift_settings(body["spec"]) or {}).get("window"),
-        "version": drift.get("version"),
-        "phase": "Pending",
-        "modelVersion": None,
-        "message": f"TrainingRun {name} created because of drift in {drift.get('feature')}",
-    }
-    status.update(retraining=cause, lastRetrainingRun=name, lastRetrainingAt=stamp)
-    plan.creates_after_status.append(training_run(body, name, template, cause))
+    drift, stamp = status.drift, rfc3339(now)
+    assert drift is not None  # wants_new_run: DriftDetected on the serving version
+    name = run_name(obs.meta.name, now)
+    monitored = drift_of(obs.spec)
+    cause = RetrainingStatus(
+        run=name,
+        decided_at=stamp,
+        feature=drift.feature,
+        method=drift.method,
+        score=drift.score,
+        window=monitored.window if monitored else None,
+        version=drift.version,
+        phase="Pending",
+        message=f"TrainingRun {name} created because of drift in {drift.feature}",
+    )
+    status.retraining, status.last_retraining_run, status.last_retraining_at = cause, name, stamp
+    plan.creates_after_status.append(training_run(obs.meta, name, template, cause))
     plan.events.append(
         Event(
             "RetrainingTriggered",
-            f"created TrainingRun {name}: {drift.get('method')} {drift.get('score')} on {drift.get('feature')}"
-            f" over {cause['window']} (version {drift.get('version')})",
+            f"created TrainingRun {name}: {drift.method} {drift.score} on {drift.feature}"
+            f" over {cause.window} (version {drift.version})",
         )
     )
 
 
-def _report_outcome(plan: Plan, retraining: Obj, obs: RetrainingObserved) -> None:
+def _report_outcome(plan: Plan, retraining: RetrainingStatus, obs: RetrainingObserved) -> None:
     """Mirror the last run's progress into status; a failure or rejection gets a Warning Event once."""
     if obs.last_run is None:
         return
@@ -183,7 +185,7 @@ def _report_outcome(plan: Plan, retraining: Obj, obs: RetrainingObserved) -> Non
     version_status = (obs.last_version or {}).get("status") or {}
     version_phase = version_status.get("phase")
     if phase == "Failed":
-        message = f"TrainingRun {retraining['run']} failed: {run_status.get('message') or 'see its status'}"
+        message = f"TrainingRun {retraining.run} failed: {run_status.get('message') or 'see its status'}"
         reason = "RetrainingFailed"
     elif version_phase in ("Rejected", "RolledBack"):
         why = version_status.get("message") or version_phase.lower()
@@ -192,10 +194,11 @@ def _report_outcome(plan: Plan, retraining: Obj, obs: RetrainingObserved) -> Non
     elif version_phase in ("Promoted", "Superseded"):
         message, reason = f"retrained {version_name} was promoted", ""
     else:
-        message = f"TrainingRun {retraining['run']}: {phase}"
+        message = f"TrainingRun {retraining.run}: {phase}"
         if version_name:
             message += f", {version_name} {version_phase or 'Registered'}"
         reason = ""
-    if reason and retraining.get("message") != message:
+    if reason and retraining.message != message:
         plan.events.append(Event(reason, message, "Warning"))
-    retraining.update(phase=phase, modelVersion=version_name, modelVersionPhase=version_phase, message=message)
+    retraining.phase, retraining.model_version = phase, version_name
+    retraining.model_version_phase, retraining.message = version_phase, message

@@ -1,275 +1,282 @@
-"""Deployment planning: which version serves, the canary's step, analysis verdicts, rollback and promotion.
+"""Deployment rollout planning: which version serves, the canary's step, verdicts, deadlines, rollback, alias.
 
 All rollout state lives in status; the serving objects are derived from (spec, status) alone, so a
 restarted operator continues exactly where the status says — it never repeats or reverses a step.
+Outside effects are recorded first: an alias move is written to `status.aliasMove` (intent), made
+after that write succeeded, and cleared once MLflow shows it (done); a rollback is recorded in
+`status.rollbacks`, from which the ModelVersion controller marks the version RolledBack.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..api.common import parse_duration
-from .conditions import set_condition
-from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
-from .serving import ServerSettings, served_version, server_deployment, service, split_replicas
+from ..api.deployment import AliasMove, AnalysisResult, DeploymentSpec, DeploymentStatus, Rollback, ServedInterval
+from .analysis import NO_PROMETHEUS, judge_all
+from .observed import DeploymentObserved
+from .plan import Event, Obj, Plan, parse_time, rfc3339
+from .serving import served_version, server_deployment, service, split_replicas
 
 STEADY_RESYNC_SECONDS = 60.0
+MAX_HISTORY = 20
+MAX_ROLLBACKS = 10
+CANARY_FIELDS = ("canary_version", "canary_weight", "step", "step_started_at", "step_analysis_passed")
 
 
-@dataclass(frozen=True)
-class Observed:
-    """What the controller read before planning."""
-
-    holder: int | None = None  # the alias holder in MLflow (alias mode)
-    approved: dict[int, str] = field(default_factory=dict)  # version -> ModelVersion name, Approved for the alias
-    stable: Obj | None = None  # the observed apps/v1 Deployments
-    canary: Obj | None = None
-    stable_ready: int = 0
-    canary_ready: int = 0
-    analysis: list[Obj] | None = None  # results of this pass's queries; None when none were due
+def _seconds(duration: str | None) -> float:
+    return parse_duration(duration).total_seconds() if duration else 0.0
 
 
-def canary_settings(spec: Obj) -> tuple[list[Obj], Obj]:
-    """The canary steps and analysis settings, with defaults applied."""
-    canary = (spec.get("strategy") or {}).get("canary") or {}
-    steps = canary.get("steps") or [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}, {"weight": 100}]
-    return steps, canary.get("analysis") or {}
-
-
-def analysis_due(body: Obj, now: datetime) -> bool:
-    """True while a canary runs and the last analysis is at least one interval old."""
-    spec, status = body["spec"], body.get("status") or {}
-    _, analysis = canary_settings(spec)
-    if status.get("canaryVersion") is None or not analysis.get("metrics"):
+def analysis_due(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
+    """True while a canary runs with analysis metrics and the last analysis is at least one interval old."""
+    analysis = spec.strategy.canary.analysis
+    if status.canary_version is None or not analysis.metrics:
         return False
-    since = parse_time(status.get("lastAnalysisAt")) or parse_time(status.get("stepStartedAt"))
-    interval = parse_duration(analysis.get("interval", "30s")).total_seconds()
-    return since is None or (now - since).total_seconds() >= interval
+    since = parse_time(status.last_analysis_at) or parse_time(status.step_started_at)
+    return since is None or (now - since).total_seconds() >= _seconds(analysis.interval)
 
 
-def choose_target(spec: Obj, status: Obj, obs: Observed) -> int | None:
+def rolled_back_versions(status: DeploymentStatus) -> set[int]:
+    """Every version whose canary this Deployment aborted (and still remembers)."""
+    versions = {r.version for r in status.rollbacks or []}
+    return versions | ({status.rolled_back_version} if status.rolled_back_version is not None else set())
+
+
+def choose_target(obs: DeploymentObserved, status: DeploymentStatus) -> int | None:
     """The version that should serve: the pinned one, else the newest Approved candidate, else the alias holder."""
-    model = spec["model"]
-    if model.get("version"):
-        return int(model["version"])
-    skip = {status.get("stableVersion"), status.get("rolledBackVersion")}
+    if obs.spec.model.version:
+        return obs.spec.model.version
+    skip = rolled_back_versions(status) | {status.stable_version}
     candidates = [v for v in obs.approved if v not in skip]
-    return max(candidates) if candidates else obs.holder
+    return max(candidates) if candidates else obs.holder_version
 
 
-def plan_deployment(body: Obj, obs: Observed, now: datetime, settings: ServerSettings) -> Plan:
-    """Next rollout status and the serving objects it implies."""
-    meta, spec = Meta.of(body), body["spec"]
-    status = dict(body.get("status") or {})
-    plan, stamp = Plan(status=status), rfc3339(now)
-    status["observedGeneration"] = meta.generation
-    target = choose_target(spec, status, obs)
-    stable, canary = status.get("stableVersion"), status.get("canaryVersion")
-    steps, analysis = canary_settings(spec)
+def plan_rollout(
+    plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime, problems: list[tuple[str, str]]
+) -> None:
+    """Advance the rollout one pass: first version, canary start, step, verdict, deadline, completion, alias.
+
+    `problems` collects (reason, message) for the Degraded condition: what holds the rollout that a person must fix.
+    """
+    stamp = rfc3339(now)
+    target = choose_target(obs, status)
+    stable, canary = status.stable_version, status.canary_version
     if stable is None:
         if target is not None:
             _serve(status, target, stamp)
             plan.events.append(Event("Serving", f"serving version {target} as stable"))
     elif canary is None:
-        if target is not None and target not in (stable, status.get("rolledBackVersion")):
-            _start_canary(plan, target, stamp, steps)
+        if target is not None and target != stable and target not in rolled_back_versions(status):
+            _start_canary(plan, status, obs, target, stamp, problems)
     elif target is not None and target not in (canary, stable):
-        _start_canary(plan, target, stamp, steps)  # a newer candidate replaces the running canary
+        _start_canary(plan, status, obs, target, stamp, problems)  # a newer candidate replaces the running canary
     elif target == stable:
-        status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None, stepAnalysisPassed=None)
+        _clear_canary(status)
         plan.events.append(Event("CanaryCancelled", f"version {stable} is wanted again; canary {canary} removed"))
     else:
-        _progress_canary(plan, obs, now, steps, analysis, body)
-    _finish_first_rollout(plan, obs, spec, meta.namespace)
-    _conditions_and_phase(plan, obs, meta, stamp, spec)
-    plan.applies.extend(_children(body, plan.status, obs, settings))
-    if plan.status.get("canaryVersion") is not None:
-        plan.requeue_after = _next_wakeup(plan.status, now, steps, analysis)
-    elif spec["model"].get("alias"):
-        plan.requeue_after = STEADY_RESYNC_SECONDS  # notice alias moves made outside the operator
-    return plan
+        _progress_canary(plan, status, obs, now)
+    _finish_first_rollout(plan, status, obs, stamp)
+    _alias_effects(plan, status, obs)
 
 
-def _serve(status: Obj, version: int, stamp: str) -> None:
-    history = [dict(h) for h in status.get("history") or []]
-    if history and history[-1].get("to") is None:
-        history[-1]["to"] = stamp
-    history.append({"version": version, "from": stamp})
-    status.update(stableVersion=version, history=history[-20:])
+def _serve(status: DeploymentStatus, version: int, stamp: str) -> None:
+    history = [h.model_copy() for h in status.history or []]
+    if history and history[-1].to is None:
+        history[-1].to = stamp
+    history.append(ServedInterval.model_validate({"version": version, "from": stamp}))
+    status.stable_version, status.history = version, history[-MAX_HISTORY:]
 
 
-def _start_canary(plan: Plan, version: int, stamp: str, steps: list[Obj]) -> None:
-    plan.status.update(
-        canaryVersion=version,
-        step=0,
-        canaryWeight=steps[0]["weight"],
-        stepStartedAt=stamp,
-        stepAnalysisPassed=False,
-        analysisFailures=0,
-        lastAnalysisAt=None,
-        analysis=None,
-        rolledBackVersion=None,
-    )
-    plan.events.append(Event("CanaryStarted", f"canary of version {version} at {steps[0]['weight']}%"))
+def _clear_canary(status: DeploymentStatus) -> None:
+    for name in CANARY_FIELDS:
+        setattr(status, name, None)
 
 
-def _progress_canary(plan: Plan, obs: Observed, now: datetime, steps: list[Obj], analysis: Obj, body: Obj) -> None:
-    status, stamp = plan.status, rfc3339(now)
-    canary, step = int(status["canaryVersion"]), int(status.get("step") or 0)
-    if obs.analysis is not None:
-        failed = [r for r in obs.analysis if r.get("passed") is False]
-        status.update(
-            analysis=obs.analysis,
-            lastAnalysisAt=stamp,
-            analysisFailures=int(status.get("analysisFailures") or 0) + (1 if failed else 0),
-        )
-        limit = max(1, int(analysis.get("failureLimit", 2)))
-        if failed and status["analysisFailures"] >= limit:
-            _abort(plan, canary, failed, body, obs, stamp)
+def _start_canary(
+    plan: Plan,
+    status: DeploymentStatus,
+    obs: DeploymentObserved,
+    version: int,
+    stamp: str,
+    problems: list[tuple[str, str]],
+) -> None:
+    canary = obs.spec.strategy.canary
+    if canary.analysis.metrics and not obs.prometheus_url:
+        # Configuration that can never work holds the candidate where it is and says so, instead of a silent wait.
+        problems.append(("AnalysisNotConfigured", f"canary of version {version} not started: {NO_PROMETHEUS}"))
+        return
+    first = canary.steps[0].weight
+    status.canary_version, status.step, status.canary_weight, status.step_started_at = version, 0, first, stamp
+    status.step_analysis_passed, status.analysis_failures, status.analysis_errors = False, 0, 0
+    status.last_analysis_at, status.analysis, status.rolled_back_version = None, None, None
+    plan.events.append(Event("CanaryStarted", f"canary of version {version} at {first}%"))
+
+
+def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
+    canary_spec, stamp = obs.spec.strategy.canary, rfc3339(now)
+    analysis, steps = canary_spec.analysis, canary_spec.steps
+    canary, step = int(status.canary_version or 0), min(int(status.step or 0), len(steps) - 1)
+    results = _analysis_results(obs, now)
+    if results is not None:
+        failed = [r for r in results if r.passed is False]
+        erred = [r for r in results if r.error is not None]
+        status.analysis, status.last_analysis_at = results, stamp
+        status.analysis_failures = int(status.analysis_failures or 0) + (1 if failed else 0)
+        status.analysis_errors = int(status.analysis_errors or 0) + 1 if erred else 0
+        if failed and status.analysis_failures >= max(1, analysis.failure_limit):
+            _abort(plan, status, obs, canary, "AnalysisFailed", _reasons(failed), stamp)
             return
-        if obs.analysis and all(r.get("passed") is True for r in obs.analysis):
-            status["stepAnalysisPassed"] = True
-    replicas = int(body["spec"].get("replicas", 2))
-    wanted = split_replicas(replicas, steps[step]["weight"])[1]
-    started = parse_time(status.get("stepStartedAt")) or now
-    pause = parse_duration(steps[step]["pause"]).total_seconds() if steps[step].get("pause") else 0.0
-    if obs.canary_ready < wanted or (now - started).total_seconds() < pause:
+        if erred and status.analysis_errors >= analysis.consecutive_error_limit:
+            why = f"{status.analysis_errors} analyses in a row could not run: {_reasons(erred)}"
+            _abort(plan, status, obs, canary, "AnalysisErrors", why, stamp)
+            return
+        if results and all(r.passed is True for r in results):
+            status.step_analysis_passed = True
+    wanted = split_replicas(obs.spec.replicas, steps[step].weight)[1]
+    started = parse_time(status.step_started_at) or now
+    elapsed, pause = (now - started).total_seconds(), _seconds(steps[step].pause)
+    deadline = _seconds(canary_spec.progress_deadline)
+    if obs.tracks.canary_ready < wanted:
+        if elapsed > deadline:
+            why = (
+                f"{obs.tracks.canary_ready}/{wanted} canary pods Ready {canary_spec.progress_deadline} after step"
+                f" {step + 1} started (progressDeadline)"
+            )
+            _abort(plan, status, obs, canary, "CanaryNotReady", why, stamp)
+        return
+    if elapsed < pause:
         return
     # "No data yet" is not a pass: a step with analysis ends only after one analysis judged every metric
-    # and all passed (a canary without traffic waits, as Argo Rollouts pauses on inconclusive results).
-    if analysis.get("metrics") and not status.get("stepAnalysisPassed"):
+    # and all passed; past the deadline the canary aborts instead of waiting forever.
+    if analysis.metrics and not status.step_analysis_passed:
+        if elapsed > pause + deadline:
+            missing = [r for r in status.analysis or [] if r.passed is None and r.error is None]
+            reason = "NoAnalysisData" if missing or not status.analysis else "ProgressDeadlineExceeded"
+            detail = _reasons(missing) if missing else "no analysis passed"
+            why = f"{detail} within {canary_spec.progress_deadline} of step {step + 1} (progressDeadline)"
+            _abort(plan, status, obs, canary, reason, why, stamp)
         return
     if step + 1 < len(steps):
-        status.update(
-            step=step + 1, canaryWeight=steps[step + 1]["weight"], stepStartedAt=stamp, stepAnalysisPassed=False
-        )
-        plan.events.append(Event("CanaryStep", f"version {canary} at {steps[step + 1]['weight']}%"))
+        status.step, status.canary_weight = step + 1, steps[step + 1].weight
+        status.step_started_at, status.step_analysis_passed = stamp, False
+        plan.events.append(Event("CanaryStep", f"version {canary} at {steps[step + 1].weight}%"))
         return
     _serve(status, canary, stamp)
-    status.update(canaryVersion=None, canaryWeight=None, step=None, stepStartedAt=None, stepAnalysisPassed=None)
-    model = body["spec"]["model"]
-    if model.get("alias"):
-        plan.alias_moves.append((model["registeredModel"], model["alias"], canary))
+    _clear_canary(status)
+    model = obs.spec.model
+    if model.alias:
+        status.alias_move = AliasMove(
+            registered_model=model.registered_model,
+            alias=model.alias,
+            version=canary,
+            decided_at=stamp,
+            reason="canary completed",
+        )
     plan.events.append(Event("CanaryCompleted", f"version {canary} is stable"))
-    name = obs.approved.get(canary)
+    _wake_version(plan, obs, canary)
+
+
+def _analysis_results(obs: DeploymentObserved, now: datetime) -> list[AnalysisResult] | None:
+    """This pass's verdicts, if an analysis was due and could be judged (readings, or no Prometheus at all)."""
+    analysis = obs.spec.strategy.canary.analysis
+    if not analysis_due(obs.spec, obs.status, now):
+        return None
+    if not obs.prometheus_url:
+        return [
+            AnalysisResult(name=m.name, error=NO_PROMETHEUS, message=f"{m.name}: {NO_PROMETHEUS}")
+            for m in analysis.metrics
+        ]
+    if obs.analysis is None:  # not read: no canary pod was Ready yet
+        return None
+    return judge_all(analysis, obs.analysis)
+
+
+def _reasons(results: list[AnalysisResult]) -> str:
+    return "; ".join(r.message or r.name for r in results)
+
+
+def _abort(
+    plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, canary: int, reason: str, why: str, stamp: str
+) -> None:
+    _clear_canary(status)
+    message = f"canary of version {canary} rolled back: {why}"
+    rollbacks = [*(status.rollbacks or []), Rollback(version=canary, reason=reason, message=message, at=stamp)]
+    status.rollbacks, status.rolled_back_version, status.message = rollbacks[-MAX_ROLLBACKS:], canary, message
+    plan.events.append(Event("RolledBack", message, "Warning"))
+    _wake_version(plan, obs, canary)
+
+
+def _wake_version(plan: Plan, obs: DeploymentObserved, version: int) -> None:
+    """Let the ModelVersion of `version` re-read this Deployment's status (Promoted or RolledBack follows)."""
+    name = obs.approved.get(version)
     if name:
-        plan.wake.append(("ModelVersion", body["metadata"]["namespace"], name))
+        plan.wake.append(("ModelVersion", obs.meta.namespace, name))
 
 
-def _abort(plan: Plan, canary: int, failed: list[Obj], body: Obj, obs: Observed, now: str) -> None:
-    status = plan.status
-    reason = "; ".join(r.get("message") or r["name"] for r in failed)
-    status.update(
-        canaryVersion=None,
-        canaryWeight=None,
-        step=None,
-        stepStartedAt=None,
-        stepAnalysisPassed=None,
-        rolledBackVersion=canary,
-        message=f"canary of version {canary} rolled back: {reason}",
-    )
-    plan.events.append(Event("RolledBack", status["message"], "Warning"))
-    name = obs.approved.get(canary)
-    if name:
-        message = f"the canary was rolled back: {reason}"
-        ready = {"type": "Ready", "status": "False", "reason": "RolledBack", "message": message}
-        rolled_back = {"phase": "RolledBack", "message": message, "conditions": [{**ready, "lastTransitionTime": now}]}
-        plan.related_status.append(("ModelVersion", body["metadata"]["namespace"], name, rolled_back))
-
-
-def _finish_first_rollout(plan: Plan, obs: Observed, spec: Obj, namespace: str) -> None:
+def _finish_first_rollout(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, stamp: str) -> None:
     """The very first version served from an approval takes the alias once it is fully ready."""
-    status, model = plan.status, spec["model"]
-    stable = status.get("stableVersion")
-    if not model.get("alias") or stable is None or obs.holder == stable or stable not in obs.approved:
+    model, stable = obs.spec.model, status.stable_version
+    if not model.alias or stable is None or obs.holder_error is not None or obs.holder_version == stable:
         return
-    if status.get("canaryVersion") is None and obs.stable_ready >= int(spec.get("replicas", 2)):
-        plan.alias_moves.append((model["registeredModel"], model["alias"], stable))
-        plan.wake.append(("ModelVersion", namespace, obs.approved[stable]))
-
-
-def _conditions_and_phase(plan: Plan, obs: Observed, meta: Meta, stamp: str, spec: Obj) -> None:
-    status = plan.status
-    replicas = int(spec.get("replicas", 2))
-    ready_total = obs.stable_ready + obs.canary_ready
-    status["readyReplicas"] = ready_total
-    status["endpoint"] = f"http://{meta.name}.{meta.namespace}.svc"
-
-    def cond(ctype: str, value: str, reason: str, message: str) -> None:
-        status["conditions"] = set_condition(
-            status.get("conditions"), ctype, value, reason, message, generation=meta.generation, now=stamp
+    if stable not in obs.approved or status.canary_version is not None or status.alias_move is not None:
+        return
+    if obs.tracks.stable_ready >= obs.spec.replicas:
+        status.alias_move = AliasMove(
+            registered_model=model.registered_model,
+            alias=model.alias,
+            version=stable,
+            decided_at=stamp,
+            reason="first rollout ready",
         )
 
-    canary, stable = status.get("canaryVersion"), status.get("stableVersion")
-    available = stable is not None and ready_total >= max(1, replicas) if replicas else stable is not None
-    cond(
-        "Available",
-        "True" if available else "False",
-        "MinimumReplicas" if available else "Unavailable",
-        f"{ready_total}/{replicas} replicas ready",
-    )
-    if stable is None:
-        message = f"no version of {spec['model']['registeredModel']} to serve yet"
-        if spec["model"].get("alias"):
-            message += f": none holds alias '{spec['model']['alias']}' or is Approved for it"
-        status.update(phase="Progressing", message=message)
-        cond("Progressing", "True", "WaitingForVersion", message)
-        cond("Ready", "False", "WaitingForVersion", message)
+
+def _alias_effects(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved) -> None:
+    """A recorded alias move is made (again) until MLflow shows it; then it is done and cleared."""
+    move = status.alias_move
+    if move is None:
         return
-    if canary is not None:
-        message = f"canary version {canary} at {status.get('canaryWeight')}% (step {int(status['step']) + 1})"
-        if canary_settings(spec)[1].get("metrics") and not status.get("stepAnalysisPassed"):
-            message += ", waiting for a passing analysis"
-        status.update(phase="Progressing", message=message)
-        cond("Progressing", "True", "CanaryProgressing", message)
-        cond("Ready", "False", "CanaryProgressing", message)
+    if obs.holder_error is None and obs.holder_version == move.version:
+        status.alias_move = None
+        plan.events.append(
+            Event("AliasMoved", f"alias '{move.alias}' of {move.registered_model} names version {move.version}")
+        )
+        _wake_version(plan, obs, move.version)
         return
-    rolled_back = status.get("rolledBackVersion")
-    if rolled_back is not None:
-        status["phase"] = "RolledBack"
-        cond("RolledBack", "True", "AnalysisFailed", status.get("message") or f"version {rolled_back} rolled back")
-    else:
-        cond("RolledBack", "False", "NoRollback", "no canary has been rolled back")
-    if obs.stable_ready >= replicas:
-        if rolled_back is None:
-            status.update(phase="Healthy", message=f"version {stable} serves on {obs.stable_ready} replicas")
-        cond("Progressing", "False", "Stable", f"version {stable} is stable")
-        cond("Ready", "True", "Stable", f"version {stable} serves on {obs.stable_ready}/{replicas} replicas")
-    else:
-        if rolled_back is None:
-            status.update(phase="Progressing", message=f"version {stable}: {obs.stable_ready}/{replicas} ready")
-        cond("Progressing", "True", "ScalingStable", f"version {stable}: {obs.stable_ready}/{replicas} ready")
-        cond("Ready", "False", "ScalingStable", f"version {stable}: {obs.stable_ready}/{replicas} ready")
+    plan.alias_moves.append((move.registered_model, move.alias, move.version))
 
 
-def _children(body: Obj, status: Obj, obs: Observed, settings: ServerSettings) -> list[Obj]:
-    replicas = int(body["spec"].get("replicas", 2))
-    stable_replicas, canary_replicas = split_replicas(replicas, status.get("canaryWeight"))
-    stable, canary = status.get("stableVersion"), status.get("canaryVersion")
-    canary_version = canary
-    if canary is None:
+def children(status: DeploymentStatus, obs: DeploymentObserved) -> list[Obj]:
+    """The Service and both tracks' apps/v1 Deployments for this status."""
+    replicas = obs.spec.replicas
+    stable_replicas, canary_replicas = split_replicas(replicas, status.canary_weight)
+    stable, canary_version = status.stable_version, status.canary_version
+    if canary_version is None:
         # Hand-over after a completed canary: its pods keep serving until the stable track is ready.
-        served = served_version(obs.canary)
-        if served is not None and served == stable and obs.stable_ready < replicas and obs.canary is not None:
-            canary_version, canary_replicas = served, int(obs.canary["spec"].get("replicas") or 0)
+        served = served_version(obs.tracks.canary)
+        if served is not None and served == stable and obs.tracks.stable_ready < replicas and obs.tracks.canary:
+            canary_version, canary_replicas = served, int(obs.tracks.canary["spec"].get("replicas") or 0)
         else:
             canary_version, canary_replicas = served, 0
     return [
-        service(body),
-        server_deployment(body, "stable", stable, stable_replicas, settings),
-        server_deployment(body, "canary", canary_version, canary_replicas, settings),
+        service(obs.meta),
+        server_deployment(obs.meta, obs.spec, "stable", stable, stable_replicas, obs.server),
+        server_deployment(obs.meta, obs.spec, "canary", canary_version, canary_replicas, obs.server),
     ]
 
 
-def _next_wakeup(status: Obj, now: datetime, steps: list[Obj], analysis: Obj) -> float:
-    """Seconds until the pause ends or the next analysis is due (at most 5 s: readiness is polled too)."""
-    step = steps[int(status.get("step") or 0)]
-    started = parse_time(status.get("stepStartedAt")) or now
+def next_wakeup(status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> float | None:
+    """Seconds until the pause ends, the next analysis or the deadline (at most 5 s while a canary runs)."""
+    if status.canary_version is None:
+        return STEADY_RESYNC_SECONDS if obs.spec.model.alias else None  # notice alias moves made elsewhere
+    canary_spec = obs.spec.strategy.canary
+    step = canary_spec.steps[min(int(status.step or 0), len(canary_spec.steps) - 1)]
+    started = parse_time(status.step_started_at) or now
+    elapsed = (now - started).total_seconds()
     waits = [5.0]
-    if step.get("pause"):
-        waits.append(parse_duration(step["pause"]).total_seconds() - (now - started).total_seconds())
-    if analysis.get("metrics"):
-        since = parse_time(status.get("lastAnalysisAt")) or started
-        waits.append(parse_duration(analysis.get("interval", "30s")).total_seconds() - (now - since).total_seconds())
+    if step.pause:
+        waits.append(_seconds(step.pause) - elapsed)
+    if canary_spec.analysis.metrics:
+        since = parse_time(status.last_analysis_at) or started
+        waits.append(_seconds(canary_spec.analysis.interval) - (now - since).total_seconds())
     return max(0.5, min(waits))

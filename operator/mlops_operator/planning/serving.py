@@ -7,15 +7,21 @@ import json
 import math
 from dataclasses import dataclass
 
-from .jobs import LABEL_MANAGED_BY, MANAGED_BY, harden
-from .plan import Obj, owner_reference
+from ..api.common import API_VERSION
+from ..api.deployment import DeploymentSpec
+from ..contract import (
+    ANNOTATION_SPEC_HASH,
+    LABEL_DEPLOYMENT,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL_VERSION,
+    LABEL_TRACK,
+    MANAGED_BY,
+)
+from .jobs import harden
+from .plan import Meta, Obj
 
 SERVER_PORT = 8080
 SERVICE_PORT = 80
-LABEL_DEPLOYMENT = "mlops.dev/deployment"
-LABEL_TRACK = "mlops.dev/track"
-LABEL_MODEL_VERSION = "mlops.dev/model-version"
-ANNOTATION_SPEC_HASH = "mlops.dev/spec-hash"
 TRACKS = ("stable", "canary")
 
 
@@ -46,19 +52,31 @@ def spec_hash(spec: Obj) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def server_deployment(body: Obj, track: str, version: int | None, replicas: int, settings: ServerSettings) -> Obj:
+def deployment_owner(meta: Meta) -> Obj:
+    """A controller ownerReference to a deployments.mlops.dev object, so its children are collected with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Deployment",
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def server_deployment(
+    meta: Meta, spec: DeploymentSpec, track: str, version: int | None, replicas: int, settings: ServerSettings
+) -> Obj:
     """The apps/v1 Deployment of one track, serving `version` of the registered model."""
-    meta, spec = body["metadata"], body["spec"]
-    model = spec["model"]["registeredModel"]
-    server = spec.get("server") or {}
-    selector = {LABEL_DEPLOYMENT: meta["name"], LABEL_TRACK: track}
+    model = spec.model.registered_model
+    selector = {LABEL_DEPLOYMENT: meta.name, LABEL_TRACK: track}
     labels = {**selector, LABEL_MANAGED_BY: MANAGED_BY, "app.kubernetes.io/name": "mlops-server"}
     pod_labels = {**labels, LABEL_MODEL_VERSION: str(version or 0)}
     env = [
         {"name": "MLFLOW_TRACKING_URI", "value": settings.tracking_uri},
         {"name": "MLOPS_TRACK", "value": track},
-        {"name": "MLOPS_DEPLOYMENT", "value": meta["name"]},
-        {"name": "MLOPS_NAMESPACE", "value": meta["namespace"]},
+        {"name": "MLOPS_DEPLOYMENT", "value": meta.name},
+        {"name": "MLOPS_NAMESPACE", "value": meta.namespace},
         {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
@@ -70,7 +88,7 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
         "args": [
             f"--model-uri=models:/{model}/{version}",
             f"--port={SERVER_PORT}",
-            f"--workers={server.get('workers', 1)}",
+            f"--workers={spec.server.workers}",
         ],
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
@@ -82,8 +100,8 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
             "failureThreshold": 6,
         },
     }
-    if server.get("resources"):
-        container["resources"] = server["resources"]
+    if spec.server.resources is not None:
+        container["resources"] = spec.server.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
     desired_spec: Obj = {
         "replicas": replicas if version is not None else 0,
         "selector": {"matchLabels": selector},
@@ -104,32 +122,31 @@ def server_deployment(body: Obj, track: str, version: int | None, replicas: int,
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": track_name(meta["name"], track),
-            "namespace": meta["namespace"],
+            "name": track_name(meta.name, track),
+            "namespace": meta.namespace,
             "labels": labels,
             "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [deployment_owner(meta)],
         },
         "spec": desired_spec,
     }
 
 
-def service(body: Obj) -> Obj:
+def service(meta: Meta) -> Obj:
     """One Service over both tracks, so traffic follows the replica ratio on any cluster."""
-    meta = body["metadata"]
     desired_spec = {
-        "selector": {LABEL_DEPLOYMENT: meta["name"]},
+        "selector": {LABEL_DEPLOYMENT: meta.name},
         "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": SERVER_PORT, "protocol": "TCP"}],
     }
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "labels": {LABEL_DEPLOYMENT: meta["name"], LABEL_MANAGED_BY: MANAGED_BY},
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "labels": {LABEL_DEPLOYMENT: meta.name, LABEL_MANAGED_BY: MANAGED_BY},
             "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [deployment_owner(meta)],
         },
         "spec": desired_spec,
     }

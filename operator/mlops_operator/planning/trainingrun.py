@@ -7,20 +7,22 @@ from datetime import datetime
 
 from .. import contract
 from ..api.common import API_VERSION
+from ..api.trainingrun import TrainingRunSpec
+from ..contract import (
+    ANNOTATION_DATA_NOT_BEFORE,
+    ANNOTATION_DATASET_VERSION,
+    ANNOTATION_RUN_ID,
+    LABEL_DATASET,
+    LABEL_REGISTERED_MODEL,
+    LABEL_TRAINING_RUN,
+)
 from ..integrations.mlflow import RunInfo
 from .conditions import set_condition
-from .jobs import ANNOTATION_DATASET_VERSION, JobOutcome, WorkerSettings, worker_job, worker_object
+from .jobs import JobOutcome, WorkerSettings, worker_job, worker_object
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
 TERMINAL = ("Succeeded", "Failed")
-LABEL_TRAINING_RUN = "mlops.dev/training-run"
-LABEL_DATASET = "mlops.dev/dataset"
-LABEL_REGISTERED_MODEL = "mlops.dev/registered-model"
-ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
-# A run with this annotation (RFC 3339) trains only on Dataset data checked at or after that time;
-# the Dataset re-checks its source when asked so (drift-triggered runs carry it).
-ANNOTATION_DATA_NOT_BEFORE = "mlops.dev/data-not-before"
 
 
 def training_job_name(meta: Meta) -> str:
@@ -168,7 +170,7 @@ def _conditions(status: Obj, meta: Meta, stamp: str, succeeded: str, reason: str
 
 
 def _training_job(body: Obj, dataset: Obj, name: str, version: str, settings: WorkerSettings) -> Obj:
-    spec = body["spec"]
+    spec = TrainingRunSpec.model_validate(body["spec"])  # defaults from the API model
     pinned = json.loads(worker_object(dataset))
     pinned["status"] = {"version": version}
     return worker_job(
@@ -177,9 +179,9 @@ def _training_job(body: Obj, dataset: Obj, name: str, version: str, settings: Wo
         command="train",
         settings=settings,
         extra_env={contract.ENV_DATASET: json.dumps(pinned, separators=(",", ":"), sort_keys=True)},
-        resources=spec.get("resources"),
-        backoff_limit=int(spec.get("backoffLimit", 2)),
-        active_deadline_seconds=int(spec.get("activeDeadlineSeconds", 3600)),
+        resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True) if spec.resources else None,
+        backoff_limit=spec.backoff_limit,
+        active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=None,
         annotations={ANNOTATION_DATASET_VERSION: version},
     )
