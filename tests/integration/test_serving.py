@@ -289,8 +289,17 @@ def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(
     assert rolled["status"] == "True" and "error-rate" in rolled["message"] and "max 0.05" in rolled["message"]
     failed = [r for r in final["analysis"] if r.get("passed") is False]
     assert failed and failed[0]["value"] > failed[0]["threshold"]
-    mv = kube.json("get", f"modelversion/{model}-{v2}", "-n", namespace)
-    assert mv["status"]["phase"] == "RolledBack" and "error-rate" in mv["status"]["message"]
+    # The ModelVersion reads the rollback from the Deployment's status (each controller writes only its own kind).
+    mv = wait_for(
+        "ModelVersion 2 RolledBack",
+        lambda: (
+            (o := kube.json("get", f"modelversion/{model}-{v2}", "-n", namespace))["status"].get("phase")
+            == "RolledBack"
+            and o
+        ),
+        timeout=20,
+    )
+    assert "error-rate" in mv["status"]["message"] and "deployments.mlops.dev/iris" in mv["status"]["message"]
     assert alias_version(kube, model) == v1
     wait_for(
         "all ready pods to serve version 1 again",

@@ -188,6 +188,17 @@ async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: s
     if type == "DELETED":
         return
     await rt.reconcile("Deployment", namespace, name, dict(body))
+    _wake_rolled_back(rt, namespace, dict(body))
+
+
+def _wake_rolled_back(rt: Runtime, namespace: str, body: Obj) -> None:
+    """A rollback this Deployment recorded reaches its ModelVersion once the store has this status: wake it then."""
+    model = (body.get("spec") or {}).get("model") or {}
+    for rollback in ((body.get("status") or {}).get("rollbacks") or [])[-1:]:
+        name = model_version_name(str(model.get("registeredModel")), int(rollback.get("version") or 0))
+        version = rt.store.get("ModelVersion", namespace, name)
+        if version is not None and version["status"].get("phase") not in ("RolledBack", "Promoted", "Rejected"):
+            rt.requeue(("ModelVersion", namespace, name), 0.0)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
