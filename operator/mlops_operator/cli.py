@@ -31,9 +31,12 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .controllers.main import run_operator
 
-    run_operator(
-        namespaces=args.namespace, standalone=not args.peering, liveness=args.liveness, metrics_port=args.metrics_port
-    )
+    if args.peering:
+        print(
+            "warning: --peering is ignored: replicas elect a leader through a Lease (MLOPS_LEADER_ELECTION)",
+            file=sys.stderr,
+        )
+    run_operator(namespaces=args.namespace, liveness=args.liveness, metrics_port=args.metrics_port)
     return 0
 
 
@@ -131,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="watch only this namespace (repeatable); default: all namespaces",
     )
-    run.add_argument("--peering", action="store_true", help="coordinate with other replicas via kopf peering")
+    run.add_argument(
+        "--peering",
+        action="store_true",
+        help="ignored (kept so old manifests still start); replicas elect a leader through a Lease instead",
+    )
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness probe endpoint URL")
     run.add_argument("--metrics-port", type=int, default=9090, help="port of the operator's /metrics (0: off)")
     run.set_defaults(func=_cmd_run)

@@ -51,6 +51,18 @@ class Release:
         return next(m["metadata"]["name"] for m in self.manifests if m["kind"] == "ServiceAccount")
 
     @property
+    def lease_env(self) -> dict[str, str]:
+        """The chart's leader-election settings, as its pod would get them (downward API: the release namespace)."""
+        operator = next(m for m in self.manifests if m["kind"] == "Deployment")
+        env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+        settings = {k: str(v) for k, v in env.items() if k.startswith("MLOPS_LEADER") and v is not None}
+        return {**settings, "MLOPS_LEADER_LEASE_NAMESPACE": self.namespace}
+
+    @property
+    def lease_name(self) -> str:
+        return self.lease_env["MLOPS_LEADER_LEASE_NAME"]
+
+    @property
     def user(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
@@ -124,7 +136,17 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
     kube = release.kube
     kinds = sorted(m["kind"] for m in release.manifests)
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Role",  # leader election's, in the release namespace
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        ]
     ), kinds
     operator = next(m for m in release.manifests if m["kind"] == "Deployment")
     assert operator["spec"]["replicas"] == 0
@@ -132,7 +154,9 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
     whoami = json.loads(sa_kube.run("auth", "whoami", "-o", "json").stdout)
     assert whoami["status"]["userInfo"]["username"] == release.user
 
-    op = OperatorProcess(sa_kube, namespace, tmp_path / "operator.log", port=OPERATOR_PORT).start()
+    op = OperatorProcess(
+        sa_kube, namespace, tmp_path / "operator.log", port=OPERATOR_PORT, extra_env=release.lease_env
+    ).start()
     try:
         model = f"iris-{namespace}"
         iris_csv = sample_data("iris", tmp_path / "iris.csv")
@@ -162,6 +186,7 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
     denied = [line for line in log.splitlines() if " 403 " in line or "forbidden" in line.lower()]
     assert not denied, "the operator was denied something:\n" + "\n".join(denied[:20])
     assert "Not enough permissions" not in log, log
+    assert "leading now" in log and "released the leader Lease" in log, "leader election ran on the chart's RBAC"
 
 
 # Rules a least-privilege operator must never hold.
@@ -200,6 +225,11 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
     assert scoped.can_i("patch", "trainingruns.mlops.dev", "--subresource=status", "-n", namespace)
     assert scoped.can_i("create", "jobs.batch", "-n", namespace)
     assert scoped.can_i("list", "customresourcedefinitions.apiextensions.k8s.io")
+    # Leader election: create a Lease, get and patch only the release's own.
+    lease = f"leases.coordination.k8s.io/{scoped.lease_name}"
+    assert scoped.can_i("create", "leases.coordination.k8s.io", "-n", namespace)
+    assert scoped.can_i("get", lease, "-n", namespace)
+    assert scoped.can_i("patch", lease, "-n", namespace)
     for denied in (
         ["list", "trainingruns.mlops.dev", "-n", "default"],
         ["list", "trainingruns.mlops.dev", "--all-namespaces"],
@@ -214,6 +244,14 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
         ["create", "pods/exec", "-n", namespace],
         ["delete", "namespaces"],
         ["create", "customresourcedefinitions.apiextensions.k8s.io"],
+        ["get", "leases.coordination.k8s.io/someone-elses", "-n", namespace],
+        ["patch", "leases.coordination.k8s.io/someone-elses", "-n", namespace],
+        ["update", lease, "-n", namespace],
+        ["delete", lease, "-n", namespace],
+        ["list", "leases.coordination.k8s.io", "-n", namespace],
+        ["watch", "leases.coordination.k8s.io", "-n", namespace],
+        ["create", "leases.coordination.k8s.io", "-n", "default"],
+        ["patch", lease, "-n", "kube-node-lease"],
     ):
         assert not scoped.can_i(*denied), f"the namespaced chart RBAC allows {' '.join(denied)}"
 
@@ -223,11 +261,13 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
     try:
         wide = install(other)
         cluster_roles = [m for m in wide.manifests if m["kind"] == "ClusterRole"]
-        assert len(cluster_roles) == 1 and not [m for m in wide.manifests if m["kind"] == "Role"]
+        roles = [m for m in wide.manifests if m["kind"] == "Role"]
+        assert len(cluster_roles) == 1 and [r["metadata"]["namespace"] for r in roles] == [other], roles
         assert_rules_are_minimal(cluster_roles[0])
         assert wide.can_i("list", "trainingruns.mlops.dev", "--all-namespaces")
         assert wide.can_i("create", "modelversions.mlops.dev", "-n", "default")
         assert wide.can_i("patch", "deployments.apps", "-n", namespace)
+        assert wide.can_i("patch", f"leases.coordination.k8s.io/{wide.lease_name}", "-n", other)
         for denied in (
             ["get", "secrets", "-n", other],
             ["get", "secrets", "--all-namespaces"],
@@ -243,6 +283,8 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
             ["delete", "deployments.apps", "-n", other],
             ["get", "nodes"],
             ["update", "customresourcedefinitions.apiextensions.k8s.io"],
+            ["create", "leases.coordination.k8s.io", "-n", namespace],  # the Lease is in the release namespace only
+            ["patch", f"leases.coordination.k8s.io/{wide.lease_name}", "-n", "kube-system"],
         ):
             assert not wide.can_i(*denied), f"the cluster-wide chart RBAC allows {' '.join(denied)}"
         install.uninstall(wide)  # before its namespace (and helm's release record in it) goes

@@ -80,7 +80,11 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def env(docs: list[dict[str, Any]]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(docs)["env"]}
+    """name -> value; a downward-API value as `fieldRef:<path>`."""
+    return {
+        e["name"]: e["value"] if "value" in e else f"fieldRef:{e['valueFrom']['fieldRef']['fieldPath']}"
+        for e in container(docs)["env"]
+    }
 
 
 def rules_by_resource(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -107,10 +111,27 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create"},
 }
 DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+LEASE = f"{RELEASE}-mlops-operator-leader"
+LEADER_ROLE = f"{RELEASE}-mlops-operator-leader-election"
+# What controllers/leader.py does: create the Lease once; get and merge-patch only that one.
+LEADER_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [LEASE],
+        "verbs": ["get", "patch"],
+    },
+]
+
+
+def watch_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The Roles (or RoleBindings) of watched namespaces: all but leader election's."""
+    return [d for d in docs if d["kind"] == kind and d["metadata"]["name"] != LEADER_ROLE]
 
 
 def test_helm_lint_is_clean() -> None:
-    for sets in ([], ["watchNamespaces={a,b}", "peering.enabled=true", "replicas=2"]):
+    for sets in ([], ["watchNamespaces={a,b}", "replicas=2"], ["leaderElection.enabled=false"]):
         result = helm(
             "lint", str(CHART), "--strict", "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)]
         )
@@ -133,6 +154,8 @@ def test_default_render_objects() -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Service",
             "Service",
             "Deployment",
@@ -185,6 +208,13 @@ def test_environment_and_images() -> None:
         "MLFLOW_TRACKING_URI": f"http://{RELEASE}-mlops-operator-mlflow.{NAMESPACE}.svc:5000",
         "MLOPS_WORKER_IMAGE": "mlops-operator/trainer:0.1.0",
         "MLOPS_SERVER_IMAGE": "mlops-operator/server:0.1.0",
+        "MLOPS_LEADER_ELECTION": "true",
+        "MLOPS_LEADER_IDENTITY": "fieldRef:metadata.name",
+        "MLOPS_LEADER_LEASE_NAMESPACE": "fieldRef:metadata.namespace",
+        "MLOPS_LEADER_LEASE_NAME": LEASE,
+        "MLOPS_LEADER_LEASE_DURATION": "15",
+        "MLOPS_LEADER_RENEW_DEADLINE": "10",
+        "MLOPS_LEADER_RETRY_PERIOD": "2",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -244,7 +274,7 @@ def test_bundled_mlflow_and_an_existing_one() -> None:
 def test_cluster_wide_rbac_is_exactly_what_the_code_uses() -> None:
     docs = render()
     role = one(docs, "ClusterRole")
-    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert not watch_roles(docs, "Role") and not watch_roles(docs, "RoleBinding")
     assert rules_by_resource(role) == {**NAMESPACED_RULES, **DISCOVERY_RULES}
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -262,8 +292,8 @@ def test_watch_namespaces_switch_uses_roles() -> None:
     docs = render("watchNamespaces={team-a,team-b}")
     cluster_role = one(docs, "ClusterRole")
     assert rules_by_resource(cluster_role) == {**DISCOVERY_RULES, ("", "namespaces"): {"list", "watch"}}
-    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    roles = {d["metadata"]["namespace"]: d for d in watch_roles(docs, "Role")}
+    bindings = {d["metadata"]["namespace"]: d for d in watch_roles(docs, "RoleBinding")}
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for namespace, role in roles.items():
         assert rules_by_resource(role) == NAMESPACED_RULES
@@ -278,16 +308,24 @@ def test_no_wildcards_secrets_or_escalation_anywhere() -> None:
     for sets in (
         [],
         ["watchNamespaces={a}"],
-        ["peering.enabled=true", "replicas=2"],
+        ["replicas=2"],
+        ["leaderElection.enabled=false"],
         ["rbac.ownerReferencesPermissionEnforcement=true"],
     ):
         for role in [d for d in render(*sets) if d["kind"] in ("ClusterRole", "Role")]:
-            for (group, resource), verbs in rules_by_resource(role).items():
-                assert "*" not in (group, resource) and "*" not in verbs, (sets, group, resource)
-                assert resource not in ("secrets", "pods/exec", "serviceaccounts/token"), (sets, resource)
-                assert not verbs & {"escalate", "bind", "impersonate", "delete", "deletecollection"}, (sets, resource)
-                if "update" in verbs:
-                    assert resource.endswith("/finalizers"), (sets, resource)
+            for rule in role["rules"]:
+                assert not rule.get("nonResourceURLs"), (sets, rule)
+                verbs = set(rule["verbs"])
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        assert "*" not in (group, resource) and "*" not in verbs, (sets, group, resource)
+                        assert resource not in ("secrets", "pods/exec", "serviceaccounts/token"), (sets, resource)
+                        assert not verbs & {"escalate", "bind", "impersonate", "delete", "deletecollection"}, (
+                            sets,
+                            resource,
+                        )
+                        if "update" in verbs:
+                            assert resource.endswith("/finalizers"), (sets, resource)
 
 
 def test_rbac_off_renders_none() -> None:
@@ -296,21 +334,38 @@ def test_rbac_off_renders_none() -> None:
     assert operator_deployment(docs)["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
 
-def test_peering_adds_its_rbac_and_flag() -> None:
-    wide = render("peering.enabled=true", "replicas=2")
-    assert "--peering" in container(wide)["args"] and operator_deployment(wide)["spec"]["replicas"] == 2
-    assert rules_by_resource(one(wide, "ClusterRole"))[("kopf.dev", "clusterkopfpeerings")] == {
-        "get",
-        "list",
-        "watch",
-        "patch",
-    }
-    assert one(wide, "ClusterKopfPeering")["metadata"]["name"] == "default"
-    scoped = render("peering.enabled=true", "watchNamespaces={a}")
-    role = one(scoped, "Role")
-    assert rules_by_resource(role)[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
-    assert one(scoped, "KopfPeering")["metadata"]["namespace"] == "a"
-    assert not [d for d in render() if d["kind"].endswith("KopfPeering")]
+def test_leader_election_role_env_and_replicas() -> None:
+    for sets in ([], ["watchNamespaces={team-a}"]):  # the Lease lives in the release namespace either way
+        docs = render(*sets)
+        role = one(docs, "Role", LEADER_ROLE)
+        assert role["metadata"]["namespace"] == NAMESPACE and role["rules"] == LEADER_RULES
+        binding = one(docs, "RoleBinding", LEADER_ROLE)
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ROLE}
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{RELEASE}-mlops-operator", "namespace": NAMESPACE}
+        ]
+    two = render("replicas=2")
+    assert operator_deployment(two)["spec"]["replicas"] == 2
+    assert env(two)["MLOPS_LEADER_ELECTION"] == "true" and env(two)["MLOPS_LEADER_IDENTITY"] == "fieldRef:metadata.name"
+    timed = env(render("leaderElection.leaseDurationSeconds=30", "leaderElection.renewDeadlineSeconds=20"))
+    assert (timed["MLOPS_LEADER_LEASE_DURATION"], timed["MLOPS_LEADER_RENEW_DEADLINE"]) == ("30", "20")
+    off = render("leaderElection.enabled=false")
+    assert not [d for d in off if d["metadata"]["name"] == LEADER_ROLE]
+    assert {k: v for k, v in env(off).items() if k.startswith("MLOPS_LEADER")} == {"MLOPS_LEADER_ELECTION": "false"}
+    for docs in (render(), two, off, render("watchNamespaces={a}")):  # kopf peering is gone for good
+        assert not [d for d in docs if d["kind"].endswith("KopfPeering")]
+        assert "--peering" not in container(docs)["args"]
+        for role in [d for d in docs if d["kind"] in ("ClusterRole", "Role")]:
+            assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]], role["metadata"]["name"]
+
+
+def test_inconsistent_election_timings_are_refused() -> None:
+    assert "leaseDurationSeconds must exceed renewDeadlineSeconds" in rejected("leaderElection.leaseDurationSeconds=10")
+    assert "renewDeadlineSeconds must exceed 1.2 x retryPeriodSeconds" in rejected(
+        "leaderElection.retryPeriodSeconds=9"
+    )
+    assert rejected("leaderElection.retryPeriodSeconds=0")  # the schema: exclusiveMinimum 0
 
 
 @pytest.mark.parametrize(
@@ -319,7 +374,9 @@ def test_peering_adds_its_rbac_and_flag() -> None:
         (["replicas=-1"], "at '/replicas': minimum: got -1, want 0"),
         (["replics=1"], "additional properties 'replics' not allowed"),
         (["image.tagg=1"], "additional properties 'tagg' not allowed"),
-        (["replicas=2"], "at '/peering/enabled': value must be true"),
+        (["replicas=2", "leaderElection.enabled=false"], "at '/leaderElection/enabled': value must be true"),
+        (["peering.enabled=true"], "additional properties 'peering' not allowed"),
+        (["leaderElection.leaseDurationSeconds=1"], "at '/leaderElection/leaseDurationSeconds': minimum"),
         (["mlflow.enabled=false"], "at '/mlflow/trackingUri'"),
         (["watchNamespaces={Team_A}"], "at '/watchNamespaces/0'"),
         (["image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),

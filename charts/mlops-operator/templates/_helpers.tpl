@@ -48,6 +48,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
 {{- end }}
 
+{{/* The leader-election Lease, one per release: two releases in one namespace elect separately. */}}
+{{- define "mlops-operator.leaseName" -}}
+{{- printf "%s-leader" (include "mlops-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "mlops-operator.mlflowName" -}}
 {{- printf "%s-mlflow" (include "mlops-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

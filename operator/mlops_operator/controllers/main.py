@@ -36,15 +36,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 def run_operator(
     namespaces: list[str],
-    standalone: bool = True,
     liveness: str = "http://0.0.0.0:8080/healthz",
     metrics_port: int = 9090,
 ) -> None:
     """Run every controller until interrupted; all namespaces unless some are named."""
-    from . import metrics, registry  # noqa: F401  (registers the handlers)
+    from . import metrics, registry  # importing registry registers every handler
+    from .leader import ElectionSettings
     from .runtime import watch_namespaces
 
     watch_namespaces(namespaces)
+    try:  # a bad setting stops the start here, not in a startup handler kopf would retry forever
+        registry.use_election(ElectionSettings.from_env(namespaces))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
 
     kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
@@ -52,6 +56,8 @@ def run_operator(
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=standalone,
+        # Replicas coordinate through our own Lease (controllers/leader.py). kopf peering would pause
+        # every replica of equal priority, and it does not stop the operator's own timers.
+        standalone=True,
         liveness_endpoint=liveness,
     )

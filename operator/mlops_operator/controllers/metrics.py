@@ -63,3 +63,14 @@ def serve(port: int) -> None:
         start_http_server(port)
     except OSError as error:
         log.warning("operator metrics are off: cannot listen on port %d: %s", port, error)
+
+
+LEADER = Gauge(
+    "mlops_operator_leader",
+    "1 while this replica holds the leader Lease and acts (also when leader election is off), else 0.",
+)
+LEADER_TRANSITIONS = Counter(
+    "mlops_operator_leader_transitions_total",
+    "Times this replica started or stopped leading.",
+    ["transition"],
+)

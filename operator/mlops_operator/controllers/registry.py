@@ -1,18 +1,46 @@
-"""Registers every controller with kopf and wires each kind to its reconciler."""
+"""Registers every controller with kopf, wires each kind to its reconciler, and runs the leader election."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from . import datasets, deployments, main, modelversions, trainingruns  # noqa: F401  (handlers register on import)
+from ..kubeapi import Kube, connection_from_env
+from . import datasets, deployments, main, metrics, modelversions, trainingruns  # noqa: F401  (handlers register on import)
+from .leader import ElectionSettings, LeaderElector
 from .runtime import runtime
+
+log = logging.getLogger("mlops.controllers")
+
+
+@dataclass
+class Election:
+    """The running election: its elector, the task running it, and the client it renews with."""
+
+    elector: LeaderElector
+    task: asyncio.Task[None]
+    kube: Kube
+
+
+_election: Election | None = None
+_settings: ElectionSettings | None = None
+_resync: asyncio.Task[None] | None = None
+
+
+def use_election(settings: ElectionSettings) -> None:
+    """Set the election settings before the operator starts (default: read from the environment at startup)."""
+    global _settings
+    _settings = settings
 
 
 @kopf.on.startup()
 async def start_runtime(**_: Any) -> None:
-    """Create the shared clients and wire each kind to its reconciler."""
+    """Create the shared clients, wire each kind to its reconciler, and start the periodic resync."""
+    global _resync
     rt = runtime()
     rt.reconcilers.update(
         Dataset=datasets.reconcile_dataset,
@@ -21,12 +49,46 @@ async def start_runtime(**_: Any) -> None:
         Deployment=deployments.reconcile_deployment,
     )
     await rt.seed_store()
+    _resync = asyncio.create_task(rt.resync_forever(), name="resync")  # a reference, or the loop may collect it
+
+
+@kopf.on.startup()
+async def start_leader_election(**_: Any) -> None:
+    """Lead at once if the Lease is free (before kopf's first listing), else follow; elect in the background."""
+    global _election
+    rt = runtime()
+    settings = _settings or ElectionSettings.from_env(rt.namespaces)
+    if not settings.enabled:
+        log.info("leader election is off (MLOPS_LEADER_ELECTION=false): this replica acts alone")
+        metrics.LEADER.set(1)
+        return
+    # A client of its own: a burst of reconciles queued at the shared client's rate limit must never delay a
+    # renewal past the renew deadline.
+    kube = Kube(connection_from_env(), qps=5, burst=5, timeout=max(1.0, settings.renew_deadline / 2))
+    elector = LeaderElector(kube, settings, on_started_leading=rt.start_leading, on_stopped_leading=rt.stop_leading)
+    # Startup handlers finish before kopf starts watching, so a replica that leads from here on needs no catch-up
+    # pass: kopf's initial listing delivers every object.
+    if await elector.acquire_once():
+        rt.leading = True
+    else:
+        rt.leading = False
+        log.info("following: the leader Lease %s is held by %s", elector.describe(), elector.holder or "nobody")
+    _election = Election(elector, asyncio.create_task(elector.run(), name="leader-election"), kube)
 
 
 @kopf.on.cleanup()
 async def stop_runtime(**_: Any) -> None:
-    """Close the shared clients."""
+    """Stop leading and release the Lease (a follower takes over at once), then close the shared clients."""
+    global _election, _resync
     rt = runtime()
+    if _resync is not None:
+        _resync.cancel()
+        _resync = None
+    if _election is not None:
+        election, _election = _election, None
+        election.task.cancel()
+        await asyncio.wait([election.task])  # run() stops leading and releases the Lease on its way out
+        await election.kube.aclose()
     for timer in rt.timers.values():
         timer.cancel()
     await rt.kube.aclose()
