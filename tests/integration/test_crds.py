@@ -46,7 +46,13 @@ def test_defaults_are_applied_by_the_api_server(crds_installed: Kube, namespace:
     spec = crds_installed.json("get", "mldeploy", "d", "-n", namespace)["spec"]
     assert spec["replicas"] == 2
     assert [s["weight"] for s in spec["strategy"]["canary"]["steps"]] == [10, 50, 100]
-    assert spec["strategy"]["canary"]["analysis"] == {"interval": "30s", "failureLimit": 2, "metrics": []}
+    assert spec["strategy"]["canary"]["analysis"] == {
+        "interval": "30s",
+        "failureLimit": 2,
+        "consecutiveErrorLimit": 4,
+        "metrics": [],
+    }
+    assert spec["strategy"]["canary"]["progressDeadline"] == "10m"
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
