@@ -224,6 +224,7 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
     assert scoped.can_i("list", "trainingruns.mlops.dev", "-n", namespace)
     assert scoped.can_i("patch", "trainingruns.mlops.dev", "--subresource=status", "-n", namespace)
     assert scoped.can_i("create", "jobs.batch", "-n", namespace)
+    assert scoped.can_i("patch", "jobs.batch", "-n", namespace)  # a finished training Job's TTL
     assert scoped.can_i("list", "customresourcedefinitions.apiextensions.k8s.io")
     # Leader election: create a Lease, get and patch only the release's own.
     lease = f"leases.coordination.k8s.io/{scoped.lease_name}"

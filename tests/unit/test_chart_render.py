@@ -104,7 +104,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("mlops.dev", "trainingruns"): {"get", "list", "watch", "create"},
     ("mlops.dev", "modelversions"): {"get", "list", "watch", "create"},
     **{("mlops.dev", f"{kind}/status"): {"patch"} for kind in KINDS},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"list"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},

@@ -230,3 +230,31 @@ def test_job_outcomes_read_deadline_oom_and_log_tail() -> None:
 def test_dns_names_fit_and_are_valid() -> None:
     name = dns_name("A_Very_Long_Name" * 6, "check-g12-1234")
     assert len(name) <= 63 and name.endswith("-check-g12-1234") and name == name.lower() and "_" not in name
+
+
+def test_a_finished_run_gives_its_job_a_ttl_once_and_only_after_its_result_is_recorded() -> None:
+    job = {"metadata": {"name": "iris-train-01234567", "namespace": "ns"}, "spec": {}}
+    outcome = JobOutcome("Succeeded", "2026-11-23T11:59:00Z", "2026-11-23T11:59:40Z")
+    tags = {contract.TAG_REGISTERED_MODEL: "iris-classifier", contract.TAG_REGISTERED_VERSION: "3"}
+    recording = plan_trainingrun(trainingrun(), None, job, outcome, run(tags), NOW, SETTINGS)
+    assert recording.status["phase"] == "Succeeded" and recording.patches == []  # the result is written first
+    done = plan_trainingrun(trainingrun(recording.status), None, job, None, None, NOW, SETTINGS)
+    ((ref, patch),) = done.patches
+    assert (ref["kind"], ref["metadata"]["name"], patch) == (
+        "Job",
+        job["metadata"]["name"],
+        {"spec": {"ttlSecondsAfterFinished": 3600}},
+    )
+    expiring = {**job, "spec": {"ttlSecondsAfterFinished": 3600}}
+    assert plan_trainingrun(trainingrun(recording.status), None, expiring, None, None, NOW, SETTINGS).patches == []
+    assert plan_trainingrun(trainingrun(recording.status), None, None, None, None, NOW, SETTINGS).patches == []
+
+
+def test_a_finished_job_whose_run_mlflow_cannot_show_waits_and_says_why() -> None:
+    job = {"metadata": {"name": "j"}}
+    failed = JobOutcome("Failed", reason="BackoffLimitExceeded", message="the worker failed")
+    plan = plan_trainingrun(trainingrun(), None, job, failed, None, NOW, SETTINGS, "MLflow at http://m is unreachable")
+    assert plan.status.get("phase") != "Failed" and "cannot be read yet" in plan.status["message"]
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable")
+    assert plan.requeue_after == 15.0 and not plan.events and not plan.creates

@@ -93,10 +93,12 @@ each listed namespace). Each one is used by code in operator/mlops_operator/cont
   resources: ["datasets/finalizers", "trainingruns/finalizers", "modelversions/finalizers", "deployments/finalizers"]
   verbs: ["update"]
 {{- end }}
-# Validation and training Jobs: created, read, and watched (label-selected) to wake their owner.
+# Validation and training Jobs: created, read, and watched (label-selected) to wake their owner;
+# patch: a finished training Job gets ttlSecondsAfterFinished once its TrainingRun recorded the result
+# (set at creation instead, an operator down past the TTL would lose the result and train again).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # A failed Job's pods say why (OOMKilled, deadline, exit code).
 - apiGroups: [""]
   resources: ["pods"]

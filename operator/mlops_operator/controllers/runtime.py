@@ -228,7 +228,8 @@ class Runtime:
            body writes nothing and does nothing further (409 → re-read);
         3. Events — the transitions that status write recorded (before any outside effect can fail);
         4. creates after status — objects whose decision status had to record first (a retraining run);
-        5. applies — children created or patched to their desired spec, skipping one just applied;
+        5. applies — children created or patched to their desired spec, skipping one just applied; then
+           patches of existing children (a finished Job's TTL);
         6. outside effects — alias moves recorded in status as intent; a failure is retried with back-off,
            and the next pass confirms the effect from MLflow and marks it done;
         7. wake — objects whose view depends on this one.
@@ -250,6 +251,12 @@ class Runtime:
         for obj in plan.applies:
             if not self._just_applied(namespace, obj):
                 await self.create_or_patch(obj)
+        for child, patch in plan.patches:
+            try:
+                await self.kube.merge_patch(f"{_collection(child)}/{child['metadata']['name']}", patch)
+            except ApiError as error:
+                if error.status != 404:  # gone already: nothing left to patch
+                    raise
         key = (kind, namespace, body["metadata"]["name"])
         for model, alias, version in plan.alias_moves:
             try:

@@ -48,6 +48,7 @@ def summary(kind: str, body: Obj) -> Obj:
         containers = [{"name": c.get("name"), "resources": c.get("resources")} for c in template.get("containers", [])]
         kept["spec"] = {
             "activeDeadlineSeconds": spec.get("activeDeadlineSeconds"),
+            "ttlSecondsAfterFinished": spec.get("ttlSecondsAfterFinished"),
             "template": {"spec": {"containers": containers}},
         }
         kept["status"] = dict(status)

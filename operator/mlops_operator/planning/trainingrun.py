@@ -22,6 +22,8 @@ from .jobs import JobOutcome, WorkerSettings, worker_job, worker_object
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
+MLFLOW_RETRY_SECONDS = 15.0
+FINISHED_JOB_TTL_SECONDS = 3600  # the Job and its pods' logs stay an hour after the run recorded its result
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -49,13 +51,17 @@ def plan_trainingrun(
     run: RunInfo | None,
     now: datetime,
     settings: WorkerSettings,
+    mlflow_error: str | None = None,
 ) -> Plan:
-    """Next status, and the Job or ModelVersion to create, for a TrainingRun."""
+    """Next status, and the Job or ModelVersion to create, for a TrainingRun; `mlflow_error` when the
+    finished Job's run could not be read (the result waits: nothing final is decided without it)."""
     meta, status = Meta.of(body), dict(body.get("status") or {})
     stamp = rfc3339(now)
     plan = Plan(status=status)
     if status.get("phase") in TERMINAL:
-        return plan  # finished runs never change; their Job may be gone, their ModelVersion lives on
+        # Finished runs never change; their ModelVersion lives on. The result is recorded, so the Job may go.
+        expire_finished_job(plan, job)
+        return plan
     status["observedGeneration"] = meta.generation
     if job is None:
         return _start(body, dataset, plan, meta, stamp, settings)
@@ -71,11 +77,32 @@ def plan_trainingrun(
         status["message"] = f"Job {status['jobName']} is {outcome.state.lower()}"
         _conditions(status, meta, stamp, "Unknown", outcome.state, status["message"])
         return plan
+    if mlflow_error is not None:
+        status["message"] = f"Job {status['jobName']} finished; its result cannot be read yet: {mlflow_error}"
+        status["conditions"] = set_condition(
+            status.get("conditions"),
+            "Degraded",
+            "True",
+            "MlflowUnavailable",
+            mlflow_error,
+            generation=meta.generation,
+            now=stamp,
+        )
+        plan.requeue_after = MLFLOW_RETRY_SECONDS
+        return plan
     if run is not None and run.run_id:
         status["mlflowRunId"] = run.run_id
     if outcome.state == "Succeeded":
         return _succeeded(body, plan, meta, run, outcome, stamp)
     return _failed(plan, meta, run, outcome, stamp)
+
+
+def expire_finished_job(plan: Plan, job: Obj | None) -> None:
+    """Give a finished training Job its TTL once the run's result is in status (level-triggered: a restart
+    between the status write and the patch patches on the next pass)."""
+    if job is not None and (job.get("spec") or {}).get("ttlSecondsAfterFinished") is None:
+        ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": dict(job["metadata"])}
+        plan.patches.append((ref, {"spec": {"ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS}}))
 
 
 def _start(body: Obj, dataset: Obj | None, plan: Plan, meta: Meta, stamp: str, settings: WorkerSettings) -> Plan:
