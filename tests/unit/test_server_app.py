@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from mlops_operator.server.app import ServerApp
+from mlops_operator.server.config import ServerConfig
+from mlops_operator.server.metrics import ERROR_OUTCOMES, OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS, OUTCOMES
 
 from .test_server_registry import IRIS_COLUMNS, Registry, iris_app, make_app, registry
 
@@ -248,4 +252,79 @@ def test_overload_is_shed_fast(registry: Registry) -> None:
         assert call(app, "GET", "/v2/health/live").status_code == 200
         assert sample(call(app, "GET", "/metrics").text, "mlops_server_requests_total", outcome="rejected") == 1
     finally:
+        app.stop()
+
+
+# The operator's errorRate builtin selects these (integrations/prometheus.py); PromQL anchors the regex.
+ERROR_SELECTOR = 'outcome=~"server_error|rejected|not_ready"'
+
+
+def error_rate(text: str) -> float:
+    """What the errorRate builtin computes from one scrape: requests the selector counts over all requests."""
+    pattern = re.compile(ERROR_SELECTOR.split("=~", 1)[1].strip('"'))
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [
+        s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "mlops_server_requests_total"
+    ]
+    total = sum(s.value for s in samples)
+    return sum(s.value for s in samples if pattern.fullmatch(s.labels["outcome"])) / total
+
+
+def test_error_rate_selector_counts_every_server_failure() -> None:
+    assert set(ERROR_SELECTOR.split('"')[1].split("|")) == set(ERROR_OUTCOMES)
+    assert set(ERROR_OUTCOMES) | {OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR} == set(OUTCOMES)
+
+
+def test_an_overloaded_canary_fails_its_error_rate(registry: Registry) -> None:
+    """Shed requests are errors to the client: 1 admitted and 4 shed is an error rate of 0.8, not 0."""
+    app = make_app(registry, max_inflight=1, inline_budget_ms=0.0)
+    assert app.model is not None
+    fast_predict = app.model.predict
+
+    def slow_predict(batch: Any) -> Any:
+        time.sleep(0.3)
+        return fast_predict(batch)
+
+    app.model.predict = slow_predict
+    request = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+    async def scenario() -> list[httpx.Response]:
+        first = asyncio.create_task(_send(app, "POST", "/invocations", json=request))
+        await asyncio.sleep(0.1)
+        shed = [await _send(app, "POST", "/invocations", json=request) for _ in range(4)]
+        return [await first, *shed]
+
+    try:
+        responses = asyncio.run(scenario())
+        assert [r.status_code for r in responses] == [200, 503, 503, 503, 503]
+        text = call(app, "GET", "/metrics").text
+        assert sample(text, "mlops_server_requests_total", outcome="rejected") == 4
+        assert sample(text, "mlops_server_requests_total", outcome="server_error") == 0  # the old selector saw 0
+        assert error_rate(text) == 0.8
+    finally:
+        app.stop()
+
+
+def test_requests_before_the_model_loads_count_as_not_ready(registry: Registry) -> None:
+    """A worker without its model answers 503 + Retry-After, counted apart from shedding and from failures."""
+    release = threading.Event()
+
+    def blocked_load() -> Any:
+        release.wait(10)
+        raise RuntimeError("never loads in this test")
+
+    app = ServerApp(ServerConfig(model_uri="models:/iris-classifier/1", tracking_uri=registry.tracking_uri),
+                    blocked_load)  # fmt: skip
+    app.start()
+    try:
+        response = call(app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert "not loaded yet" in response.json()["message"]
+        text = call(app, "GET", "/metrics").text
+        assert sample(text, "mlops_server_requests_total", outcome="not_ready") == 1
+        assert sample(text, "mlops_server_requests_total", outcome="rejected") == 0
+        assert error_rate(text) == 1.0
+    finally:
+        release.set()
         app.stop()

@@ -6,7 +6,7 @@ numpy matrix, one predict and one orjson dump; nothing else runs per request.
 Where a prediction runs: requests waiting together are predicted as one batch (batching.py); a
 model measured at load to be fast (estimate <= inline budget, 2 ms by default) predicts on the
 event loop, a slow one in a thread so that health checks and shedding (503 to requests past
---max-inflight) stay immediate.
+--max-inflight) stay immediate. On SIGTERM a worker drains before it stops (shutdown.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .config import ServerConfig, config_from_env
 from .invocations import decode_invocations, encode_predictions
 from .limits import BodyTooLargeError, ClientGoneError, InflightLimiter, declared_length, json_content_type, read_body
 from .loader import FAILED, READY, BackgroundLoader
-from .metrics import OUTCOME_REJECTED, ServerMetrics, outcome_of
+from .metrics import OUTCOME_NOT_READY, OUTCOME_REJECTED, ServerMetrics, outcome_of
 from .model import LoadedModel, LoadError, load_model, measure_cost, parse_model_uri, sample_batch
 from .protocol_v2 import (
     DEFAULT_OUTPUT,
@@ -39,6 +39,7 @@ from .protocol_v2 import (
     output_datatype,
 )
 from .schema import Batch, InputError
+from .shutdown import Drain
 
 log = logging.getLogger("mlops_operator.server")
 
@@ -50,6 +51,7 @@ Response = tuple[int, bytes]
 SERVER_NAME = "mlops-server"
 _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?/?$")
 _JSON = b"application/json"
+_CLOSE = (b"connection", b"close")
 RETRY_AFTER_SHED = b"1"
 RETRY_AFTER_LOADING = b"5"
 FLUSH_INTERVAL_S = 1.0  # drift counts reach the Prometheus counters at most this late
@@ -109,6 +111,8 @@ class ServerApp:
         self.config = config
         self.model: LoadedModel | None = None
         self._stopped = False
+        self.draining = False  # SIGTERM received: not ready, still serving (shutdown.py)
+        self.drain = Drain(config.drain_delay_s, self._begin_drain)
         self.limiter = InflightLimiter(config.max_inflight)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._inline_budget_s = config.inline_budget_ms / 1000.0
@@ -164,6 +168,10 @@ class ServerApp:
         self.loader.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _begin_drain(self) -> bool:
+        self.draining = True
+        return self.model is not None
+
     def _loaded(self, model: LoadedModel) -> None:
         # Everything imported and loaded so far (mlflow, scikit-learn, the model: ~200,000 objects)
         # lives as long as the process: frozen, it is no longer rescanned by each full collection,
@@ -198,7 +206,14 @@ class ServerApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.start(asyncio.get_running_loop())
+                loop = asyncio.get_running_loop()
+                self.start(loop)
+                if self.drain.install(loop):
+                    log.info(
+                        "on SIGTERM: not ready at once, serving %g s more, then up to %d s for requests in flight",
+                        self.config.drain_delay_s,
+                        self.config.shutdown_timeout_s,
+                    )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.stop()
@@ -224,6 +239,8 @@ class ServerApp:
         if status == 503 and not extra:
             extra = [(b"retry-after", RETRY_AFTER_LOADING)]
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+        if self.draining:
+            headers.append(_CLOSE)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -232,6 +249,8 @@ class ServerApp:
         return 200, b'{"live":true}', _JSON
 
     def _ready(self) -> tuple[int, bytes, bytes]:
+        if self.draining:
+            return 503, b'{"ready":false,"state":"draining","reason":"shutting down"}', _JSON
         if self.model is not None:
             return 200, b'{"ready":true}', _JSON
         body = orjson.dumps({"ready": False, "state": self.loader.state, "reason": self.loader.reason})
@@ -269,6 +288,8 @@ class ServerApp:
             reason = {"name": name, "ready": False, "reason": self.loader.reason}
             return 503, orjson.dumps(reason), []
         if action == "/ready":
+            if self.draining:
+                return 503, orjson.dumps({"name": name, "ready": False, "reason": "shutting down"}), []
             return 200, orjson.dumps({"name": name, "ready": True}), []
         platform = "sklearn" if model.flavor == "sklearn" else "mlflow"
         return 200, model_metadata(name, model.version, platform, model.schema, model.outputs), []
@@ -282,7 +303,7 @@ class ServerApp:
         start = time.perf_counter()
         model = self.model
         if model is None:
-            self._count(OUTCOME_REJECTED, None)
+            self._count(OUTCOME_NOT_READY, None)
             why = "the model failed to load" if self.loader.state == FAILED else "the model is not loaded yet"
             return (*_error(protocol, 503, f"{why}: {self.loader.reason}"), [(b"retry-after", RETRY_AFTER_LOADING)])
         if not self.limiter.try_acquire():

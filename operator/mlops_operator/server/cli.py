@@ -65,6 +65,18 @@ def parser() -> argparse.ArgumentParser:
         default=env.get(cfg.ENV_INLINE_BUDGET_MS, cfg.DEFAULT_INLINE_BUDGET_MS),
         help=f"predictions estimated faster than this run on the event loop [{cfg.ENV_INLINE_BUDGET_MS}]",
     )
+    p.add_argument(
+        "--drain-delay-s",
+        type=float,
+        default=env.get(cfg.ENV_DRAIN_DELAY_S, cfg.DEFAULT_DRAIN_DELAY_S),
+        help=f"after SIGTERM: not ready but serving this long, for endpoints to drop it [{cfg.ENV_DRAIN_DELAY_S}] (5)",
+    )
+    p.add_argument(
+        "--shutdown-timeout-s",
+        type=int,
+        default=env.get(cfg.ENV_SHUTDOWN_TIMEOUT_S, cfg.DEFAULT_SHUTDOWN_TIMEOUT_S),
+        help=f"then at most this long for requests in flight [{cfg.ENV_SHUTDOWN_TIMEOUT_S}] (3)",
+    )
     p.add_argument("--log-level", default=env.get(cfg.ENV_LOG_LEVEL, "info"), help=f"[{cfg.ENV_LOG_LEVEL}]")
     return p
 
@@ -83,6 +95,8 @@ def to_env(args: argparse.Namespace) -> dict[str, str]:
         cfg.ENV_DEPLOYMENT: args.deployment,
         cfg.ENV_INLINE_BUDGET_MS: str(args.inline_budget_ms),
         cfg.ENV_LOG_LEVEL: args.log_level,
+        cfg.ENV_DRAIN_DELAY_S: str(args.drain_delay_s),
+        cfg.ENV_SHUTDOWN_TIMEOUT_S: str(args.shutdown_timeout_s),
     }
     if args.no_metrics:
         values[cfg.ENV_METRICS] = "false"
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=config.log_level,
         server_header=False,
         backlog=2048,
+        timeout_graceful_shutdown=config.shutdown_timeout_s,  # after the drain delay (shutdown.py)
     )
     return 0
 

@@ -25,6 +25,8 @@ ENV_METRICS = "MLOPS_METRICS"  # "false" turns off request metrics and drift cou
 ENV_DRIFT = "MLOPS_DRIFT"  # "false" keeps request metrics but skips the per-feature bin counters
 ENV_INLINE_BUDGET_MS = "MLOPS_INLINE_BUDGET_MS"
 ENV_LOG_LEVEL = "MLOPS_LOG_LEVEL"
+ENV_DRAIN_DELAY_S = "MLOPS_DRAIN_DELAY_S"  # after SIGTERM: not ready, still serving, this long (shutdown.py)
+ENV_SHUTDOWN_TIMEOUT_S = "MLOPS_SHUTDOWN_TIMEOUT_S"  # then at most this long for requests in flight
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 DEFAULT_PORT = 8080
@@ -33,6 +35,9 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 # A prediction estimated to take at most this long runs on the event loop itself; a longer one goes
 # to a thread so health checks and load shedding stay responsive (see app.py, batching.py).
 DEFAULT_INLINE_BUDGET_MS = 2.0
+# Drain delay + shutdown timeout + uvicorn's own ~0.7 s must fit in the pod's terminationGracePeriodSeconds (10).
+DEFAULT_DRAIN_DELAY_S = 5.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 3
 
 _FALSE = {"0", "false", "no", "off"}
 
@@ -59,6 +64,8 @@ class ServerConfig:
     drift: bool = True
     inline_budget_ms: float = DEFAULT_INLINE_BUDGET_MS
     log_level: str = "info"
+    drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
+    shutdown_timeout_s: int = DEFAULT_SHUTDOWN_TIMEOUT_S
     # The loader's retry schedule when the registry is unreachable: doubling, capped.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -116,4 +123,6 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         drift=_bool(env, ENV_DRIFT, True),
         inline_budget_ms=_float(env, ENV_INLINE_BUDGET_MS, DEFAULT_INLINE_BUDGET_MS),
         log_level=env.get(ENV_LOG_LEVEL, "").strip().lower() or "info",
+        drain_delay_s=_float(env, ENV_DRAIN_DELAY_S, DEFAULT_DRAIN_DELAY_S),
+        shutdown_timeout_s=_int(env, ENV_SHUTDOWN_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, 0),
     )

@@ -35,9 +35,13 @@ FEATURE_NULLS_TOTAL = "mlops_server_feature_nulls_total"
 LABELS = ("model", "version", "track", "deployment")
 OUTCOME_SUCCESS = "success"
 OUTCOME_CLIENT_ERROR = "client_error"  # 4xx: the request was wrong
-OUTCOME_SERVER_ERROR = "server_error"  # 5xx other than shedding: the server or model failed
-OUTCOME_REJECTED = "rejected"  # 503 before any work: shed under overload, or model not loaded yet
-OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_REJECTED)
+OUTCOME_SERVER_ERROR = "server_error"  # 5xx after admission: the server or model failed
+OUTCOME_REJECTED = "rejected"  # 503 + Retry-After before any work: shed past --max-inflight
+OUTCOME_NOT_READY = "not_ready"  # 503 before any work: this worker's model is not loaded (yet, or at all)
+OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_REJECTED, OUTCOME_NOT_READY)
+# What a canary's errorRate counts: every request the server failed, whatever the reason, so that
+# an overloaded canary (shedding) cannot pass. Kept apart above so dashboards can tell why.
+ERROR_OUTCOMES = (OUTCOME_SERVER_ERROR, OUTCOME_REJECTED, OUTCOME_NOT_READY)
 # 250 us .. 10 s: sub-millisecond requests are the norm for small models, 10 s is a client timeout.
 # Batches of at most this many values are binned in plain Python (numpy's per-call cost dominates).
 SMALL_BATCH = 64
