@@ -393,3 +393,11 @@ def test_the_first_version_served_from_an_approval_takes_the_alias_once_ready() 
     assert scaling.status["aliasMove"] is None and not scaling.alias_moves
     ready = plan_deployment(observe(body, holder=None, approved={1: "iris-classifier-1"}, stable_ready=4), T0)
     assert ready.status["aliasMove"]["version"] == 1 and ready.alias_moves == [("iris-classifier", "production", 1)]
+
+
+def test_drift_monitoring_without_prometheus_says_so_instead_of_never_checking() -> None:
+    body = deployment(steady())
+    body["spec"]["monitoring"] = {"drift": {"interval": "1m"}}
+    plan = plan_deployment(observe(body, holder=1, stable_ready=4, prometheus_url=None), T0)
+    assert plan.status["drift"]["message"].startswith("drift check failed: no Prometheus configured")
+    assert condition(plan.status, "Degraded")["reason"] == "DriftCheckFailed" and "DriftCheckFailed" in events(plan)

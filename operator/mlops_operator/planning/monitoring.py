@@ -15,6 +15,7 @@ from ..api.common import ConditionStatus, parse_duration
 from ..api.deployment import DeploymentSpec, DeploymentStatus, Drift, DriftStatus
 from ..drift import NULL_BIN, DriftReport, FeatureScore, drift_report
 from ..integrations.prometheus import custom_query, drift_queries
+from .analysis import NO_PROMETHEUS
 from .conditions import find_typed, set_typed
 from .observed import DeploymentObserved, DriftReadings, Series
 from .plan import Event, Meta, Plan, parse_time, rfc3339
@@ -105,9 +106,14 @@ def _custom_report(series: Series) -> DriftReport:
 def plan_drift(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
     """Score this pass's drift readings (if a check was due) and fold the verdict into status."""
     drift = drift_of(obs.spec)
-    if drift is not None:
-        check = score(drift, obs.drift) if obs.drift is not None else None
-        fold_check(plan, status, obs.meta, obs.spec, check, now)
+    if drift is None:
+        return
+    check = score(drift, obs.drift) if obs.drift is not None else None
+    if check is None and not obs.prometheus_url and status.stable_version is not None:
+        remaining = seconds_until_check(obs.spec, status, now)
+        if remaining is not None and remaining <= 0:  # a check that can never run says so each interval
+            check = DriftCheck(int(status.stable_version), error=NO_PROMETHEUS)
+    fold_check(plan, status, obs.meta, obs.spec, check, now)
 
 
 def fold_check(
