@@ -272,6 +272,9 @@ def error_rate(text: str) -> float:
 
 
 def test_error_rate_selector_counts_every_server_failure() -> None:
+    from mlops_operator.integrations.prometheus import builtin_query
+
+    assert ERROR_SELECTOR in builtin_query("errorRate", "ns", "iris", "canary", "30s")  # what the operator asks
     assert set(ERROR_SELECTOR.split('"')[1].split("|")) == set(ERROR_OUTCOMES)
     assert set(ERROR_OUTCOMES) | {OUTCOME_SUCCESS, OUTCOME_CLIENT_ERROR} == set(OUTCOMES)
 

@@ -33,7 +33,8 @@ def _selector(namespace: str, deployment: str, track: str, extra: str = "") -> s
 def builtin_query(builtin: str, namespace: str, deployment: str, track: str, window: str) -> str:
     """The PromQL behind a builtin analysis metric, for one track of a Deployment."""
     if builtin == "errorRate":
-        errors = _selector(namespace, deployment, track, 'outcome="server_error"')
+        # Shed (rejected) and not-ready 503s count: an overloaded canary must not pass on the requests it admitted.
+        errors = _selector(namespace, deployment, track, 'outcome=~"server_error|rejected|not_ready"')
         every = _selector(namespace, deployment, track)
         # `or vector(0)`: with no server errors yet the error series does not exist at all.
         return f"(sum(rate({REQUESTS}{errors}[{window}])) or vector(0)) / sum(rate({REQUESTS}{every}[{window}]))"

@@ -21,6 +21,11 @@ from .jobs import harden
 from .plan import Meta, Obj
 
 SERVER_PORT = 8080
+# mlops-server after SIGTERM: not ready but still serving this long (endpoints drop the pod meanwhile),
+# then at most SHUTDOWN_TIMEOUT_S for requests in flight; the grace period leaves margin on a loaded node.
+DRAIN_DELAY_S = 5
+SHUTDOWN_TIMEOUT_S = 3
+TERMINATION_GRACE_SECONDS = 15
 SERVICE_PORT = 80
 TRACKS = ("stable", "canary")
 
@@ -78,6 +83,8 @@ def server_deployment(
         {"name": "MLOPS_DEPLOYMENT", "value": meta.name},
         {"name": "MLOPS_NAMESPACE", "value": meta.namespace},
         {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
+        {"name": "MLOPS_DRAIN_DELAY_S", "value": str(DRAIN_DELAY_S)},
+        {"name": "MLOPS_SHUTDOWN_TIMEOUT_S", "value": str(SHUTDOWN_TIMEOUT_S)},
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
     container: Obj = {
@@ -115,7 +122,7 @@ def server_deployment(
                     "prometheus.io/path": "/metrics",
                 },
             },
-            "spec": harden({"containers": [container], "terminationGracePeriodSeconds": 10}),
+            "spec": harden({"containers": [container], "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS}),
         },
     }
     return {
