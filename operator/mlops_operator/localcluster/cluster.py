@@ -310,3 +310,45 @@ def status(cfg: ClusterConfig) -> dict[str, str]:
         healthy = ids is not None and _probe_healthy(component, cfg, ids)
         result[component] = f"running (pid {pid}, {'healthy' if healthy else 'unhealthy'})"
     return result
+
+
+# The components whose programs hack/build-binaries.sh builds.
+_BUILT = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def _component(component: str) -> str:
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}: one of {', '.join(COMPONENTS)}")
+    return component
+
+
+def component_healthy(cfg: ClusterConfig, component: str) -> bool:
+    """True when the component `up` started runs and passes the health check `up` waits for."""
+    return _process(cfg, _component(component)).pid() is not None and _probe_healthy(component, cfg, _identities(cfg))
+
+
+def stop_component(cfg: ClusterConfig, component: str) -> bool:
+    """Stop one component `up` started (by its pid file: SIGTERM, then SIGKILL); True if it was running."""
+    return _process(cfg, _component(component)).stop(grace_seconds=20 if component == "node-agent" else 10)
+
+
+def start_component(cfg: ClusterConfig, component: str, timeout: float = 90) -> float:
+    """Start one component as `up` does and wait for its health check; seconds taken (0 if it was healthy)."""
+    started = time.monotonic()
+    ids = _identities(cfg)
+    proc = _process(cfg, _component(component))
+    if proc.pid() is not None and _probe_healthy(component, cfg, ids):
+        return 0.0
+    proc.stop(grace_seconds=5)
+    # Only the control-plane programs live in the binaries' directory; the rest need no build check.
+    bin_dir = ensure_binaries() if component in _BUILT else Path()
+    try:
+        argv = _argv(component, cfg, ids, bin_dir)
+    except services.MissingDependencyError as missing:
+        raise ClusterError(str(missing)) from missing
+    env = dict(os.environ)
+    env.pop("KUBECONFIG", None)
+    log_file = cfg.logs_dir / f"{component}.log"
+    proc.start(argv, log_file, env=env)
+    _wait(component, functools.partial(_probe_healthy, component, cfg, ids), timeout, log_file)
+    return time.monotonic() - started
