@@ -164,15 +164,8 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
         return
     _serve(status, canary, stamp)
     _clear_canary(status)
-    model = obs.spec.model
-    if model.alias:
-        status.alias_move = AliasMove(
-            registered_model=model.registered_model,
-            alias=model.alias,
-            version=canary,
-            decided_at=stamp,
-            reason="canary completed",
-        )
+    if obs.spec.model.alias:
+        status.alias_move = _alias_intent(obs, canary, stamp, "canary completed")
     plan.events.append(Event("CanaryCompleted", f"version {canary} is stable"))
     _wake_version(plan, obs, canary)
 
@@ -222,13 +215,19 @@ def _finish_first_rollout(plan: Plan, status: DeploymentStatus, obs: DeploymentO
     if stable not in obs.approved or status.canary_version is not None or status.alias_move is not None:
         return
     if obs.tracks.stable_ready >= obs.spec.replicas:
-        status.alias_move = AliasMove(
-            registered_model=model.registered_model,
-            alias=model.alias,
-            version=stable,
-            decided_at=stamp,
-            reason="first rollout ready",
-        )
+        status.alias_move = _alias_intent(obs, stable, stamp, "first rollout ready")
+
+
+def _alias_intent(obs: DeploymentObserved, version: int, stamp: str, reason: str) -> AliasMove:
+    """The alias move to record before it is made."""
+    model = obs.spec.model
+    return AliasMove(
+        registered_model=model.registered_model,
+        alias=model.alias or "",
+        version=version,
+        decided_at=stamp,
+        reason=reason,
+    )
 
 
 def _alias_effects(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved) -> None:
