@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mlops_operator import contract
 from mlops_operator.worker.sample_data import write_sample
 
 from tests.fixtures.cluster import Kube, wait_for
@@ -47,6 +48,7 @@ pytestmark = pytest.mark.cluster
 ERROR_LIMIT = 2  # strategy.canary.analysis.consecutiveErrorLimit in these tests (the default is 4)
 ERROR_RATE = {"name": "error-rate", "builtin": "errorRate", "max": 0.05}
 Status = dict[str, Any]
+Obj = dict[str, Any]
 
 
 def ts(text: str) -> float:
@@ -273,27 +275,49 @@ def test_mlflow_stopped_mid_promotion_keeps_serving_and_moves_the_alias_once(
         )
 
 
+def worker_runs(kube: Kube, job: str) -> list[Obj]:
+    """The MLflow runs a training Job's pods created (tag mlops.dev/job), from MLflow's REST API."""
+    found = httpx.get(
+        f"{kube.mlflow_url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": contract.EXPERIMENT_TRAINING},
+        timeout=5,
+    )
+    if found.status_code != 200:
+        return []
+    response = httpx.post(
+        f"{kube.mlflow_url}/api/2.0/mlflow/runs/search",
+        json={
+            "experiment_ids": [found.json()["experiment"]["experiment_id"]],
+            "filter": f"tags.`{contract.TAG_JOB}` = '{job}'",
+        },
+        timeout=5,
+    )
+    response.raise_for_status()
+    return list(response.json().get("runs", []))
+
+
 @pytest.mark.timeout(600)
 def test_mlflow_stopped_mid_training_never_registers_a_version_twice(
     crds_installed: Kube, namespace: str, tmp_path: Path
 ) -> None:
     kube, model, cfg = crds_installed, f"mlt-{namespace}", local_cluster_config()
     data = sample_data("iris", tmp_path / "iris.csv")
-    manifest = iris_dataset(f"file://{data}") + "---\n" + training_run("mid", model)
+    # Three retries of the pod (Job backoff 10 s, 20 s, 40 s): a later one can find MLflow back.
+    run_manifest = training_run("mid", model).replace("backoffLimit: 1", "backoffLimit: 3")
+    manifest = iris_dataset(f"file://{data}") + "---\n" + run_manifest
     with operator_for(kube, namespace, tmp_path / "operator.log") as op, ComponentOutage(cfg, "mlflow") as outage:
         kube.apply(manifest, namespace)
 
-        def job_pod_running() -> str | None:
+        def job_name() -> str | None:
             assert op.running(), op.log_tail()
-            run = kube.json("get", "trainingrun/mid", "-n", namespace).get("status") or {}
-            if not run.get("jobName"):
-                return None
-            pods = kube.json("get", "pods", "-n", namespace, "-l", f"job-name={run['jobName']}")["items"]
-            return run["jobName"] if any(p["status"].get("phase") == "Running" for p in pods) else None
+            return (kube.json("get", "trainingrun/mid", "-n", namespace).get("status") or {}).get("jobName")
 
-        job = wait_for("the training Job's pod to run", job_pod_running, timeout=300, interval=0.3)
+        job = str(wait_for("the training Job", job_name, timeout=300, interval=0.5))
+        # Mid-training: the worker has created its MLflow run and is fitting, logging and registering.
+        wait_for("the worker's MLflow run", lambda: worker_runs(kube, job), timeout=240, interval=0.2)
+        registered_before = mlflow_registered_versions(kube, model)
         outage.stop()
-        time.sleep(25)  # the worker meets a registry that is gone (and the Job may retry meanwhile)
+        print(f"\nMLflow stopped mid-run (registered versions at that moment: {registered_before})")
         outage.start()
 
         def terminal() -> str | None:
@@ -301,11 +325,13 @@ def test_mlflow_stopped_mid_training_never_registers_a_version_twice(
             phase = (kube.json("get", "trainingrun/mid", "-n", namespace).get("status") or {}).get("phase")
             return phase if phase in ("Succeeded", "Failed") else None
 
-        outcome = wait_for("the TrainingRun to finish", terminal, timeout=360, interval=1)
+        outcome = wait_for("the TrainingRun to finish", terminal, timeout=420, interval=1)
         run = kube.json("get", "trainingrun/mid", "-n", namespace)
         job_status = kube.json("get", f"job/{job}", "-n", namespace)["status"]
-        print(f"\nTrainingRun after an MLflow outage mid-Job: {outcome}: {run['status'].get('message')}")
+        runs = worker_runs(kube, job)
+        print(f"TrainingRun after an MLflow outage mid-run: {outcome}: {run['status'].get('message')}")
         print(f"Job {job}: succeeded={job_status.get('succeeded')} failed={job_status.get('failed')}")
+        print("worker runs: " + ", ".join(f"{r['info']['run_id'][:8]} {r['info']['status']}" for r in runs))
         versions = mlflow_registered_versions(kube, model)
         modelversions = kube.json("get", "modelversions", "-n", namespace)["items"]
         jobs = kube.json("get", "jobs", "-n", namespace, "-l", "mlops.dev/owner-kind=TrainingRun")["items"]
@@ -323,6 +349,7 @@ def test_mlflow_stopped_mid_training_never_registers_a_version_twice(
                 timeout=90,
             )
             assert mlflow_alias(kube, model) == 1
+        assert sum(r["info"]["status"] == "FINISHED" for r in runs) <= 1, "two worker runs finished"
 
 
 @pytest.mark.timeout(600)
