@@ -84,7 +84,8 @@ class Runtime:
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
     timers: dict[tuple[str, str, str], asyncio.TimerHandle] = field(default_factory=dict)
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    effect_failures: dict[tuple[str, str, str], int] = field(default_factory=dict)  # failed alias moves in a row
+    # Failed alias moves in a row, and the monotonic time before which the move is not tried again.
+    effect_failures: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     applied: dict[str, tuple[str, float]] = field(default_factory=dict)  # child -> (spec hash, when applied)
     store: Store = field(default_factory=Store)
@@ -129,7 +130,7 @@ class Runtime:
             try:
                 await self.resync()
             except (ApiError, OSError, httpx.HTTPError) as error:
-                log.warning("resync failed: %s; next in %.0fs", error, self.settings.resync_seconds)
+                log.warning("resync failed: %r; next in %.0fs", error, self.settings.resync_seconds)
 
     async def start_leading(self) -> None:
         """This replica leads now: relist (a follower's store may lag) and reconcile everything."""
@@ -167,10 +168,10 @@ class Runtime:
                         self.requeue(key, plan.requeue_after)
             except StaleObjectError:
                 self.requeue(key, 0.2)
-            except (MlflowError, ApiError, OSError) as error:
+            except (MlflowError, ApiError, OSError, httpx.HTTPError) as error:  # outside failures: no traceback
                 metrics.RECONCILE_ERRORS.labels(kind).inc()
                 delay = self._backoff(key)
-                log.warning("%s %s/%s: %s; retrying in %.0fs", kind, namespace, name, error, delay)
+                log.warning("%s %s/%s: %s; retrying in %.0fs", kind, namespace, name, str(error) or repr(error), delay)
                 self.requeue(key, delay)
             except Exception:
                 metrics.RECONCILE_ERRORS.labels(kind).inc()
@@ -259,11 +260,17 @@ class Runtime:
                     raise
         key = (kind, namespace, body["metadata"]["name"])
         for model, alias, version in plan.alias_moves:
+            # Passes come from every track event too: a failed effect waits out its back-off whatever wakes us.
+            count, not_before = self.effect_failures.get(key, (0, 0.0))
+            wait = not_before - time.monotonic()
+            if wait > 0:
+                plan.requeue_after = wait
+                break
             try:
                 await self.mlflow.set_alias(model, alias, version)
             except MlflowError as error:
-                count = self.effect_failures[key] = self.effect_failures.get(key, 0) + 1
-                delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(count, 6))
+                delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(count + 1, 6))
+                self.effect_failures[key] = (count + 1, time.monotonic() + delay)
                 log.warning("%s %s/%s: alias move failed: %s; retrying in %.0fs", *key, error, delay)
                 plan.requeue_after = delay
                 break
