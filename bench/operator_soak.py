@@ -1,0 +1,80 @@
+"""Operator memory over a long run (not a test): churn objects for minutes with short timers, sample RSS.
+
+Usage: KUBECONFIG=.localcluster/kubeconfig python bench/operator_soak.py [--minutes 8] [--objects 40]
+
+A day of an operator's life compressed: every cycle creates `--objects` mixed objects (Datasets,
+TrainingRuns, ModelVersions, Deployments), waits until every status is written, deletes them and
+waits until the store has let them go; the resync runs every 5 s instead of 10 min (a 10-minute
+soak holds as many resyncs as 20 hours at the default). Per-object state (locks, timers, back-offs,
+applied hashes) that is not pruned on delete shows up as RSS growing cycle after cycle.
+A ResourceQuota of zero pods keeps the Job and ReplicaSet controllers from starting processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from operator_scale import acknowledged, kubectl, manifests, rss_mib
+
+RESYNC_SECONDS = 5
+
+
+def slope_mib_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per hour of wall time."""
+    xs, ys = [s for s, _ in samples], [m for _, m in samples]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 3600 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--objects", type=int, default=40)
+    args = parser.parse_args()
+    os.environ.setdefault("KUBECONFIG", str(Path(".localcluster/kubeconfig").resolve()))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "http://10.244.0.1:15000")
+    namespace = f"soak-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", namespace)
+    kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+    env = {**os.environ, "MLOPS_RESYNC_SECONDS": str(RESYNC_SECONDS), "MLOPS_LEADER_ELECTION": "false"}
+    argv = [sys.executable, "-m", "mlops_operator", "run", "-n", namespace]
+    argv += ["--liveness", "http://127.0.0.1:18083/healthz", "--metrics-port", "18093"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started, samples, cycles = time.monotonic(), [], 0
+    try:
+        deadline = started + 60 * args.minutes
+        while time.monotonic() < deadline and cycles < 1000:
+            kubectl("apply", "-n", namespace, "-f", "-", input_text=manifests(args.objects))
+            limit = time.monotonic() + 300
+            while acknowledged(namespace) < args.objects and time.monotonic() < limit:
+                time.sleep(1)
+            kubectl("delete", "datasets,trainingruns,modelversions,deployments.mlops.dev", "--all", "-n", namespace)
+            time.sleep(RESYNC_SECONDS)  # one resync over the emptied namespace
+            cycles += 1
+            samples.append((time.monotonic() - started, rss_mib(proc.pid)[0]))
+            print(f"cycle {cycles:3d}  t={samples[-1][0]:6.0f}s  rss={samples[-1][1]:.1f} MiB", flush=True)
+        _, peak = rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        kubectl("delete", "namespace", namespace, "--wait=false")
+    third = max(1, len(samples) // 3)
+    first, last = (statistics.median(m for _, m in part) for part in (samples[:third], samples[-third:]))
+    resyncs = int((samples[-1][0] if samples else 0) / RESYNC_SECONDS)
+    hours = resyncs * 600 / 3600
+    print(f"cycles={cycles} objects/cycle={args.objects} created and deleted={cycles * args.objects}")
+    print(f"  RSS median first third {first:.1f} MiB, last third {last:.1f} MiB (Δ {last - first:+.1f} MiB)")
+    print(f"  peak RSS {peak:.0f} MiB; {resyncs} resyncs (≈ {hours:.0f} h at the default 10 min)")
+    print(f"  slope {slope_mib_per_hour(samples):+.1f} MiB/hour of wall time")
+
+
+if __name__ == "__main__":
+    main()
