@@ -176,8 +176,7 @@ async def _source(rt: Runtime, namespace: str, read: SourceRunRead | None) -> tu
 
 def _export_drift_scores(meta: Meta, status: Obj) -> None:
     drift = status.get("drift") or {}
-    for feature, score in (drift.get("scores") or {}).items():
-        metrics.DRIFT_SCORE.labels(meta.namespace, meta.name, feature, drift.get("method") or "").set(score)
+    metrics.export_drift_scores(meta.namespace, meta.name, drift.get("method") or "", drift.get("scores") or {})
 
 
 @kopf.on.event(GROUP, VERSION, "deployments")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -53,6 +54,30 @@ def count_events(events: list[Event], namespace: str = "", name: str = "") -> No
         per_object = _BY_REASON_PER_OBJECT.get(event.reason)
         if per_object is not None:
             per_object.labels(namespace, name).inc()
+
+
+_drift_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+
+def export_drift_scores(namespace: str, name: str, method: str, scores: dict[str, float]) -> None:
+    """Set the drift gauge of each scored feature; features (or a method) no longer scored lose their series."""
+    wanted = {(feature, method) for feature in scores}
+    for feature, old_method in _drift_series.get((namespace, name), set()) - wanted:
+        DRIFT_SCORE.remove(namespace, name, feature, old_method)
+    for feature, score in scores.items():
+        DRIFT_SCORE.labels(namespace, name, feature, method).set(score)
+    if wanted:
+        _drift_series[(namespace, name)] = wanted
+    else:
+        _drift_series.pop((namespace, name), None)
+
+
+def forget_object(namespace: str, name: str) -> None:
+    """Drop a deleted Deployment's per-object series, so churned names do not grow /metrics for ever."""
+    export_drift_scores(namespace, name, "", {})
+    for counter in _BY_REASON_PER_OBJECT.values():
+        with contextlib.suppress(KeyError):  # never counted
+            counter.remove(namespace, name)
 
 
 def serve(port: int) -> None:

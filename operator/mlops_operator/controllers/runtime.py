@@ -214,6 +214,7 @@ class Runtime:
             del self.locks[key]
         kind, namespace, name = key
         if kind == "Deployment":
+            metrics.forget_object(namespace, name)
             for child in (f"Deployment/{name}-stable", f"Deployment/{name}-canary", f"Service/{name}"):
                 self.applied.pop(f"{namespace}/{child}", None)
 
