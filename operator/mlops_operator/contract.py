@@ -36,6 +36,10 @@ TAG_REGISTERED_VERSION = "mlops.dev/registered-version"
 TAG_TASK = "mlops.dev/task"  # classification | regression
 TAG_BEST_PARAMS = "mlops.dev/best-params"  # JSON of the chosen grid point, when a search ran
 
+# -- tags on registered models: who owns a model and who else may serve it (planning/ownership.py) --
+TAG_OWNER_NAMESPACE = "mlops.dev/owner-namespace"  # written when the worker creates the model, or by `models adopt`
+TAG_READER_NAMESPACES = "mlops.dev/reader-namespaces"  # comma-separated; set by the owner to share for serving
+
 OUTCOME_VALID = "valid"
 OUTCOME_INVALID = "invalid"
 OUTCOME_SUCCEEDED = "succeeded"

@@ -7,6 +7,7 @@ from typing import Any
 from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus
 from mlops_operator.planning.analysis import MetricReading
 from mlops_operator.planning.observed import DeploymentObserved, DriftReadings, RetrainingObserved, Tracks
+from mlops_operator.planning.ownership import ModelOwnership
 from mlops_operator.planning.plan import Meta
 from mlops_operator.planning.serving import ServerSettings
 
@@ -38,6 +39,8 @@ def observe(
     drift: DriftReadings | None = None,
     retraining: RetrainingObserved | None = None,
     prometheus_url: str | None = PROMETHEUS,
+    ownership: ModelOwnership | None = None,
+    ownership_error: str | None = None,
 ) -> DeploymentObserved:
     """A Deployment observation: the body parsed by the API models, tracks with the given ready pods."""
     return DeploymentObserved(
@@ -53,6 +56,8 @@ def observe(
         approved=approved or {},
         holder_version=holder,
         holder_error=holder_error,
+        ownership=ownership,
+        ownership_error=ownership_error,
         analysis=readings,
         drift=drift,
         retraining=retraining or RetrainingObserved(),

@@ -254,7 +254,7 @@ class Rollback(StatusModel):
     at: str | None = None
 
 
-DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack", "RolledBack"]
+DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack", "RolledBack", "Refused"]
 
 
 class DeploymentStatus(CommonStatus):

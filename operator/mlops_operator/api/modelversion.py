@@ -79,7 +79,9 @@ class GateResult(StatusModel):
     message: str | None = None
 
 
-ModelVersionPhase = Literal["Registered", "Evaluating", "Approved", "Promoted", "Rejected", "RolledBack", "Superseded"]
+ModelVersionPhase = Literal[
+    "Registered", "Evaluating", "Approved", "Promoted", "Rejected", "RolledBack", "Superseded", "Refused"
+]
 
 
 class ModelVersionStatus(CommonStatus):

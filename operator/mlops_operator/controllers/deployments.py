@@ -20,8 +20,9 @@ from ..integrations.mlflow import MlflowError
 from ..integrations.prometheus import Prometheus, PrometheusError
 from ..kubeapi import ApiError
 from ..planning.analysis import MetricReading
-from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due
+from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due, serving_refusal
 from ..planning.observed import DeploymentObserved, DriftReadings, RetrainingObserved, Series, Tracks
+from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.serving import ServerSettings, track_name
 from ..planning.trainingrun import model_version_name
@@ -71,8 +72,10 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
             "ModelVersion", meta.namespace, model_version_name(model.registered_model, status.stable_version)
         )
         serving_run = (((serving_mv or {}).get("spec") or {}).get("source") or {}).get("trainingRunRef")
+    ownership, ownership_error = await _ownership(rt, model.registered_model)
+    refused = serving_refusal(meta.namespace, status, ownership) is not None
     reads = reads_due(
-        meta, spec, status, tracks, prometheus_url, serving_run, bool(last_name) and last_run is None, now
+        meta, spec, status, tracks, prometheus_url, serving_run, bool(last_name) and last_run is None, now, refused
     )
 
     holder_version, holder_error = await _holder(rt, reads)
@@ -95,10 +98,19 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         approved=approved,
         holder_version=holder_version,
         holder_error=holder_error,
+        ownership=ownership,
+        ownership_error=ownership_error,
         analysis=analysis,
         drift=drift,
         retraining=RetrainingObserved(last_run, last_version, *source),
     )
+
+
+async def _ownership(rt: Runtime, model: str) -> tuple[ModelOwnership | None, str | None]:
+    try:
+        return ModelOwnership.of(model, await rt.mlflow.registered_model(model)), None
+    except MlflowError as error:
+        return None, str(error)
 
 
 async def _holder(rt: Runtime, reads: DeploymentReads) -> tuple[int | None, str | None]:

@@ -123,6 +123,20 @@ class Mlflow:
             raise
         return dict(payload["model_version"])
 
+    async def registered_model(self, name: str) -> Obj | None:
+        """A registered model (name, tags, aliases); None if it does not exist."""
+        try:
+            payload = await self._call("GET", "/registered-models/get", params={"name": name})
+        except MlflowError as error:
+            if error.code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or error.status == 404:
+                return None
+            raise
+        return dict(payload["registered_model"])
+
+    async def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set one tag on a registered model."""
+        await self._call("POST", "/registered-models/set-tag", body={"name": name, "key": key, "value": value})
+
     async def alias_version(self, name: str, alias: str) -> int | None:
         """The version that holds `alias` for a registered model; None if no version does."""
         try:

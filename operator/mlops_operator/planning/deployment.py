@@ -11,17 +11,19 @@ holds or aborts by its limits, the last known version keeps serving, and Degrade
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..api.common import ConditionStatus
-from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.deployment import DeploymentSpec, DeploymentStatus, RetrainingStatus
+from ..contract import ANNOTATION_SPEC_HASH
 from .analysis import AnalysisQuery, analysis_queries
 from .conditions import find_typed, set_typed, status_patch
 from .monitoring import DriftQueries, drift_reads, plan_drift
 from .observed import DeploymentObserved, Tracks
+from .ownership import REFUSED_REASONS, ModelOwnership, Refusal, recheck_after, refusal
 from .plan import Event, Meta, Plan, parse_time, rfc3339
-from .retraining import needs_source_spec, plan_retraining
+from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, children, next_wakeup, plan_rollout
 from .serving import needs_update
 
@@ -58,8 +60,12 @@ def reads_due(
     serving_run: str | None,
     decided_run_missing: bool,
     now: datetime,
+    refused: bool = False,
 ) -> DeploymentReads:
-    """What to read now: the alias holder (alias mode), due analysis and drift queries, the retraining source."""
+    """What to read now: the alias holder (alias mode), due analysis and drift queries, the retraining source.
+    Nothing when the namespace may not serve the model (`refused`, from the ownership read made first)."""
+    if refused:
+        return DeploymentReads()
     holder = (spec.model.registered_model, spec.model.alias) if spec.model.alias else None
     analysis = None
     if prometheus_url and analysis_due(spec, status, now) and tracks.canary_ready > 0:
@@ -76,10 +82,21 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     """Next status, the serving objects that differ from what is there, Events, effects and the next look."""
     status, plan = obs.status.model_copy(deep=True), Plan(status={})
     status.observed_generation = obs.meta.generation
+    refused = serving_refusal(obs.meta.namespace, obs.status, obs.ownership)
+    if refused is not None:
+        return _refused(plan, status, obs, refused, now)
+    reader = obs.ownership is not None and obs.ownership.exists and obs.ownership.owner != obs.meta.namespace
+    if reader:  # a namespace the owner shares the model with serves it, and promotes or retrains nothing
+        obs = replace(obs, approved={})
     problems: list[tuple[str, str]] = []
     plan_rollout(plan, status, obs, now, problems)
     plan_drift(plan, status, obs, now)
-    plan_retraining(plan, status, obs, now)
+    if not reader:
+        plan_retraining(plan, status, obs, now)
+    elif retraining_of(obs.spec) is not None:
+        owner = obs.ownership.owner if obs.ownership else None
+        message = f"retraining is off: registered model '{obs.spec.model.registered_model}' belongs to {owner}"
+        status.retraining = (status.retraining or RetrainingStatus()).model_copy(update={"message": message})
     problems += _outside_problems(status, obs)
     _conditions_and_phase(plan, status, obs, now, problems)
     existing = {("Deployment", f"{obs.meta.name}-stable"): obs.tracks.stable}
@@ -94,9 +111,55 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     return plan
 
 
+def serving_refusal(namespace: str, status: DeploymentStatus, ownership: ModelOwnership | None) -> Refusal | None:
+    """Why `namespace` may not serve the model, if it may not. While MLflow cannot say (`ownership`
+    None), a Deployment that was refused stays refused and one that was serving keeps serving."""
+    if ownership is not None:
+        return refusal(namespace, ownership, "serve")
+    ready = find_typed(status.conditions, "Ready")
+    if ready is not None and ready.reason in REFUSED_REASONS:
+        return Refusal(ready.reason, ready.message or "", None)
+    return None
+
+
+def _refused(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, why: Refusal, now: datetime) -> Plan:
+    """Serve nothing: scale down any track this Deployment runs, say why, and look again with a back-off."""
+    meta, stamp = obs.meta, rfc3339(now)
+    previous = find_typed(status.conditions, "Ready")
+
+    def cond(ctype: str, value: ConditionStatus, reason: str, message: str) -> None:
+        status.conditions = set_typed(
+            status.conditions, ctype, value, reason, message, generation=meta.generation, now=stamp
+        )
+
+    status.phase, status.message, status.ready_replicas = "Refused", why.message, 0
+    cond("Ready", "False", why.reason, why.message)
+    cond("Available", "False", why.reason, "nothing is served")
+    cond("Progressing", "False", why.reason, why.message)
+    if obs.ownership_error is not None:
+        cond(DEGRADED, "True", "MlflowUnavailable", f"{obs.ownership_error}; the model's owner could not be read")
+    else:
+        cond(DEGRADED, "False", "AsExpected", "every outside system answered")
+    if previous is None or previous.reason != why.reason:
+        plan.events.append(Event(why.reason, why.message, "Warning"))
+    for track in (obs.tracks.stable, obs.tracks.canary):
+        if track is not None and (track.get("spec") or {}).get("replicas") != 0:
+            # The hash is cleared so that, once allowed, the track is applied again at its full spec.
+            plan.patches.append(
+                (track, {"metadata": {"annotations": {ANNOTATION_SPEC_HASH: ""}}, "spec": {"replicas": 0}})
+            )
+    ready_now = find_typed(status.conditions, "Ready")
+    since = parse_time(ready_now.last_transition_time if ready_now else None) or now
+    plan.requeue_after = recheck_after((now - since).total_seconds())
+    plan.status = status_patch(status)
+    return plan
+
+
 def _outside_problems(status: DeploymentStatus, obs: DeploymentObserved) -> list[tuple[str, str]]:
     """What outside systems keep from working right now, as (reason, message) for Degraded."""
     problems = []
+    if obs.ownership_error is not None:
+        problems.append(("MlflowUnavailable", f"{obs.ownership_error}; the model's owner could not be read"))
     if obs.holder_error is not None:
         serving = f"version {status.stable_version} keeps serving" if status.stable_version else "nothing serves yet"
         pending = (

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ..api.deployment import DeploymentSpec, DeploymentStatus
 from .analysis import MetricReading
+from .ownership import ModelOwnership
 from .plan import Meta, Obj
 from .serving import ServerSettings, ready_replicas
 
@@ -71,6 +72,8 @@ class DeploymentObserved:
     approved: dict[int, str] = field(default_factory=dict)  # version -> ModelVersion name, Approved for the alias
     holder_version: int | None = None  # the alias holder in MLflow (alias mode); None: none, or not known
     holder_error: str | None = None  # why the holder could not be read (MLflow down)
+    ownership: ModelOwnership | None = None  # the served model's owner and readers; None: not known
+    ownership_error: str | None = None  # why ownership could not be read (MLflow down)
     analysis: list[MetricReading] | None = None  # this pass's readings; None when none were due
     drift: DriftReadings | None = None  # None when no check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
