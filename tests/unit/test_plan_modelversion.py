@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from mlops_operator.contract import TAG_OWNER_NAMESPACE
 from mlops_operator.planning.modelversion import ModelVersionObserved, judge_gates, plan_modelversion
+from mlops_operator.planning.ownership import ModelOwnership
 
 
 def run_mv(body, registered, metrics, holder, holder_metrics, rollouts, now, rolled_back_by=None, mlflow_error=None):  # type: ignore[no-untyped-def]
@@ -127,3 +129,21 @@ def test_mlflow_down_decides_nothing_and_says_degraded() -> None:
     assert plan.status["phase"] == "Approved" and not plan.alias_moves and not plan.events
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable") and plan.requeue_after
+
+
+def owned_by(owner: str) -> ModelOwnership:
+    return ModelOwnership.of("iris-classifier", {"tags": [{"key": TAG_OWNER_NAMESPACE, "value": owner}]})
+
+
+def test_a_version_of_another_namespaces_model_is_refused_and_moves_nothing() -> None:
+    metrics = {"accuracy": 0.99, "f1_macro": 0.99}
+    observed = ModelVersionObserved(REGISTERED, metrics, 1, {"f1_macro": 0.9}, ownership=owned_by("team-a"))
+    plan = plan_modelversion(mv(), observed, NOW)
+    assert plan.alias_moves == [] and plan.status["phase"] == "Refused" and "gateResults" not in plan.status
+    assert ready(plan.status)["reason"] == "ModelOwnedElsewhere" and "team-a" in plan.status["message"]
+    assert [e.reason for e in plan.events] == ["ModelOwnedElsewhere"] and plan.requeue_after == 15
+    again = plan_modelversion(mv(plan.status), observed, NOW + timedelta(minutes=4))
+    assert again.events == [] and again.requeue_after == 120  # re-checked with a back-off, announced once
+    # Adopted by (or given to) this namespace: judged and promoted as usual.
+    mine = ModelVersionObserved(REGISTERED, metrics, 1, {"f1_macro": 0.9}, ownership=owned_by("ns"))
+    assert plan_modelversion(mv(again.status), mine, NOW).alias_moves == [("iris-classifier", "production", 2)]

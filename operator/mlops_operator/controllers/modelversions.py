@@ -11,6 +11,7 @@ from ..api.common import GROUP, VERSION
 from ..api.modelversion import ModelVersionSpec
 from ..integrations.mlflow import MlflowError
 from ..planning.modelversion import TERMINAL, ModelVersionObserved, plan_modelversion
+from ..planning.ownership import ModelOwnership
 from ..planning.plan import Obj, Plan
 from .runtime import Runtime, runtime
 
@@ -26,6 +27,7 @@ async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
     rollouts = sorted(rt.store.rollout_deployments(namespace, model, alias))
     rolled_back_by = rt.store.rollback_of(namespace, model, alias, version)
     try:
+        ownership = ModelOwnership.of(model, await rt.mlflow.registered_model(model))
         registered, metrics = await rt.mlflow.version_metrics(model, version)
         holder = await rt.mlflow.alias_version(model, alias)
         holder_metrics = None
@@ -34,7 +36,9 @@ async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
     except MlflowError as error:
         observed = ModelVersionObserved(rollouts=rollouts, rolled_back_by=rolled_back_by, mlflow_error=str(error))
     else:
-        observed = ModelVersionObserved(registered, metrics, holder, holder_metrics, rollouts, rolled_back_by)
+        observed = ModelVersionObserved(
+            registered, metrics, holder, holder_metrics, rollouts, rolled_back_by, ownership=ownership
+        )
     return plan_modelversion(body, observed, datetime.now(UTC))
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..api.modelversion import ModelVersionSpec
 from .conditions import find_condition, set_condition
+from .ownership import ModelOwnership, recheck_after, refusal
 from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
@@ -64,6 +65,7 @@ class ModelVersionObserved:
     rollouts: list[str] = field(default_factory=list)  # Deployments that roll this alias out as canaries
     rolled_back_by: tuple[str, str] | None = None  # (Deployment, message) that aborted this version's canary
     mlflow_error: str | None = None  # MLflow could not be read: nothing is decided, Degraded says why
+    ownership: ModelOwnership | None = None  # the registered model's owner; None: not read (MLflow down)
 
 
 def plan_modelversion(body: Obj, obs: ModelVersionObserved, now: datetime) -> Plan:
@@ -82,6 +84,16 @@ def plan_modelversion(body: Obj, obs: ModelVersionObserved, now: datetime) -> Pl
         plan.requeue_after = _retry_after(status, "Degraded", now)
         return plan
     _condition(status, meta, stamp, "Degraded", "False", "AsExpected", "MLflow answered")
+    refused = refusal(meta.namespace, obs.ownership, "promote") if obs.ownership is not None else None
+    if refused is not None:  # another namespace's model: no gates judged, no alias moved
+        previous = find_condition(status.get("conditions"), "Ready") or {}
+        status.update(phase="Refused", aliasMove=None, message=refused.message)
+        _ready(status, meta, stamp, "False", refused.reason, refused.message)
+        if previous.get("reason") != refused.reason:
+            plan.events.append(Event(refused.reason, refused.message, "Warning"))
+        since = parse_time((find_condition(status["conditions"], "Ready") or {}).get("lastTransitionTime")) or now
+        plan.requeue_after = recheck_after((now - since).total_seconds())
+        return plan
     if obs.rolled_back_by is not None and phase not in ("Promoted", "Rejected"):
         deployment, why = obs.rolled_back_by
         status.update(phase="RolledBack", aliasMove=None, message=f"deployments.mlops.dev/{deployment}: {why}")
