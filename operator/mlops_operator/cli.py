@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -121,6 +122,14 @@ def _cmd_drift_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .modelaccess import run as run_models
+
+    if args.action == "adopt" and not args.namespace:
+        build_parser().error("models adopt needs --namespace (the owner)")
+    return run_models(args.tracking_uri, args.action, args.model, args.namespace, args.with_, args.transfer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
@@ -179,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--consecutive", type=int, default=2, help="consecutiveWindows")
     dr.add_argument("--shift-std", type=float, default=0.5, help="the mean shift to detect, in standard deviations")
     dr.set_defaults(func=_cmd_drift_replay)
+
+    models = sub.add_parser("models", help="who owns a registered model and who may serve it (MLflow tags)")
+    models.add_argument("action", choices=["show", "adopt", "share"])
+    models.add_argument("model", help="the registered model name")
+    models.add_argument("--namespace", "-n", help="for adopt: the namespace that becomes the owner")
+    models.add_argument("--with", dest="with_", action="append", default=[], help="for share: a reader namespace")
+    models.add_argument("--transfer", action="store_true", help="for adopt: take the model from its current owner")
+    models.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or ClusterConfig().mlflow_url,
+        help="MLflow (default: $MLFLOW_TRACKING_URI, else the local cluster's)",
+    )
+    models.set_defaults(func=_cmd_models)
 
     demo = sub.add_parser("demo", help="run the iris pipeline on the local cluster with a live progress table")
     demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
