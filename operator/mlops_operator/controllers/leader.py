@@ -311,7 +311,10 @@ class LeaderElector:
 
     async def _attempt(self, timeout: float) -> bool:
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that arrives as the
+            # inner call finishes (gh-86296), and run() would then never stop.
+            async with asyncio.timeout(timeout):
+                return await self.try_acquire_or_renew()
         except TimeoutError:
             log.warning("leader Lease %s: no answer within %.1fs", self.describe(), timeout)
         except ApiError as error:
