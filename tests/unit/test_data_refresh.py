@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from mlops_operator.contract import ANNOTATION_DATA_NOT_BEFORE
 from mlops_operator.controllers.store import Store
 from mlops_operator.planning.conditions import find_condition
-from mlops_operator.planning.dataset import plan_dataset, refresh_job_name, wanted_check
-from mlops_operator.planning.jobs import WorkerSettings
+from mlops_operator.planning.dataset import plan_dataset, refresh_job_name
 from mlops_operator.planning.plan import Meta
-from mlops_operator.planning.trainingrun import ANNOTATION_DATA_NOT_BEFORE, plan_trainingrun, training_job_name
+from mlops_operator.planning.trainingrun import plan_trainingrun, training_job_name
+
+from .builders import observe_dataset, observe_trainingrun, wanted
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-SETTINGS = WorkerSettings(image="mlops-operator/trainer:test", tracking_uri="http://mlflow:5000")
 
 
 def stamp(moment: datetime) -> str:
@@ -66,11 +67,11 @@ def test_refresh_job_names_are_one_per_request_time() -> None:
 
 def test_a_requested_refresh_starts_a_check_when_the_last_one_is_older() -> None:
     body = dataset(T0 - timedelta(hours=1))
-    name = wanted_check(body, T0 + timedelta(seconds=5), stamp(T0))
+    name = wanted(body, T0 + timedelta(seconds=5), stamp(T0))
     assert name == refresh_job_name(Meta.of(body), T0) == f"iris-check-g1-r{int(T0.timestamp())}"
-    assert wanted_check(body, T0 + timedelta(minutes=3), stamp(T0)) == name  # the same request, the same check
-    assert wanted_check(body, T0, None) == "iris-check-g1-0"  # nobody asked: no check
-    plan = plan_dataset(body, T0, name, None, None, None, SETTINGS)
+    assert wanted(body, T0 + timedelta(minutes=3), stamp(T0)) == name  # the same request, the same check
+    assert wanted(body, T0, None) == "iris-check-g1-0"  # nobody asked: no check
+    plan = plan_dataset(observe_dataset(body, name), T0)
     assert [j["metadata"]["name"] for j in plan.creates_after_status] == [name] and plan.creates == []
     assert plan.status["jobName"] == name and plan.status["phase"] == "Ready"  # usable while it re-checks
     ready = find_condition(plan.status["conditions"], "Ready")
@@ -78,20 +79,20 @@ def test_a_requested_refresh_starts_a_check_when_the_last_one_is_older() -> None
 
 
 def test_no_refresh_when_the_last_check_is_as_new_as_asked() -> None:
-    assert wanted_check(dataset(T0 + timedelta(minutes=1)), T0 + timedelta(minutes=2), stamp(T0)) == "iris-check-g1-0"
-    assert wanted_check(dataset(T0), T0 + timedelta(minutes=2), stamp(T0)) == "iris-check-g1-0"
+    assert wanted(dataset(T0 + timedelta(minutes=1)), T0 + timedelta(minutes=2), stamp(T0)) == "iris-check-g1-0"
+    assert wanted(dataset(T0), T0 + timedelta(minutes=2), stamp(T0)) == "iris-check-g1-0"
 
 
 def test_a_check_in_progress_or_a_new_generation_goes_first() -> None:
     in_progress = dataset(T0 - timedelta(hours=1), jobName="iris-check-g1-r1")
-    assert wanted_check(in_progress, T0, stamp(T0)) == "iris-check-g1-r1"
+    assert wanted(in_progress, T0, stamp(T0)) == "iris-check-g1-r1"
     new_generation = dataset(T0 - timedelta(hours=1), generation=2)
-    assert wanted_check(new_generation, T0, stamp(T0)) == "iris-check-g2-0"
+    assert wanted(new_generation, T0, stamp(T0)) == "iris-check-g2-0"
 
 
 def test_a_dataset_never_checked_but_recorded_gets_the_requested_check() -> None:
     body = dataset(None)
-    assert wanted_check(body, T0, stamp(T0)) == refresh_job_name(Meta.of(body), T0)
+    assert wanted(body, T0, stamp(T0)) == refresh_job_name(Meta.of(body), T0)
 
 
 def waiting_reason(plan) -> tuple[str, str]:
@@ -102,32 +103,32 @@ def waiting_reason(plan) -> tuple[str, str]:
 
 def test_a_run_needing_fresh_data_waits_for_the_dataset_recheck() -> None:
     run = trainingrun(stamp(T0))
-    plan = plan_trainingrun(run, dataset(T0 - timedelta(hours=1)), None, None, None, T0, SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(run, dataset(T0 - timedelta(hours=1))), T0)
     assert plan.creates == [] and plan.creates_after_status == []
     assert waiting_reason(plan) == ("False", "WaitingForFreshData")
     assert plan.status["phase"] == "Pending" and stamp(T0) in plan.status["message"]
     assert plan.wake == [("Dataset", "ns", "iris")]
-    assert "jobName" not in plan.status
-    never_checked = plan_trainingrun(run, dataset(None), None, None, None, T0, SETTINGS)
+    assert plan.status["jobName"] is None
+    never_checked = plan_trainingrun(observe_trainingrun(run, dataset(None)), T0)
     assert never_checked.creates == [] and waiting_reason(never_checked) == ("False", "WaitingForFreshData")
 
 
 def test_the_run_starts_once_the_dataset_was_checked_after_the_decision() -> None:
     run = trainingrun(stamp(T0))
     fresh = dataset(T0 + timedelta(seconds=40))
-    plan = plan_trainingrun(run, fresh, None, None, None, T0 + timedelta(minutes=1), SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(run, fresh), T0 + timedelta(minutes=1))
     (job,) = plan.creates
     assert job["metadata"]["name"] == training_job_name(Meta.of(run)) == plan.status["jobName"]
     assert job["metadata"]["annotations"]["mlops.dev/dataset-version"] == "sha256:abc"
     assert plan.wake == [] and waiting_reason(plan) == ("False", "JobCreated")
-    same_second = plan_trainingrun(run, dataset(T0), None, None, None, T0, SETTINGS)
+    same_second = plan_trainingrun(observe_trainingrun(run, dataset(T0)), T0)
     assert len(same_second.creates) == 1  # checked at the asked time counts as fresh
 
 
 def test_runs_without_the_annotation_or_with_an_unreadable_one_do_not_wait() -> None:
     stale = dataset(T0 - timedelta(days=30))
-    assert len(plan_trainingrun(trainingrun(None), stale, None, None, None, T0, SETTINGS).creates) == 1
-    plan = plan_trainingrun(trainingrun("yesterday"), stale, None, None, None, T0, SETTINGS)
+    assert len(plan_trainingrun(observe_trainingrun(trainingrun(None), stale), T0).creates) == 1
+    plan = plan_trainingrun(observe_trainingrun(trainingrun("yesterday"), stale), T0)
     assert len(plan.creates) == 1 and plan.wake == []
 
 
@@ -155,4 +156,4 @@ def test_the_store_reports_the_latest_refresh_waiting_runs_ask_for() -> None:
 
 def test_an_unreadable_request_time_asks_for_no_check() -> None:
     # A hand-written annotation on one TrainingRun must not break every reconcile of its Dataset.
-    assert wanted_check(dataset(T0), T0 + timedelta(minutes=1), "yesterday") == "iris-check-g1-0"
+    assert wanted(dataset(T0), T0 + timedelta(minutes=1), "yesterday") == "iris-check-g1-0"

@@ -6,14 +6,15 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from mlops_operator import contract
-from mlops_operator.integrations.mlflow import RunInfo
-from mlops_operator.planning.dataset import check_job_name, plan_dataset, wanted_check
-from mlops_operator.planning.jobs import JobOutcome, WorkerSettings, job_outcome
+from mlops_operator.integrations.mlflow import MlflowError, RunInfo
+from mlops_operator.planning.dataset import check_job_name, plan_dataset
+from mlops_operator.planning.jobs import JobOutcome, job_outcome
 from mlops_operator.planning.plan import Meta, dns_name
 from mlops_operator.planning.trainingrun import plan_trainingrun, training_job_name
 
+from .builders import observe_dataset, observe_trainingrun, wanted
+
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-SETTINGS = WorkerSettings(image="mlops-operator/trainer:test", tracking_uri="http://mlflow:5000")
 
 
 def dataset(status: dict | None = None, generation: int = 1, refresh: str | None = None) -> dict:
@@ -41,9 +42,9 @@ def run(tags: dict, metrics: dict | None = None, status: str = "FINISHED") -> Ru
 
 def test_first_check_creates_one_job_after_recording_its_name() -> None:
     body = dataset()
-    name = wanted_check(body, NOW)
+    name = wanted(body, NOW)
     assert name == "iris-check-g1-0"
-    plan = plan_dataset(body, NOW, name, None, None, None, SETTINGS)
+    plan = plan_dataset(observe_dataset(body, name), NOW)
     assert plan.status["phase"] == "Validating" and plan.status["jobName"] == name
     assert not plan.creates and [j["metadata"]["name"] for j in plan.creates_after_status] == [name]
     job = plan.creates_after_status[0]
@@ -69,7 +70,9 @@ def test_valid_result_makes_the_dataset_ready() -> None:
         contract.TAG_VIOLATIONS: "[]",
     }
     job = {"metadata": {"name": "iris-check-g1-0"}}
-    plan = plan_dataset(body, NOW, "iris-check-g1-0", job, JobOutcome("Succeeded"), run(tags, {"rows": 150}), SETTINGS)
+    plan = plan_dataset(
+        observe_dataset(body, "iris-check-g1-0", job, JobOutcome("Succeeded"), run(tags, {"rows": 150})), NOW
+    )
     status = plan.status
     assert (status["phase"], status["version"], status["rows"]) == ("Ready", "sha256:abc", 150)
     assert status["checkedJob"] == "iris-check-g1-0" and status["profileUri"].startswith("runs:/")
@@ -86,7 +89,7 @@ def test_invalid_result_lists_violations() -> None:
     }
     body = dataset({"jobName": "iris-check-g1-0", "observedGeneration": 1})
     plan = plan_dataset(
-        body, NOW, "iris-check-g1-0", {}, JobOutcome("Succeeded"), run(tags, {"violations": 1}), SETTINGS
+        observe_dataset(body, "iris-check-g1-0", {}, JobOutcome("Succeeded"), run(tags, {"violations": 1})), NOW
     )
     assert plan.status["phase"] == "Invalid" and plan.status["violations"] == violations
     assert "species" in plan.status["message"] and plan.events[0].type == "Warning"
@@ -94,8 +97,8 @@ def test_invalid_result_lists_violations() -> None:
 
 def test_job_done_but_run_not_visible_waits_briefly() -> None:
     body = dataset({"jobName": "iris-check-g1-0", "observedGeneration": 1})
-    plan = plan_dataset(body, NOW, "iris-check-g1-0", {}, JobOutcome("Succeeded"), None, SETTINGS)
-    assert plan.requeue_after and plan.requeue_after < 10 and "checkedJob" not in plan.status
+    plan = plan_dataset(observe_dataset(body, "iris-check-g1-0", {}, JobOutcome("Succeeded")), NOW)
+    assert plan.requeue_after and plan.requeue_after < 10 and plan.status["checkedJob"] is None
 
 
 def test_refresh_starts_a_new_check_and_keeps_the_dataset_ready() -> None:
@@ -109,19 +112,19 @@ def test_refresh_starts_a_new_check_and_keeps_the_dataset_ready() -> None:
         "lastChecked": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     body = dataset(status, refresh="1h")
-    name = wanted_check(body, NOW)
+    name = wanted(body, NOW)
     assert name == check_job_name(Meta.of(body), int(NOW.timestamp() // 3600))
-    assert wanted_check(body, NOW + timedelta(minutes=5)) == name  # deterministic within the period
-    plan = plan_dataset(body, NOW, name, None, None, None, SETTINGS)
+    assert wanted(body, NOW + timedelta(minutes=5)) == name  # deterministic within the period
+    plan = plan_dataset(observe_dataset(body, name), NOW)
     assert plan.status["phase"] == "Ready" and plan.creates_after_status
     not_due = dataset({**status, "lastChecked": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")}, refresh="1h")
-    assert wanted_check(not_due, NOW) == "iris-check-g1-0"
-    assert plan_dataset(not_due, NOW, "iris-check-g1-0", None, None, None, SETTINGS).requeue_after == 3600
+    assert wanted(not_due, NOW) == "iris-check-g1-0"
+    assert plan_dataset(observe_dataset(not_due, "iris-check-g1-0"), NOW).requeue_after == 3600
 
 
 def test_spec_change_starts_a_check_for_the_new_generation() -> None:
     status = {"observedGeneration": 1, "jobName": "iris-check-g1-0", "checkedJob": "iris-check-g1-0", "phase": "Ready"}
-    assert wanted_check(dataset(status, generation=2), NOW) == "iris-check-g2-0"
+    assert wanted(dataset(status, generation=2), NOW) == "iris-check-g2-0"
 
 
 def trainingrun(status: dict | None = None) -> dict:
@@ -143,10 +146,10 @@ def trainingrun(status: dict | None = None) -> dict:
 
 
 def test_trainingrun_waits_for_a_ready_dataset_without_a_job() -> None:
-    plan = plan_trainingrun(trainingrun(), None, None, None, None, NOW, SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(trainingrun()), NOW)
     assert plan.status["phase"] == "Pending" and not plan.creates and "does not exist" in plan.status["message"]
     invalid = dataset({"phase": "Invalid", "message": "2 violation(s)"})
-    plan = plan_trainingrun(trainingrun(), invalid, None, None, None, NOW, SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), invalid), NOW)
     assert not plan.creates and "Invalid" in plan.status["message"]
     ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "DatasetNotReady")
@@ -154,7 +157,7 @@ def test_trainingrun_waits_for_a_ready_dataset_without_a_job() -> None:
 
 def test_trainingrun_pins_the_dataset_version_in_its_one_job() -> None:
     ready = dataset({"phase": "Ready", "version": "sha256:abc"})
-    plan = plan_trainingrun(trainingrun(), ready, None, None, None, NOW, SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), ready), NOW)
     (job,) = plan.creates
     assert job["metadata"]["name"] == training_job_name(Meta.of(trainingrun())) == "iris-train-01234567"
     assert job["metadata"]["annotations"]["mlops.dev/dataset-version"] == "sha256:abc"
@@ -176,7 +179,7 @@ def test_succeeded_job_creates_the_model_version_then_records_metrics() -> None:
     }
     result = run(tags, {"accuracy": 0.9667, "f1_macro": 0.966, "training_seconds": 2.0})
     outcome = JobOutcome("Succeeded", "2026-11-23T11:59:00Z", "2026-11-23T11:59:40Z")
-    plan = plan_trainingrun(trainingrun(), None, job, outcome, result, NOW, SETTINGS)
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), None, job, outcome, result), NOW)
     (mv,) = plan.creates
     assert mv["metadata"]["name"] == "iris-classifier-3" and mv["spec"]["version"] == 3
     assert mv["spec"]["source"] == {"trainingRunRef": "iris-train", "runId": "r1", "uri": "models:/iris-classifier/3"}
@@ -188,14 +191,14 @@ def test_succeeded_job_creates_the_model_version_then_records_metrics() -> None:
     assert (status["mlflowRunId"], status["modelVersion"]) == ("r1", "iris-classifier-3")
     assert status["completionTime"] == "2026-11-23T11:59:40Z"
     # A terminal run is never planned again.
-    assert plan_trainingrun(trainingrun(status), None, None, None, None, NOW, SETTINGS).creates == []
+    assert plan_trainingrun(observe_trainingrun(trainingrun(status)), NOW).creates == []
 
 
 def test_failed_job_says_why() -> None:
     job = {"metadata": {"name": "j"}}
     result = run({contract.TAG_OUTCOME: "failed", contract.TAG_ERROR: "column 'species' not found"}, status="FAILED")
     plan = plan_trainingrun(
-        trainingrun(), None, job, JobOutcome("Failed", reason="PodFailurePolicy"), result, NOW, SETTINGS
+        observe_trainingrun(trainingrun(), None, job, JobOutcome("Failed", reason="PodFailurePolicy"), result), NOW
     )
     assert plan.status["phase"] == "Failed" and plan.status["message"] == "column 'species' not found"
     succeeded = next(c for c in plan.status["conditions"] if c["type"] == "Succeeded")
@@ -236,9 +239,9 @@ def test_a_finished_run_gives_its_job_a_ttl_once_and_only_after_its_result_is_re
     job = {"metadata": {"name": "iris-train-01234567", "namespace": "ns"}, "spec": {}}
     outcome = JobOutcome("Succeeded", "2026-11-23T11:59:00Z", "2026-11-23T11:59:40Z")
     tags = {contract.TAG_REGISTERED_MODEL: "iris-classifier", contract.TAG_REGISTERED_VERSION: "3"}
-    recording = plan_trainingrun(trainingrun(), None, job, outcome, run(tags), NOW, SETTINGS)
+    recording = plan_trainingrun(observe_trainingrun(trainingrun(), None, job, outcome, run(tags)), NOW)
     assert recording.status["phase"] == "Succeeded" and recording.patches == []  # the result is written first
-    done = plan_trainingrun(trainingrun(recording.status), None, job, None, None, NOW, SETTINGS)
+    done = plan_trainingrun(observe_trainingrun(trainingrun(recording.status), None, job), NOW)
     ((ref, patch),) = done.patches
     assert (ref["kind"], ref["metadata"]["name"], patch) == (
         "Job",
@@ -246,14 +249,19 @@ def test_a_finished_run_gives_its_job_a_ttl_once_and_only_after_its_result_is_re
         {"spec": {"ttlSecondsAfterFinished": 3600}},
     )
     expiring = {**job, "spec": {"ttlSecondsAfterFinished": 3600}}
-    assert plan_trainingrun(trainingrun(recording.status), None, expiring, None, None, NOW, SETTINGS).patches == []
-    assert plan_trainingrun(trainingrun(recording.status), None, None, None, None, NOW, SETTINGS).patches == []
+    assert plan_trainingrun(observe_trainingrun(trainingrun(recording.status), None, expiring), NOW).patches == []
+    assert plan_trainingrun(observe_trainingrun(trainingrun(recording.status)), NOW).patches == []
 
 
 def test_a_finished_job_whose_run_mlflow_cannot_show_waits_and_says_why() -> None:
     job = {"metadata": {"name": "j"}}
     failed = JobOutcome("Failed", reason="BackoffLimitExceeded", message="the worker failed")
-    plan = plan_trainingrun(trainingrun(), None, job, failed, None, NOW, SETTINGS, "MLflow at http://m is unreachable")
+    plan = plan_trainingrun(
+        observe_trainingrun(
+            trainingrun(), None, job, failed, run_error=MlflowError("MLflow at http://m is unreachable")
+        ),
+        NOW,
+    )
     assert plan.status.get("phase") != "Failed" and "cannot be read yet" in plan.status["message"]
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable")

@@ -1,36 +1,89 @@
-"""Dataset controller: a validation Job per check, its MLflow result into status, dependants woken when Ready."""
+"""Dataset controller: a validation Job per check, its MLflow result into status, dependants woken when Ready.
+
+One gather reads the wanted check's Job, its pods (when it failed) and its MLflow run (once it finished)
+into a `DatasetObserved`; a failed read ends there as data, never as an exception, so status is still
+written and Degraded says what failed. The Job reads here are shared with the TrainingRun controller.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 
 from .. import contract
 from ..api.common import GROUP, VERSION
+from ..api.dataset import DatasetSpec, DatasetStatus
 from ..contract import ANNOTATION_DATA_NOT_BEFORE
-from ..integrations.mlflow import RunInfo
-from ..kubeapi import job_path
+from ..integrations.mlflow import MlflowError, RunInfo
+from ..kubeapi import ApiError, job_path
 from ..planning.dataset import plan_dataset, wanted_check
 from ..planning.jobs import job_outcome
-from ..planning.plan import Obj, Plan
+from ..planning.observed import DatasetObserved, WorkerJobObserved
+from ..planning.plan import Meta, Obj, Plan
 from .runtime import Runtime, runtime
 
 
+def parse(body: Obj) -> tuple[Meta, DatasetSpec, DatasetStatus]:
+    """The object as the typed API models (defaults filled in by them, not restated here)."""
+    return (
+        Meta.of(body),
+        DatasetSpec.model_validate(body["spec"]),
+        DatasetStatus.model_validate(body.get("status") or {}),
+    )
+
+
 async def reconcile_dataset(rt: Runtime, body: Obj) -> Plan:
-    """Read the wanted check's Job and, once it finished, its MLflow run; plan the Dataset's status."""
-    meta, now = body["metadata"], datetime.now(UTC)
-    requested = rt.store.refresh_requested(meta["namespace"], meta["name"], ANNOTATION_DATA_NOT_BEFORE)
-    job_name = wanted_check(body, now, requested)
-    job = None
-    if (body.get("status") or {}).get("checkedJob") != job_name:
-        job = await known_job(rt, meta["namespace"], job_name, (body.get("status") or {}).get("jobName") == job_name)
-    outcome = job_outcome(job, await job_pods(rt, job)) if job is not None else None
-    run = None
-    if outcome is not None and outcome.state in ("Succeeded", "Failed"):
-        run = await find_job_run(rt, contract.EXPERIMENT_DATASETS, meta["uid"], job_name)
-    return plan_dataset(body, now, job_name, job, outcome, run, rt.settings.worker)
+    """Gather, then plan; the runtime applies the plan."""
+    now = datetime.now(UTC)
+    return plan_dataset(await gather(rt, body, now), now)
+
+
+async def gather(rt: Runtime, body: Obj, now: datetime) -> DatasetObserved:
+    """Every read one pass needs: which check is wanted (the store's refresh requests), then, unless its
+    result is recorded, that check's Job, pods and run."""
+    meta, spec, status = parse(body)
+    requested = rt.store.refresh_requested(meta.namespace, meta.name, ANNOTATION_DATA_NOT_BEFORE)
+    name = wanted_check(meta, spec, status, now, requested)
+    check = WorkerJobObserved(name)
+    if status.checked_job != name:
+        expected = status.job_name == name
+        check = await gather_job(rt, meta.namespace, name, expected, contract.EXPERIMENT_DATASETS, meta.uid)
+    return DatasetObserved(meta=meta, spec=spec, status=status, body=body, worker=rt.settings.worker, check=check)
+
+
+async def gather_job(
+    rt: Runtime, namespace: str, name: str, expected: bool, experiment: str, uid: str
+) -> WorkerJobObserved:
+    """A worker Job, its outcome (a failed one's from its pods too) and, once it finished, its MLflow run;
+    a read that fails is kept as its error."""
+    try:
+        job = await known_job(rt, namespace, name, expected)
+    except (ApiError, httpx.HTTPError) as error:
+        return WorkerJobObserved(name, job_error=f"Job {name} could not be read: {failure(error)}")
+    if job is None:
+        return WorkerJobObserved(name)
+    pods: list[Obj] = []
+    pods_error = None
+    try:
+        pods = await job_pods(rt, job)
+    except (ApiError, httpx.HTTPError) as error:
+        pods_error = f"the pods of Job {name} could not be read: {failure(error)}"
+    outcome = job_outcome(job, pods)
+    run, run_error = None, None
+    if outcome.state in ("Succeeded", "Failed"):
+        try:
+            run = await find_job_run(rt, experiment, uid, name)
+        except MlflowError as error:
+            run_error = error
+    return WorkerJobObserved(name, job, outcome, run, pods_error=pods_error, run_error=run_error)
+
+
+def failure(error: Exception) -> str:
+    """An API failure in one line (the API server's own message, cut short)."""
+    return (str(error) or repr(error)).splitlines()[0][:300]
 
 
 async def known_job(rt: Runtime, namespace: str, name: str, expected: bool) -> Obj | None:

@@ -1,43 +1,80 @@
-"""TrainingRun controller: one training Job on a pinned Dataset version, its result, its ModelVersion."""
+"""TrainingRun controller: one training Job on a pinned Dataset version, its result, its ModelVersion.
+
+One gather reads the run's Job (with its pods and MLflow run, as the Dataset controller reads a check)
+and, while no Job exists, its Dataset, into a `TrainingRunObserved`; a failed read is data for the
+planner, never an exception.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 
 from .. import contract
 from ..api.common import GROUP, VERSION
-from ..contract import LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
-from ..integrations.mlflow import MlflowError
-from ..planning.jobs import job_outcome
+from ..api.dataset import DatasetStatus
+from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
+from ..contract import ANNOTATION_DATA_NOT_BEFORE, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from ..kubeapi import ApiError
+from ..planning.observed import TrainingDataset, TrainingRunObserved, WorkerJobObserved
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
-from .datasets import find_job_run, job_pods, known_job
+from .datasets import failure, gather_job
 from .runtime import Runtime, runtime
 
 
-async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan | None:
-    """Read the Dataset, the Job and the MLflow run; plan the TrainingRun's next step."""
-    status = body.get("status") or {}
-    meta = Meta.of(body)
-    if status.get("phase") in TERMINAL:  # only the store's view of its Job: it may expire now
-        job = rt.store.get("Job", meta.namespace, training_job_name(meta))
-        return plan_trainingrun(body, None, job, None, None, datetime.now(UTC), rt.settings.worker)
-    job = await known_job(rt, meta.namespace, training_job_name(meta), bool(status.get("jobName")))
-    dataset = None
-    if job is None:
-        dataset = await rt.get("Dataset", meta.namespace, body["spec"]["datasetRef"]["name"])
-    outcome = job_outcome(job, await job_pods(rt, job)) if job is not None else None
-    run, mlflow_error = None, None
-    if job is not None and outcome is not None and outcome.state in ("Succeeded", "Failed"):
-        try:
-            run = await find_job_run(rt, contract.EXPERIMENT_TRAINING, meta.uid, job["metadata"]["name"])
-        except MlflowError as error:  # data for the planner: the result waits, status says why
-            mlflow_error = str(error)
-    now = datetime.now(UTC)
-    return plan_trainingrun(body, dataset, job, outcome, run, now, rt.settings.worker, mlflow_error)
+def parse(body: Obj) -> tuple[Meta, TrainingRunSpec, TrainingRunStatus]:
+    """The object as the typed API models (defaults filled in by them, not restated here)."""
+    return (
+        Meta.of(body),
+        TrainingRunSpec.model_validate(body["spec"]),
+        TrainingRunStatus.model_validate(body.get("status") or {}),
+    )
+
+
+async def reconcile_trainingrun(rt: Runtime, body: Obj) -> Plan:
+    """Gather, then plan; the runtime applies the plan."""
+    observed = await gather(rt, body)
+    return plan_trainingrun(observed, datetime.now(UTC))
+
+
+async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
+    """Every read one pass needs: the Job (with its pods and run, as a Dataset check is read), and the Dataset
+    while no Job exists. A finished run reads only the store's view of its Job (it may expire now)."""
+    meta, spec, status = parse(body)
+    name = training_job_name(meta)
+    dataset, dataset_error = None, None
+    if status.phase in TERMINAL:
+        job = WorkerJobObserved(name, job=rt.store.get("Job", meta.namespace, name))
+    else:
+        job = await gather_job(rt, meta.namespace, name, bool(status.job_name), contract.EXPERIMENT_TRAINING, meta.uid)
+        if job.job is None and job.job_error is None:
+            dataset, dataset_error = await _dataset(rt, meta.namespace, spec.dataset_ref.name)
+    return TrainingRunObserved(
+        meta=meta,
+        spec=spec,
+        status=status,
+        body=body,
+        worker=rt.settings.worker,
+        job=job,
+        data_not_before=(body["metadata"].get("annotations") or {}).get(ANNOTATION_DATA_NOT_BEFORE),
+        dataset=dataset,
+        dataset_error=dataset_error,
+    )
+
+
+async def _dataset(rt: Runtime, namespace: str, name: str) -> tuple[TrainingDataset | None, str | None]:
+    """The Dataset to train on (None: it does not exist), or why it could not be read."""
+    try:
+        dataset = await rt.get("Dataset", namespace, name)
+    except (ApiError, httpx.HTTPError) as error:
+        return None, f"Dataset {name} could not be read: {failure(error)}"
+    if dataset is None:
+        return None, None
+    return TrainingDataset(dataset, DatasetStatus.model_validate(dataset.get("status") or {})), None
 
 
 @kopf.on.event(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]

@@ -1,4 +1,11 @@
-"""Dataset planning: which validation Job should exist, and the status its result gives."""
+"""Dataset planning: which validation Job should exist, and the status its result gives.
+
+    wanted_check(...)        the check whose result the status should show now (the controller reads its Job)
+    plan_dataset(obs, now)   the next status, the Job to create, Events, and when to look again
+
+A read that failed (the Job, its pods, its MLflow run) records nothing: the phase stays, Degraded says
+what failed (planning/degraded.py), and the check is looked at again with a growing back-off.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,12 @@ import json
 from datetime import datetime
 
 from .. import contract
-from ..api.common import parse_duration
-from ..integrations.mlflow import RunInfo
-from .conditions import set_condition
+from ..api.common import ConditionStatus, parse_duration
+from ..api.dataset import DatasetSpec, DatasetStatus, Violation
+from .conditions import set_typed, status_patch
+from .degraded import degraded, job_problems, problem_text, retry_after
 from .jobs import JobOutcome, WorkerSettings, worker_job
+from .observed import DatasetObserved
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 VALIDATION_TTL_SECONDS = 24 * 3600
@@ -27,127 +36,135 @@ def refresh_job_name(meta: Meta, requested: datetime) -> str:
     return dns_name(meta.name, f"check-g{meta.generation}-r{int(requested.timestamp())}")
 
 
-def wanted_check(body: Obj, now: datetime, refresh_requested: str | None = None) -> str:
+def wanted_check(
+    meta: Meta, spec: DatasetSpec, status: DatasetStatus, now: datetime, refresh_requested: str | None = None
+) -> str:
     """The Job whose result the status should show now: a new generation's first check, the one in
     progress, a check a waiting TrainingRun requested, a due refresh, or the last one done."""
-    meta, status, spec = Meta.of(body), body.get("status") or {}, body["spec"]
-    job_name, checked = status.get("jobName"), status.get("checkedJob")
-    if status.get("observedGeneration") != meta.generation or not job_name:
+    job_name, checked = status.job_name, status.checked_job
+    if status.observed_generation != meta.generation or not job_name:
         return check_job_name(meta, 0)
     if job_name != checked:
-        return str(job_name)
+        return job_name
     try:
         requested = parse_time(refresh_requested)
     except ValueError:  # an unreadable data-not-before asks for nothing, as the TrainingRun planner reads it
         requested = None
-    last = parse_time(status.get("lastChecked"))
+    last = parse_time(status.last_checked)
     if requested is not None and (last is None or last < requested):
         return refresh_job_name(meta, requested)
-    interval = spec.get("refreshInterval")
-    if interval and last is not None:
-        seconds = parse_duration(interval).total_seconds()
+    if spec.refresh_interval and last is not None:
+        seconds = parse_duration(spec.refresh_interval).total_seconds()
         if seconds > 0 and (now - last).total_seconds() >= seconds:
             return check_job_name(meta, int(now.timestamp() // seconds))
-    return str(job_name)
+    return job_name
 
 
-def seconds_until_refresh(body: Obj, now: datetime) -> float | None:
+def seconds_until_refresh(spec: DatasetSpec, status: DatasetStatus, now: datetime) -> float | None:
     """When the next refresh check is due, if the Dataset refreshes at all."""
-    interval, last = body["spec"].get("refreshInterval"), parse_time((body.get("status") or {}).get("lastChecked"))
-    if not interval or last is None:
+    last = parse_time(status.last_checked)
+    if not spec.refresh_interval or last is None:
         return None
-    return max(1.0, parse_duration(interval).total_seconds() - (now - last).total_seconds())
+    return max(1.0, parse_duration(spec.refresh_interval).total_seconds() - (now - last).total_seconds())
 
 
-def plan_dataset(
-    body: Obj,
-    now: datetime,
-    job_name: str,
-    job: Obj | None,
-    outcome: JobOutcome | None,
-    run: RunInfo | None,
-    settings: WorkerSettings,
-) -> Plan:
-    """Next status (and Job to create) for a Dataset whose wanted check is `job_name`."""
-    meta, status = Meta.of(body), dict(body.get("status") or {})
-    stamp = rfc3339(now)
-    first_check = status.get("observedGeneration") != meta.generation or not status.get("checkedJob")
-    status["observedGeneration"] = meta.generation
-    if status.get("checkedJob") == job_name:  # the result is recorded; only a refresh can start a new check
-        plan = Plan(status=_with_ready(status, meta, stamp))
-        plan.requeue_after = seconds_until_refresh(body, now)
-        return plan
-    plan = Plan(status=status)
-    status["jobName"] = job_name
+def plan_dataset(obs: DatasetObserved, now: datetime) -> Plan:
+    """Next status (and Job to create) for a Dataset whose wanted check is `obs.check`."""
+    meta, stamp = obs.meta, rfc3339(now)
+    status, plan = obs.status.model_copy(deep=True), Plan(status={})
+    first_check = status.observed_generation != meta.generation or not status.checked_job
+    status.observed_generation = meta.generation
+    problems = job_problems(obs.check)
+    if status.checked_job == obs.check.name:  # the result is recorded; only a refresh can start a new check
+        _ready(status, meta, stamp, *_ready_args(status))
+        plan.requeue_after = seconds_until_refresh(obs.spec, status, now)
+    else:
+        _plan_check(plan, status, obs, first_check, stamp, now)
+    status.conditions = degraded(status.conditions, problems, generation=meta.generation, now=stamp)
+    plan.status = status_patch(status)
+    if problems:
+        plan.requeue_after = retry_after(plan.status, now)
+    return plan
+
+
+def _plan_check(
+    plan: Plan, status: DatasetStatus, obs: DatasetObserved, first_check: bool, stamp: str, now: datetime
+) -> None:
+    meta, check = obs.meta, obs.check
+    job, outcome = check.job, check.outcome
+    status.job_name = check.name
+    if job is None and check.job_error is not None:
+        return  # whether the Job exists is not known: nothing is created, Degraded says why
     if job is None:
-        plan.creates_after_status.append(_validation_job(body, job_name, settings))
-        plan.events.append(Event("ValidationStarted", f"validating {body['spec']['source']['uri']} in Job {job_name}"))
+        plan.creates_after_status.append(_validation_job(obs.body, check.name, obs.worker))
+        plan.events.append(Event("ValidationStarted", f"validating {obs.spec.source.uri} in Job {check.name}"))
     if job is None or outcome is None or outcome.state in ("Pending", "Running"):
-        if first_check or not status.get("phase") or status.get("phase") == "Pending":
-            status["phase"] = "Validating"
-        status["conditions"] = _ready(status, meta, stamp, "Unknown", "Validating", f"Job {job_name} is validating")
-        if not first_check and status.get("version"):  # a refresh re-checks a Ready dataset; it stays usable
-            status["conditions"] = _ready(status, meta, stamp, *_ready_args(status))
-        return plan
-    if outcome.state == "Succeeded" and (run is None or run.status == "RUNNING"):
+        if first_check or not status.phase or status.phase == "Pending":
+            status.phase = "Validating"
+        if not first_check and status.version:  # a refresh re-checks a Ready dataset; it stays usable
+            _ready(status, meta, stamp, *_ready_args(status))
+        else:
+            _ready(status, meta, stamp, "Unknown", "Validating", f"Job {check.name} is validating")
+        return
+    problems = job_problems(check)
+    if problems:  # nothing is recorded without the Job's reason and its run
+        status.message = f"Job {check.name} finished; its result cannot be read yet: {problem_text(problems)}"
+        return
+    if outcome.state == "Succeeded" and (check.run is None or check.run.status == "RUNNING"):
         plan.requeue_after = RESULT_RETRY_SECONDS  # MLflow shows the run a moment after the pod exits
-        status["message"] = f"Job {job_name} finished; waiting for its results in MLflow"
-        return plan
-    return _record_result(body, plan, job_name, outcome, run, stamp)
+        status.message = f"Job {check.name} finished; waiting for its results in MLflow"
+        return
+    _record_result(plan, status, obs, outcome, stamp, now)
 
 
-def _record_result(body: Obj, plan: Plan, job_name: str, outcome: JobOutcome, run: RunInfo | None, stamp: str) -> Plan:
-    meta, status = Meta.of(body), plan.status
-    previous_version = status.get("version")
-    status.update({"checkedJob": job_name, "lastChecked": stamp})
+def _record_result(
+    plan: Plan, status: DatasetStatus, obs: DatasetObserved, outcome: JobOutcome, stamp: str, now: datetime
+) -> None:
+    run = obs.check.run
+    previous_version = status.version
+    status.checked_job, status.last_checked = obs.check.name, stamp
     tags = run.tags if run else {}
     result = tags.get(contract.TAG_OUTCOME)
     if outcome.state == "Failed" or result == contract.OUTCOME_FAILED or result is None:
         reason = tags.get(contract.TAG_ERROR) or outcome.message or "the validation Job failed"
-        status.update(
-            phase="Invalid",
-            violations=[{"rule": "source", "message": reason}],
-            message=f"the source could not be validated: {reason}",
-        )
+        status.phase = "Invalid"
+        status.violations = [Violation(rule="source", message=reason)]
+        status.message = f"the source could not be validated: {reason}"
         plan.events.append(Event("SourceUnreadable", reason, "Warning"))
     else:
         violations = json.loads(tags.get(contract.TAG_VIOLATIONS) or "[]")
         version = tags.get(contract.TAG_DATASET_VERSION)
         rows = int(run.metrics.get("rows", 0)) if run else 0
-        status.update(rows=rows, profileUri=tags.get(contract.TAG_PROFILE_URI), violations=violations or None)
+        status.rows, status.profile_uri = rows, tags.get(contract.TAG_PROFILE_URI)
+        status.violations = [Violation.model_validate(v) for v in violations] or None
         if result == contract.OUTCOME_VALID:
-            status.update(phase="Ready", version=version, message=f"{rows} rows, version {_short(version)}")
+            status.phase, status.version = "Ready", version
+            status.message = f"{rows} rows, version {_short(version)}"
             if version != previous_version:
                 plan.events.append(Event("NewVersion", f"version {version} ({rows} rows) is Ready"))
         else:
             summary = "; ".join(v.get("message", "") for v in violations[:3])
             count = int(run.metrics.get("violations", len(violations))) if run else len(violations)
-            status.update(phase="Invalid", message=f"{count} violation(s): {summary}")
-            plan.events.append(Event("Invalid", status["message"], "Warning"))
-    status["conditions"] = _ready(status, meta, stamp, *_ready_args(status))
-    plan.requeue_after = seconds_until_refresh({**body, "status": status}, parse_time(stamp) or datetime.now())
-    return plan
+            status.phase, status.message = "Invalid", f"{count} violation(s): {summary}"
+            plan.events.append(Event("Invalid", status.message, "Warning"))
+    _ready(status, obs.meta, stamp, *_ready_args(status))
+    plan.requeue_after = seconds_until_refresh(obs.spec, status, parse_time(stamp) or now)
 
 
 def _short(version: str | None) -> str:
     return (version or "")[:19]
 
 
-def _ready_args(status: Obj) -> tuple[str, str, str]:
-    if status.get("phase") == "Ready" or (status.get("version") and status.get("phase") != "Invalid"):
-        return "True", "Validated", status.get("message") or "validated"
-    return "False", "Invalid", status.get("message") or "the data failed validation"
+def _ready_args(status: DatasetStatus) -> tuple[ConditionStatus, str, str]:
+    if status.phase == "Ready" or (status.version and status.phase != "Invalid"):
+        return "True", "Validated", status.message or "validated"
+    return "False", "Invalid", status.message or "the data failed validation"
 
 
-def _ready(status: Obj, meta: Meta, stamp: str, value: str, reason: str, message: str) -> list[Obj]:
-    return set_condition(
-        status.get("conditions"), "Ready", value, reason, message, generation=meta.generation, now=stamp
+def _ready(status: DatasetStatus, meta: Meta, stamp: str, value: ConditionStatus, reason: str, message: str) -> None:
+    status.conditions = set_typed(
+        status.conditions, "Ready", value, reason, message, generation=meta.generation, now=stamp
     )
-
-
-def _with_ready(status: Obj, meta: Meta, stamp: str) -> Obj:
-    status["conditions"] = _ready(status, meta, stamp, *_ready_args(status))
-    return status
 
 
 def _validation_job(body: Obj, job_name: str, settings: WorkerSettings) -> Obj:

@@ -1,4 +1,4 @@
-"""What a Deployment reconcile observed: the typed object, its children, and every outside read or its error.
+"""What a reconcile observed: the typed object, its children, and every outside read or its error.
 
 The controller fills this in one gather; the planner decides from it alone. A read that was not due
 is None; a read that failed carries its error, so an outage is data the planner decides on.
@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..api.dataset import DatasetSpec, DatasetStatus
 from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
+from ..integrations.mlflow import MlflowError, RunInfo
 from .analysis import MetricReading
+from .jobs import JobOutcome, WorkerSettings
 from .ownership import ModelOwnership
 from .plan import Meta, Obj
 from .serving import ServerSettings, ready_replicas
@@ -77,3 +81,56 @@ class DeploymentObserved:
     analysis: list[MetricReading] | None = None  # this pass's readings; None when none were due
     drift: DriftReadings | None = None  # None when no check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
+
+
+@dataclass(frozen=True)
+class WorkerJobObserved:
+    """A worker Job as one pass read it: the Job, its outcome and, once it finished, the MLflow run it logged.
+
+    A Job that could not be read is not known to be absent (`job_error`); a failed Job whose pods could not
+    be read has no reliable reason yet (`pods_error`); a finished Job whose run could not be read has no
+    result yet (`run_error`). Nothing final is decided from a read that failed.
+    """
+
+    name: str  # the deterministic name of the Job the status should show
+    job: Obj | None = None  # None: it does not exist, or was not read (`job_error` says which)
+    outcome: JobOutcome | None = None  # from the Job and, when it failed, its pods' termination states
+    run: RunInfo | None = None  # the newest run its pods logged; None: not finished, or not in MLflow yet
+    job_error: str | None = None  # the API server could not show the Job
+    pods_error: str | None = None  # the API server could not show a failed Job's pods
+    run_error: MlflowError | None = None  # MLflow could not be asked for the finished Job's run
+
+
+@dataclass(frozen=True)
+class DatasetObserved:
+    """Everything one Dataset pass read: the typed object and the check whose result its status should show."""
+
+    meta: Meta
+    spec: DatasetSpec
+    status: DatasetStatus
+    body: Obj  # the object as read: the owner of its Jobs, passed to the worker unchanged
+    worker: WorkerSettings
+    check: WorkerJobObserved  # the wanted check (`planning.dataset.wanted_check`); not read once recorded
+
+
+@dataclass(frozen=True)
+class TrainingDataset:
+    """The Dataset a TrainingRun waits for: its typed status, and the object the worker receives pinned."""
+
+    body: Obj
+    status: DatasetStatus
+
+
+@dataclass(frozen=True)
+class TrainingRunObserved:
+    """Everything one TrainingRun pass read: the typed object, its one Job, and its Dataset while no Job exists."""
+
+    meta: Meta
+    spec: TrainingRunSpec
+    status: TrainingRunStatus
+    body: Obj  # the object as read: the owner of its Job, passed to the worker unchanged
+    worker: WorkerSettings
+    job: WorkerJobObserved  # a finished run only has the store's view of its Job (it may expire now)
+    data_not_before: str | None = None  # the data-not-before annotation: the run needs a re-check after it
+    dataset: TrainingDataset | None = None  # read only while no Job exists; None: absent (or `dataset_error`)
+    dataset_error: str | None = None  # the API server could not show the Dataset

@@ -1,4 +1,12 @@
-"""TrainingRun planning: wait for the Dataset, pin its version, run one Job, and record what it produced."""
+"""TrainingRun planning: wait for the Dataset, pin its version, run one Job, and record what it produced.
+
+    plan_trainingrun(obs, now)   the next status, the Job or ModelVersion to create, Events, the finished
+                                 Job's TTL, and when to look again
+
+A read that failed (the Dataset, the Job, its pods, its MLflow run) decides nothing final: the rest of
+status stays, Degraded says what failed (planning/degraded.py), and the run is looked at again with a
+growing back-off.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,9 @@ import json
 from datetime import datetime
 
 from .. import contract
-from ..api.common import API_VERSION
-from ..api.trainingrun import TrainingRunSpec
+from ..api.common import API_VERSION, ConditionStatus
+from ..api.trainingrun import TrainingRunStatus
 from ..contract import (
-    ANNOTATION_DATA_NOT_BEFORE,
     ANNOTATION_DATASET_VERSION,
     ANNOTATION_RUN_ID,
     LABEL_DATASET,
@@ -17,12 +24,13 @@ from ..contract import (
     LABEL_TRAINING_RUN,
 )
 from ..integrations.mlflow import RunInfo
-from .conditions import set_condition
-from .jobs import JobOutcome, WorkerSettings, worker_job, worker_object
+from .conditions import set_typed, status_patch
+from .degraded import API_READ_FAILED, Problem, degraded, job_problems, problem_text, retry_after
+from .jobs import JobOutcome, worker_job, worker_object
+from .observed import TrainingDataset, TrainingRunObserved
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
-MLFLOW_RETRY_SECONDS = 15.0
 FINISHED_JOB_TTL_SECONDS = 3600  # the Job and its pods' logs stay an hour after the run recorded its result
 TERMINAL = ("Succeeded", "Failed")
 
@@ -43,58 +51,57 @@ def label_value(text: str) -> str:
     return cleaned.strip("-_.")
 
 
-def plan_trainingrun(
-    body: Obj,
-    dataset: Obj | None,
-    job: Obj | None,
-    outcome: JobOutcome | None,
-    run: RunInfo | None,
-    now: datetime,
-    settings: WorkerSettings,
-    mlflow_error: str | None = None,
-) -> Plan:
-    """Next status, and the Job or ModelVersion to create, for a TrainingRun; `mlflow_error` when the
-    finished Job's run could not be read (the result waits: nothing final is decided without it)."""
-    meta, status = Meta.of(body), dict(body.get("status") or {})
-    stamp = rfc3339(now)
-    plan = Plan(status=status)
-    if status.get("phase") in TERMINAL:
+def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
+    """Next status, and the Job or ModelVersion to create, for a TrainingRun; a finished Job whose run or
+    pods could not be read waits (nothing final is decided without them) and says Degraded."""
+    meta, stamp = obs.meta, rfc3339(now)
+    status, plan = obs.status.model_copy(deep=True), Plan(status={})
+    problems = job_problems(obs.job)
+    if obs.dataset_error is not None:
+        problems.append((API_READ_FAILED, obs.dataset_error))
+    if status.phase in TERMINAL:
         # Finished runs never change; their ModelVersion lives on. The result is recorded, so the Job may go.
-        expire_finished_job(plan, job)
-        return plan
-    status["observedGeneration"] = meta.generation
+        expire_finished_job(plan, obs.job.job)
+    else:
+        status.observed_generation = meta.generation
+        _plan_run(plan, status, obs, problems, stamp)
+    status.conditions = degraded(status.conditions, problems, generation=meta.generation, now=stamp)
+    plan.status = status_patch(status)
+    if problems:
+        plan.requeue_after = retry_after(plan.status, now)
+    return plan
+
+
+def _plan_run(
+    plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, problems: list[Problem], stamp: str
+) -> None:
+    meta, job, outcome = obs.meta, obs.job.job, obs.job.outcome
     if job is None:
-        return _start(body, dataset, plan, meta, stamp, settings)
-    status["jobName"] = job["metadata"]["name"]
-    status["datasetVersion"] = (job["metadata"].get("annotations") or {}).get(ANNOTATION_DATASET_VERSION) or status.get(
-        "datasetVersion"
-    )
+        if obs.job.job_error is None:  # else it is not known to be absent: nothing is created
+            _start(plan, status, obs, stamp)
+        return
+    status.job_name = job["metadata"]["name"]
+    status.dataset_version = (job["metadata"].get("annotations") or {}).get(
+        ANNOTATION_DATASET_VERSION
+    ) or status.dataset_version
     assert outcome is not None
     if outcome.start_time:
-        status["startTime"] = outcome.start_time
+        status.start_time = outcome.start_time
     if outcome.state in ("Pending", "Running"):
-        status["phase"] = outcome.state
-        status["message"] = f"Job {status['jobName']} is {outcome.state.lower()}"
-        _conditions(status, meta, stamp, "Unknown", outcome.state, status["message"])
-        return plan
-    if mlflow_error is not None:
-        status["message"] = f"Job {status['jobName']} finished; its result cannot be read yet: {mlflow_error}"
-        status["conditions"] = set_condition(
-            status.get("conditions"),
-            "Degraded",
-            "True",
-            "MlflowUnavailable",
-            mlflow_error,
-            generation=meta.generation,
-            now=stamp,
-        )
-        plan.requeue_after = MLFLOW_RETRY_SECONDS
-        return plan
+        status.phase = "Pending" if outcome.state == "Pending" else "Running"
+        status.message = f"Job {status.job_name} is {outcome.state.lower()}"
+        _conditions(status, meta, stamp, "Unknown", outcome.state, status.message)
+        return
+    if problems:
+        status.message = f"Job {status.job_name} finished; its result cannot be read yet: {problem_text(problems)}"
+        return
+    run = obs.job.run
     if run is not None and run.run_id:
-        status["mlflowRunId"] = run.run_id
+        status.mlflow_run_id = run.run_id
     if outcome.state == "Succeeded":
-        return _succeeded(body, plan, meta, run, outcome, stamp)
-    return _failed(plan, meta, run, outcome, stamp)
+        _succeeded(plan, status, obs, run, outcome, stamp)
+    else:
+        _failed(plan, status, meta, run, outcome, stamp)
 
 
 def expire_finished_job(plan: Plan, job: Obj | None) -> None:
@@ -105,37 +112,36 @@ def expire_finished_job(plan: Plan, job: Obj | None) -> None:
         plan.patches.append((ref, {"spec": {"ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS}}))
 
 
-def _start(body: Obj, dataset: Obj | None, plan: Plan, meta: Meta, stamp: str, settings: WorkerSettings) -> Plan:
-    status = plan.status
-    ref = body["spec"]["datasetRef"]["name"]
-    ds_status = (dataset or {}).get("status") or {}
-    status["phase"] = "Pending"
+def _start(plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, stamp: str) -> None:
+    meta, dataset, ref = obs.meta, obs.dataset, obs.spec.dataset_ref.name
+    status.phase = "Pending"
+    if obs.dataset_error is not None:
+        return  # whether the Dataset is Ready is not known: Degraded says why
     if dataset is None:
-        status["message"] = f"waiting for Dataset '{ref}': it does not exist in namespace {meta.namespace}"
-        _conditions(status, meta, stamp, "False", "DatasetNotFound", status["message"])
-        return plan
-    if ds_status.get("phase") != "Ready" or not ds_status.get("version"):
-        why = ds_status.get("message") or "not validated yet"
-        status["message"] = (
-            f"waiting for Dataset '{ref}' to be Ready (phase {ds_status.get('phase', 'Pending')}: {why})"
-        )
-        _conditions(status, meta, stamp, "False", "DatasetNotReady", status["message"])
-        return plan
-    fresh_after = (body["metadata"].get("annotations") or {}).get(ANNOTATION_DATA_NOT_BEFORE)
-    if fresh_after and _checked_before(ds_status.get("lastChecked"), fresh_after):
-        status["message"] = (
+        status.message = f"waiting for Dataset '{ref}': it does not exist in namespace {meta.namespace}"
+        _conditions(status, meta, stamp, "False", "DatasetNotFound", status.message)
+        return
+    ds_status = dataset.status
+    if ds_status.phase != "Ready" or not ds_status.version:
+        why = ds_status.message or "not validated yet"
+        status.message = f"waiting for Dataset '{ref}' to be Ready (phase {ds_status.phase or 'Pending'}: {why})"
+        _conditions(status, meta, stamp, "False", "DatasetNotReady", status.message)
+        return
+    fresh_after = obs.data_not_before
+    if fresh_after and _checked_before(ds_status.last_checked, fresh_after):
+        status.message = (
             f"waiting for Dataset '{ref}' to re-check its source (this run needs data read after {fresh_after})"
         )
-        _conditions(status, meta, stamp, "False", "WaitingForFreshData", status["message"])
+        _conditions(status, meta, stamp, "False", "WaitingForFreshData", status.message)
         plan.wake.append(("Dataset", meta.namespace, ref))
-        return plan
-    version = ds_status["version"]
+        return
+    version = ds_status.version
     name = training_job_name(meta)
-    plan.creates.append(_training_job(body, dataset, name, version, settings))
-    status.update(jobName=name, datasetVersion=version, message=f"Job {name} created on dataset version {version[:19]}")
-    _conditions(status, meta, stamp, "Unknown", "JobCreated", status["message"])
+    plan.creates.append(_training_job(obs, dataset, name, version))
+    status.job_name, status.dataset_version = name, version
+    status.message = f"Job {name} created on dataset version {version[:19]}"
+    _conditions(status, meta, stamp, "Unknown", "JobCreated", status.message)
     plan.events.append(Event("JobCreated", f"training Job {name} on Dataset '{ref}' version {version}"))
-    return plan
 
 
 def _checked_before(last_checked: str | None, wanted: str) -> bool:
@@ -148,63 +154,63 @@ def _checked_before(last_checked: str | None, wanted: str) -> bool:
     return wanted_time is not None and (checked is None or checked < wanted_time)
 
 
-def _succeeded(body: Obj, plan: Plan, meta: Meta, run: RunInfo | None, outcome: JobOutcome, stamp: str) -> Plan:
-    status = plan.status
+def _succeeded(
+    plan: Plan,
+    status: TrainingRunStatus,
+    obs: TrainingRunObserved,
+    run: RunInfo | None,
+    outcome: JobOutcome,
+    stamp: str,
+) -> None:
     if run is None or run.status == "RUNNING" or contract.TAG_REGISTERED_VERSION not in run.tags:
-        status["message"] = f"Job {status['jobName']} finished; waiting for its results in MLflow"
+        status.message = f"Job {status.job_name} finished; waiting for its results in MLflow"
         plan.requeue_after = RESULT_RETRY_SECONDS
-        return plan
-    spec = body["spec"]
+        return
     version = int(run.tags[contract.TAG_REGISTERED_VERSION])
-    registered = run.tags.get(contract.TAG_REGISTERED_MODEL, spec["registeredModel"])
+    registered = run.tags.get(contract.TAG_REGISTERED_MODEL, obs.spec.registered_model)
     mv_name = model_version_name(registered, version)
-    plan.creates.append(_model_version(body, registered, version, run, mv_name, status.get("datasetVersion")))
+    plan.creates.append(_model_version(obs, registered, version, run, mv_name, status.dataset_version))
     metrics = {k: round(v, 6) for k, v in sorted(run.metrics.items()) if k in _METRICS}
     figures = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-    status.update(
-        phase="Succeeded",
-        metrics=metrics,
-        modelVersion=mv_name,
-        completionTime=outcome.completion_time or stamp,
-        message=f"registered {registered} version {version} ({figures})",
-    )
-    _conditions(status, meta, stamp, "True", "Succeeded", status["message"])
-    plan.events.append(Event("Succeeded", f"{status['message']}; created ModelVersion {mv_name}"))
-    return plan
+    status.phase, status.metrics, status.model_version = "Succeeded", metrics, mv_name
+    status.completion_time = outcome.completion_time or stamp
+    status.message = f"registered {registered} version {version} ({figures})"
+    _conditions(status, obs.meta, stamp, "True", "Succeeded", status.message)
+    plan.events.append(Event("Succeeded", f"{status.message}; created ModelVersion {mv_name}"))
 
 
 _METRICS = set(contract.CLASSIFICATION_METRICS) | set(contract.REGRESSION_METRICS)
 
 
-def _failed(plan: Plan, meta: Meta, run: RunInfo | None, outcome: JobOutcome, stamp: str) -> Plan:
-    status = plan.status
+def _failed(
+    plan: Plan, status: TrainingRunStatus, meta: Meta, run: RunInfo | None, outcome: JobOutcome, stamp: str
+) -> None:
     reason = (run.tags.get(contract.TAG_ERROR) if run else None) or outcome.message or "the training Job failed"
-    status.update(phase="Failed", completionTime=outcome.completion_time or stamp, message=reason)
+    status.phase, status.completion_time, status.message = "Failed", outcome.completion_time or stamp, reason
     condition_reason = outcome.reason if outcome.reason in ("DeadlineExceeded", "OOMKilled") else "TrainingFailed"
     _conditions(status, meta, stamp, "False", condition_reason, reason)
     plan.events.append(Event(condition_reason, reason, "Warning"))
-    return plan
 
 
-def _conditions(status: Obj, meta: Meta, stamp: str, succeeded: str, reason: str, message: str) -> None:
-    ready = "True" if succeeded == "True" else "False"
-    conditions = set_condition(
-        status.get("conditions"), "Succeeded", succeeded, reason, message, generation=meta.generation, now=stamp
+def _conditions(
+    status: TrainingRunStatus, meta: Meta, stamp: str, succeeded: ConditionStatus, reason: str, message: str
+) -> None:
+    ready: ConditionStatus = "True" if succeeded == "True" else "False"
+    conditions = set_typed(
+        status.conditions, "Succeeded", succeeded, reason, message, generation=meta.generation, now=stamp
     )
-    status["conditions"] = set_condition(
-        conditions, "Ready", ready, reason, message, generation=meta.generation, now=stamp
-    )
+    status.conditions = set_typed(conditions, "Ready", ready, reason, message, generation=meta.generation, now=stamp)
 
 
-def _training_job(body: Obj, dataset: Obj, name: str, version: str, settings: WorkerSettings) -> Obj:
-    spec = TrainingRunSpec.model_validate(body["spec"])  # defaults from the API model
-    pinned = json.loads(worker_object(dataset))
+def _training_job(obs: TrainingRunObserved, dataset: TrainingDataset, name: str, version: str) -> Obj:
+    spec = obs.spec
+    pinned = json.loads(worker_object(dataset.body))
     pinned["status"] = {"version": version}
     return worker_job(
-        owner=body,
+        owner=obs.body,
         name=name,
         command="train",
-        settings=settings,
+        settings=obs.worker,
         extra_env={contract.ENV_DATASET: json.dumps(pinned, separators=(",", ":"), sort_keys=True)},
         resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True) if spec.resources else None,
         backoff_limit=spec.backoff_limit,
@@ -215,16 +221,16 @@ def _training_job(body: Obj, dataset: Obj, name: str, version: str, settings: Wo
 
 
 def _model_version(
-    body: Obj, registered: str, version: int, run: RunInfo, name: str, dataset_version: str | None
+    obs: TrainingRunObserved, registered: str, version: int, run: RunInfo, name: str, dataset_version: str | None
 ) -> Obj:
-    meta, spec = body["metadata"], body["spec"]
+    meta, spec = obs.meta, obs.spec
     mv_spec: Obj = {
         "registeredModel": registered,
         "version": version,
-        "source": {"trainingRunRef": meta["name"], "runId": run.run_id, "uri": f"models:/{registered}/{version}"},
+        "source": {"trainingRunRef": meta.name, "runId": run.run_id, "uri": f"models:/{registered}/{version}"},
     }
-    if spec.get("promotion"):
-        mv_spec["promotion"] = spec["promotion"]
+    if spec.promotion is not None:  # as the user wrote it: the ModelVersion's own defaults fill in the rest
+        mv_spec["promotion"] = spec.promotion.model_dump(mode="json", by_alias=True, exclude_unset=True)
     annotations = {ANNOTATION_RUN_ID: run.run_id}
     if dataset_version:
         annotations[ANNOTATION_DATASET_VERSION] = dataset_version
@@ -233,10 +239,10 @@ def _model_version(
         "kind": "ModelVersion",
         "metadata": {
             "name": name,
-            "namespace": meta["namespace"],
+            "namespace": meta.namespace,
             "labels": {
-                LABEL_TRAINING_RUN: label_value(meta["name"]),
-                LABEL_DATASET: label_value(spec["datasetRef"]["name"]),
+                LABEL_TRAINING_RUN: label_value(meta.name),
+                LABEL_DATASET: label_value(spec.dataset_ref.name),
                 LABEL_REGISTERED_MODEL: label_value(registered),
                 "app.kubernetes.io/managed-by": "mlops-operator",
             },

@@ -1,0 +1,138 @@
+"""The TrainingRun controller's gather: its Job, run and Dataset read into the observation, failures as data;
+through the runtime, MLflow down after the Job finished still writes status and backs off by itself."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from mlops_operator import contract
+from mlops_operator.controllers.trainingruns import gather, reconcile_trainingrun
+from mlops_operator.integrations.mlflow import MlflowError, RunInfo
+
+from ..builders import condition
+from .fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
+
+Obj = dict[str, Any]
+JOB = "iris-train-01234567"
+PATH = "/apis/mlops.dev/v1alpha1/namespaces/ns/trainingruns/iris-train"
+DATASET = "/apis/mlops.dev/v1alpha1/namespaces/ns/datasets/iris"
+KEY = ("TrainingRun", "ns", "iris-train")
+DOWN = MlflowError("MLflow at http://mlflow:5000 is unreachable: ConnectError('[Errno 111] Connection refused')")
+
+
+def trainingrun(status: Obj, resource_version: str = "7") -> Obj:
+    return {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {
+            "namespace": "ns",
+            "name": "iris-train",
+            "uid": "0123456789ab",
+            "generation": 1,
+            "resourceVersion": resource_version,
+        },
+        "spec": {
+            "datasetRef": {"name": "iris"},
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "registeredModel": "iris-classifier",
+        },
+        "status": status,
+    }
+
+
+def finished_job() -> Obj:
+    return {
+        "metadata": {
+            "name": JOB,
+            "namespace": "ns",
+            "annotations": {"mlops.dev/dataset-version": "sha256:abc"},
+            "labels": {contract.LABEL_OWNER_KIND: "TrainingRun"},
+        },
+        "spec": {},
+        "status": {
+            "startTime": "2026-11-23T11:59:00Z",
+            "completionTime": "2026-11-23T11:59:40Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+
+
+def registered_run() -> RunInfo:
+    tags = {contract.TAG_REGISTERED_MODEL: "iris-classifier", contract.TAG_REGISTERED_VERSION: "3"}
+    return RunInfo(run_id="r1", status="FINISHED", metrics={"accuracy": 0.96}, tags=tags)
+
+
+def merged(status: Obj, patch: Obj) -> Obj:
+    result = dict(status)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def created(kube: FakeKube, kind: str) -> list[str]:
+    return [body["metadata"]["name"] for _, body in kube.created if body["kind"] == kind]
+
+
+def test_mlflow_down_after_the_job_finished_writes_status_and_backs_off_then_recovers() -> None:
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow([registered_run()])
+        rt = fake_runtime(kube, mlflow)
+        rt.reconcilers["TrainingRun"] = reconcile_trainingrun
+        rt.store.put("Job", finished_job())
+        body = trainingrun(
+            {"observedGeneration": 1, "phase": "Running", "jobName": JOB, "datasetVersion": "sha256:abc"}
+        )
+
+        mlflow.error = DOWN
+        await rt.reconcile("TrainingRun", "ns", "iris-train", body)
+        (written,) = kube.status_writes(PATH)
+        assert written["phase"] == "Running" and written["modelVersion"] is None
+        degraded = condition(written, "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable")
+        assert created(kube, "ModelVersion") == [] and requeued_in(rt, KEY) == 15 and KEY not in rt.failures
+
+        mlflow.error = None
+        stop_timers(rt)
+        await rt.reconcile("TrainingRun", "ns", "iris-train", trainingrun(merged(body["status"], written), "8"))
+        recovered = kube.status_writes(PATH)[-1]
+        assert (recovered["phase"], recovered["modelVersion"]) == ("Succeeded", "iris-classifier-3")
+        assert condition(recovered, "Degraded")["status"] == "False"
+        assert created(kube, "ModelVersion") == ["iris-classifier-3"] and requeued_in(rt, KEY) is None
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_dataset_is_data_the_run_waits_on_without_a_job() -> None:
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow()
+        kube.failing[DATASET] = httpx.ReadTimeout("timed out")
+        rt = fake_runtime(kube, mlflow)
+        rt.reconcilers["TrainingRun"] = reconcile_trainingrun
+        observed = await gather(rt, trainingrun({}))
+        assert observed.dataset is None and observed.dataset_error == "Dataset iris could not be read: timed out"
+        await rt.reconcile("TrainingRun", "ns", "iris-train", trainingrun({}))
+        (written,) = kube.status_writes(PATH)
+        assert written["phase"] == "Pending" and condition(written, "Degraded")["reason"] == "ApiReadFailed"
+        assert created(kube, "Job") == [] and requeued_in(rt, KEY) == 15 and KEY not in rt.failures
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_run_reads_only_the_stores_view_of_its_job() -> None:
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow()
+        kube.failing[DATASET] = httpx.ConnectError("must not be read")
+        rt = fake_runtime(kube, mlflow)
+        rt.store.put("Job", finished_job())
+        observed = await gather(rt, trainingrun({"phase": "Succeeded", "jobName": JOB}))
+        assert observed.job.job is not None and observed.job.outcome is None and observed.dataset is None
+        assert mlflow.searches == 0 and observed.dataset_error is None
+
+    asyncio.run(scenario())
