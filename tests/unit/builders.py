@@ -128,6 +128,8 @@ def observe_trainingrun(
     pods_error: str | None = None,
     run_error: MlflowError | None = None,
     dataset_error: str | None = None,
+    ownership: ModelOwnership | None = None,
+    ownership_error: MlflowError | None = None,
 ) -> TrainingRunObserved:
     """A TrainingRun observation: the body parsed by the API models, its Job and Dataset as read."""
     meta = Meta.of(body)
@@ -144,4 +146,6 @@ def observe_trainingrun(
         data_not_before=(body["metadata"].get("annotations") or {}).get(ANNOTATION_DATA_NOT_BEFORE),
         dataset=typed_dataset,
         dataset_error=dataset_error,
+        ownership=ownership,
+        ownership_error=ownership_error,
     )

@@ -14,13 +14,27 @@ import pytest
 import yaml
 from mlops_operator.planning.deployment import plan_deployment
 from mlops_operator.planning.modelversion import ModelVersionObserved, plan_modelversion
+from mlops_operator.planning.ownership import ModelOwnership
 
 from .builders import observe
 
 
-def run_mv(body, registered, metrics, holder, holder_metrics, rollouts, now, rolled_back_by=None, mlflow_error=None):  # type: ignore[no-untyped-def]
+def run_mv(
+    body,
+    registered,
+    metrics,
+    holder,
+    holder_metrics,
+    rollouts,
+    now,
+    rolled_back_by=None,
+    mlflow_error=None,
+    ownership=None,
+):  # type: ignore[no-untyped-def]
     """One ModelVersion pass with what the controller would have gathered."""
-    observed = ModelVersionObserved(registered, metrics, holder, holder_metrics, rollouts, rolled_back_by, mlflow_error)
+    observed = ModelVersionObserved(
+        registered, metrics, holder, holder_metrics, rollouts, rolled_back_by, mlflow_error, ownership=ownership
+    )
     return plan_modelversion(body, observed, now)
 
 
@@ -137,6 +151,7 @@ def modelversion(
     rollouts: list[str] | None = None,
     status: Obj | None = None,
     promote: bool = False,
+    ownership: ModelOwnership | None = None,
 ) -> Obj:
     """A ModelVersion with the status the real planner gives it."""
     spec = {
@@ -154,6 +169,7 @@ def modelversion(
         holder_metrics,
         rollouts or [],
         NOW,
+        ownership=ownership,
     )
     return {**body, "status": plan.status}
 
@@ -209,6 +225,12 @@ def cases() -> list[tuple[str, Obj, str, str]]:
             "Progressing",
             "generation 3",
         ),
+        (
+            "TrainingRun",
+            trainingrun("Refused", "registered model 'iris' belongs to namespace team-a", "False"),
+            "Degraded",
+            "team-a",
+        ),
         # A finished run is final: an edit after it finished does not make it Progressing forever.
         ("TrainingRun", trainingrun("Succeeded", "accuracy 0.96", "True", generation=2), "Healthy", "accuracy"),
         ("ModelVersion", obj("ModelVersion", None), "Progressing", "Waiting for mlops-operator"),
@@ -248,6 +270,8 @@ def cases() -> list[tuple[str, Obj, str, str]]:
             "rolled",
         ),
         ("Deployment", obj("Deployment", {"phase": "Degraded", "message": "1/2 ready"}), "Degraded", "1/2"),
+        ("Deployment", mldeployment(holder=1, ownership=ModelOwnership("iris", True, "team-a")), "Degraded", "team-a"),
+        ("ModelVersion", modelversion(ownership=ModelOwnership("iris", True, "team-a")), "Degraded", "team-a"),
         ("Dataset", obj("Dataset", {"phase": "Exploded"}), "Unknown", "Exploded"),
     ]
 

@@ -9,6 +9,7 @@ from mlops_operator import contract
 from mlops_operator.integrations.mlflow import MlflowError, RunInfo
 from mlops_operator.planning.dataset import check_job_name, plan_dataset
 from mlops_operator.planning.jobs import JobOutcome, job_outcome
+from mlops_operator.planning.ownership import ModelOwnership
 from mlops_operator.planning.plan import Meta, dns_name
 from mlops_operator.planning.trainingrun import plan_trainingrun, training_job_name
 
@@ -266,3 +267,35 @@ def test_a_finished_job_whose_run_mlflow_cannot_show_waits_and_says_why() -> Non
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable")
     assert plan.requeue_after == 15.0 and not plan.events and not plan.creates
+
+
+def test_a_trainingrun_into_another_namespaces_model_is_refused_and_rechecked() -> None:
+    ready = dataset({"phase": "Ready", "version": "sha256:abc"})
+    theirs = ModelOwnership("iris-classifier", exists=True, owner="team-a")
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), ready, ownership=theirs), NOW)
+    assert plan.status["phase"] == "Refused" and not plan.creates, "no Job, so nothing is registered"
+    ready_condition = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("False", "ModelOwnedElsewhere")
+    assert "team-a" in plan.status["message"] and [e.reason for e in plan.events] == ["ModelOwnedElsewhere"]
+    assert plan.requeue_after == 15.0
+    again = trainingrun()
+    again["status"] = plan.status
+    later = plan_trainingrun(observe_trainingrun(again, ready, ownership=theirs), NOW + timedelta(minutes=20))
+    assert not later.events and not later.creates, "the Event is sent once"
+    assert later.requeue_after == 300.0, "refused for 20 min: looked at every 5 min"
+    adopted = ModelOwnership("iris-classifier", exists=True, owner="ns")
+    started = plan_trainingrun(observe_trainingrun(again, ready, ownership=adopted), NOW + timedelta(minutes=21))
+    assert started.status["phase"] == "Pending" and len(started.creates) == 1, "given to this namespace, it runs"
+
+
+def test_a_trainingrun_whose_model_owner_cannot_be_read_creates_nothing() -> None:
+    ready = dataset({"phase": "Ready", "version": "sha256:abc"})
+    down = MlflowError("connection refused")
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), ready, ownership_error=down), NOW)
+    assert not plan.creates and plan.status["phase"] == "Pending"
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MlflowUnavailable")
+    assert plan.requeue_after is not None and plan.requeue_after >= 15.0
+    new_model = ModelOwnership("iris-classifier", exists=False)
+    plan = plan_trainingrun(observe_trainingrun(trainingrun(), ready, ownership=new_model), NOW)
+    assert len(plan.creates) == 1, "a model nobody registered yet is this namespace's to create"

@@ -73,7 +73,7 @@ class TrainingRunSpec(ApiModel):
     active_deadline_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
 
 
-TrainingRunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+TrainingRunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Refused"]
 
 
 class TrainingRunStatus(CommonStatus):

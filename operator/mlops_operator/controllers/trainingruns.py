@@ -18,8 +18,10 @@ from ..api.common import GROUP, VERSION
 from ..api.dataset import DatasetStatus
 from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
 from ..contract import ANNOTATION_DATA_NOT_BEFORE, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from ..integrations.mlflow import MlflowError
 from ..kubeapi import ApiError
 from ..planning.observed import TrainingDataset, TrainingRunObserved, WorkerJobObserved
+from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
 from .datasets import failure, gather_job
@@ -47,12 +49,19 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
     meta, spec, status = parse(body)
     name = training_job_name(meta)
     dataset, dataset_error = None, None
+    ownership: ModelOwnership | None = None
+    ownership_error: MlflowError | None = None
     if status.phase in TERMINAL:
         job = WorkerJobObserved(name, job=rt.store.get("Job", meta.namespace, name))
     else:
         job = await gather_job(rt, meta.namespace, name, bool(status.job_name), contract.EXPERIMENT_TRAINING, meta.uid)
-        if job.job is None and job.job_error is None:
+        if job.job is None and job.job_error is None:  # nothing runs yet: what starting it depends on
             dataset, dataset_error = await _dataset(rt, meta.namespace, spec.dataset_ref.name)
+            try:
+                model = spec.registered_model
+                ownership = ModelOwnership.of(model, await rt.mlflow.registered_model(model))
+            except MlflowError as error:
+                ownership_error = error
     return TrainingRunObserved(
         meta=meta,
         spec=spec,
@@ -63,6 +72,8 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
         data_not_before=(body["metadata"].get("annotations") or {}).get(ANNOTATION_DATA_NOT_BEFORE),
         dataset=dataset,
         dataset_error=dataset_error,
+        ownership=ownership,
+        ownership_error=ownership_error,
     )
 
 

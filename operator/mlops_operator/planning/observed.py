@@ -134,3 +134,6 @@ class TrainingRunObserved:
     data_not_before: str | None = None  # the data-not-before annotation: the run needs a re-check after it
     dataset: TrainingDataset | None = None  # read only while no Job exists; None: absent (or `dataset_error`)
     dataset_error: str | None = None  # the API server could not show the Dataset
+    # The registered model's owner, read with the Dataset (before a Job exists): None when not read.
+    ownership: ModelOwnership | None = None
+    ownership_error: MlflowError | None = None  # MLflow could not say who owns the model

@@ -24,10 +24,20 @@ from ..contract import (
     LABEL_TRAINING_RUN,
 )
 from ..integrations.mlflow import RunInfo
-from .conditions import set_typed, status_patch
-from .degraded import API_READ_FAILED, Problem, degraded, job_problems, problem_text, retry_after
+from .conditions import find_typed, set_typed, status_patch
+from .degraded import (
+    API_READ_FAILED,
+    MLFLOW_UNAVAILABLE,
+    Problem,
+    degraded,
+    job_problems,
+    mlflow_failure,
+    problem_text,
+    retry_after,
+)
 from .jobs import JobOutcome, worker_job, worker_object
 from .observed import TrainingDataset, TrainingRunObserved
+from .ownership import recheck_after, refusal
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
@@ -59,6 +69,8 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
     problems = job_problems(obs.job)
     if obs.dataset_error is not None:
         problems.append((API_READ_FAILED, obs.dataset_error))
+    if obs.ownership_error is not None:
+        problems.append((MLFLOW_UNAVAILABLE, mlflow_failure(obs.ownership_error)))
     if status.phase in TERMINAL:
         # Finished runs never change; their ModelVersion lives on. The result is recorded, so the Job may go.
         expire_finished_job(plan, obs.job.job)
@@ -69,6 +81,10 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
     plan.status = status_patch(status)
     if problems:
         plan.requeue_after = retry_after(plan.status, now)
+    elif status.phase == "Refused":
+        ready = find_typed(status.conditions, "Ready")
+        since = (parse_time(ready.last_transition_time) if ready else None) or now
+        plan.requeue_after = recheck_after((now - since).total_seconds())
     return plan
 
 
@@ -114,9 +130,13 @@ def expire_finished_job(plan: Plan, job: Obj | None) -> None:
 
 def _start(plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, stamp: str) -> None:
     meta, dataset, ref = obs.meta, obs.dataset, obs.spec.dataset_ref.name
+    refused = refusal(meta.namespace, obs.ownership, "register") if obs.ownership is not None else None
+    if refused is not None:  # another namespace's model: no Job, nothing registered
+        _refuse(plan, status, meta, stamp, refused.reason, refused.message)
+        return
     status.phase = "Pending"
-    if obs.dataset_error is not None:
-        return  # whether the Dataset is Ready is not known: Degraded says why
+    if obs.dataset_error is not None or obs.ownership_error is not None:
+        return  # whether the run may start is not known: Degraded says why
     if dataset is None:
         status.message = f"waiting for Dataset '{ref}': it does not exist in namespace {meta.namespace}"
         _conditions(status, meta, stamp, "False", "DatasetNotFound", status.message)
@@ -142,6 +162,15 @@ def _start(plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, stam
     status.message = f"Job {name} created on dataset version {version[:19]}"
     _conditions(status, meta, stamp, "Unknown", "JobCreated", status.message)
     plan.events.append(Event("JobCreated", f"training Job {name} on Dataset '{ref}' version {version}"))
+
+
+def _refuse(plan: Plan, status: TrainingRunStatus, meta: Meta, stamp: str, reason: str, message: str) -> None:
+    # Not terminal: the model may be adopted by (or given to) this namespace later; the recheck sees it.
+    before = find_typed(status.conditions, "Ready")
+    status.phase, status.message = "Refused", message
+    _conditions(status, meta, stamp, "False", reason, message)
+    if before is None or before.reason != reason:
+        plan.events.append(Event(reason, message, "Warning"))
 
 
 def _checked_before(last_checked: str | None, wanted: str) -> bool:

@@ -48,7 +48,7 @@ class FakeKube:
 
 
 class FakeMlflow:
-    """MLflow's run search: the given runs, or `error` raised while it is down."""
+    """MLflow's run search and registered models: the given ones, or `error` raised while it is down."""
 
     tracking_uri = "http://mlflow:5000"
 
@@ -56,6 +56,12 @@ class FakeMlflow:
         self.runs = list(runs or [])
         self.error: MlflowError | None = None
         self.searches = 0
+        self.models: dict[str, Obj] = {}  # registered models by name, as MLflow's JSON shows them
+
+    async def registered_model(self, name: str) -> Obj | None:
+        if self.error is not None:
+            raise self.error
+        return self.models.get(name)
 
     async def find_runs(self, experiment: str, tags: dict[str, str], max_results: int = 20) -> list[RunInfo]:
         self.searches += 1

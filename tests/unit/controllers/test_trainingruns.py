@@ -136,3 +136,26 @@ def test_a_finished_run_reads_only_the_stores_view_of_its_job() -> None:
         assert mlflow.searches == 0 and observed.dataset_error is None
 
     asyncio.run(scenario())
+
+
+def test_the_models_owner_is_read_before_a_job_exists_and_refuses_another_namespace() -> None:
+    async def scenario() -> None:
+        kube = FakeKube({DATASET: {"kind": "Dataset", "status": {"phase": "Ready", "version": "sha256:abc"}}})
+        mlflow = FakeMlflow()
+        owner_tag = {"key": contract.TAG_OWNER_NAMESPACE, "value": "team-a"}
+        mlflow.models["iris-classifier"] = {"name": "iris-classifier", "tags": [owner_tag]}
+        rt = fake_runtime(kube, mlflow)
+        rt.reconcilers["TrainingRun"] = reconcile_trainingrun
+        observed = await gather(rt, trainingrun({}))
+        assert observed.ownership is not None and observed.ownership.owner == "team-a"
+        await rt.reconcile("TrainingRun", "ns", "iris-train", trainingrun({}))
+        (written,) = kube.status_writes(PATH)
+        assert written["phase"] == "Refused" and condition(written, "Ready")["reason"] == "ModelOwnedElsewhere"
+        assert created(kube, "Job") == [] and requeued_in(rt, KEY) == 15 and KEY not in rt.failures
+        stop_timers(rt)
+
+        mlflow.error = DOWN
+        observed = await gather(rt, trainingrun({}))
+        assert observed.ownership is None and observed.ownership_error is DOWN
+
+    asyncio.run(scenario())

@@ -31,7 +31,7 @@ local function stale(status)
   return generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation
 end
 
--- deployments.mlops.dev (not apps/v1). Phases: Progressing | Healthy | Degraded | RollingBack | RolledBack
+-- deployments.mlops.dev (not apps/v1). Phases: Progressing | Healthy | Degraded | RollingBack | RolledBack | Refused
 -- (see planning/rollout.py). As with Argo Rollouts, an aborted canary is Degraded until a new version
 -- rolls out, even though the stable version keeps serving.
 local hs = {}
@@ -51,7 +51,8 @@ elseif phase == "Healthy" then
 elseif phase == "Progressing" then
   hs.status = "Progressing"
   hs.message = describe(status, "Rolling out")
-elseif phase == "Degraded" or phase == "RollingBack" or phase == "RolledBack" then
+elseif phase == "Degraded" or phase == "RollingBack" or phase == "RolledBack" or phase == "Refused" then
+  -- Refused: the registered model belongs to another namespace (or to none yet); nothing is served.
   hs.status = "Degraded"
   hs.message = describe(status, "Deployment is " .. phase)
 else

@@ -31,7 +31,7 @@ local function stale(status)
   return generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation
 end
 
--- Phases: Registered | Evaluating | Approved | Promoted | Rejected | RolledBack | Superseded
+-- Phases: Registered | Evaluating | Approved | Promoted | Rejected | RolledBack | Superseded | Refused
 -- (see planning/modelversion.py). Promoted, Superseded and RolledBack are not re-evaluated by the
 -- operator on a spec edit, so they keep their health whatever observedGeneration says.
 local hs = {}
@@ -59,6 +59,9 @@ elseif stale(status) then
 elseif phase == "Rejected" then
   hs.status = "Degraded"
   hs.message = describe(status, "A promotion gate failed")
+elseif phase == "Refused" then
+  hs.status = "Degraded"
+  hs.message = describe(status, "The registered model belongs to another namespace")
 elseif phase == "Evaluating" and ready ~= nil and ready.reason == "AwaitingApproval" then
   -- Manual promotion: the gates passed and a person has to set spec.promote: true.
   hs.status = "Suspended"

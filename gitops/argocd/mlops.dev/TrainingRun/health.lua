@@ -31,7 +31,7 @@ local function stale(status)
   return generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation
 end
 
--- Phases: Pending | Running | Succeeded | Failed (see planning/trainingrun.py).
+-- Phases: Pending | Running | Succeeded | Failed | Refused (see planning/trainingrun.py).
 -- Succeeded and Failed are final: the operator does not act on (or re-observe) a finished run, so a
 -- later spec edit does not make it Progressing.
 local hs = {}
@@ -51,6 +51,9 @@ elseif phase == "Failed" then
 elseif stale(status) then
   hs.status = "Progressing"
   hs.message = "Waiting for mlops-operator to observe generation " .. tostring(obj.metadata.generation)
+elseif phase == "Refused" then
+  hs.status = "Degraded"
+  hs.message = describe(status, "The registered model belongs to another namespace")
 elseif phase == "Pending" or phase == "Running" then
   hs.status = "Progressing"
   hs.message = describe(status, "Training is " .. phase)
