@@ -35,6 +35,8 @@ TAG_REGISTERED_MODEL = "mlops.dev/registered-model"
 TAG_REGISTERED_VERSION = "mlops.dev/registered-version"
 TAG_TASK = "mlops.dev/task"  # classification | regression
 TAG_BEST_PARAMS = "mlops.dev/best-params"  # JSON of the chosen grid point, when a search ran
+# sha256 over the model's stored artifact files (modelformat.artifact_sha256); the server checks it before loading
+TAG_MODEL_SHA256 = "mlops.dev/model-sha256"
 
 # -- tags on registered models: who owns a model and who else may serve it (planning/ownership.py) --
 TAG_OWNER_NAMESPACE = "mlops.dev/owner-namespace"  # written when the worker creates the model, or by `models adopt`

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from mlops_operator import contract
 from mlops_operator.profile import build_profile
 from mlops_operator.server.app import ServerApp, prepare
 from mlops_operator.server.config import ServerConfig
 from mlops_operator.server.model import LoadError, load_model, parse_model_uri
+
+from tests.fixtures.models import register_model
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -39,31 +40,8 @@ class Registry:
 
 
 def _register(client: Any, experiment: str, name: str, model: Any, frame: pd.DataFrame, profile: Any) -> str:
-    """Log (client API and run_id: no fluent global state left behind) and register one model version."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    run_id = client.create_run(experiment).info.run_id
-    signature = infer_signature(frame, model.predict(frame))
-    # Explicit requirements: inferring them runs the model in a subprocess (seconds per model).
-    # cloudpickle: MLflow's default (skops) costs every process that loads it seconds of imports.
-    info = mlflow.sklearn.log_model(
-        model,
-        name=contract.MODEL_ARTIFACT_PATH,
-        run_id=run_id,
-        signature=signature,
-        pip_requirements=["scikit-learn"],
-        serialization_format="cloudpickle",
-    )
-    if profile is not None:
-        client.log_dict(run_id, profile, contract.PROFILE_ARTIFACT)
-    client.set_terminated(run_id)
-    client.create_registered_model(name)
-    version = client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id)
-    if profile is not None:
-        uri = f"runs:/{run_id}/{contract.PROFILE_ARTIFACT}"
-        client.set_model_version_tag(name, version.version, contract.TAG_PROFILE_URI, uri)
-    return str(version.version)
+    """One model version, logged and registered as the worker does it (skops, the files' digest)."""
+    return str(register_model(client, experiment, name, model, frame, owner="ns", profile=profile))
 
 
 def _pets() -> tuple[pd.DataFrame, Any]:

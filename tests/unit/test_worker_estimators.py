@@ -52,3 +52,19 @@ def test_unknown_parameter_names_the_estimator_and_what_it_accepts() -> None:
 def test_meta_estimators_without_their_estimators_fail_permanently() -> None:
     with pytest.raises(PermanentError, match=r"^StackingClassifier: "):
         build_estimator(resolve_estimator("sklearn.ensemble.StackingClassifier"), {})
+
+
+def test_names_a_module_only_imports_are_not_estimators() -> None:
+    import inspect
+
+    import sklearn.dummy
+
+    imported = [
+        name
+        for name, cls in inspect.getmembers(sklearn.dummy, inspect.isclass)
+        if not cls.__module__.startswith("sklearn.dummy")
+    ]
+    assert imported, "sklearn.dummy imports no foreign class any more: pick another module"
+    for name in imported:
+        with pytest.raises(PermanentError, match="is not an estimator of"):
+            resolve_estimator(f"sklearn.dummy.{name}")

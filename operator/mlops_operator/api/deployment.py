@@ -181,6 +181,12 @@ class ServerSettings(ApiModel):
 
     workers: int = Field(default=1, ge=1, le=32)
     resources: ResourceRequirements | None = None
+    allow_unsafe_model_formats: bool = Field(
+        default=False,
+        description="Also load pickle/cloudpickle files, models with code paths and custom pyfunc models. "
+        "Loading them runs code from the artifact with the server's rights: enable only for models whose "
+        "every version you trust. Off: only skops-format scikit-learn models load.",
+    )
 
 
 class DeploymentSpec(ApiModel):

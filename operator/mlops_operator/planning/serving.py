@@ -85,6 +85,9 @@ def server_deployment(
         {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
         {"name": "MLOPS_DRAIN_DELAY_S", "value": str(DRAIN_DELAY_S)},
         {"name": "MLOPS_SHUTDOWN_TIMEOUT_S", "value": str(SHUTDOWN_TIMEOUT_S)},
+        # Off unless opted in, here and in MLflow's own loaders (defence in depth for paths we do not take).
+        {"name": "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS", "value": str(spec.server.allow_unsafe_model_formats).lower()},
+        {"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": str(spec.server.allow_unsafe_model_formats).lower()},
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
     container: Obj = {

@@ -127,7 +127,12 @@ class ServerApp:
         )
         tracking_uri = config.tracking_uri or None
         self.loader = BackgroundLoader(
-            load or (lambda: prepare(load_model(config.model_uri, tracking_uri))),
+            load
+            or (
+                lambda: prepare(
+                    load_model(config.model_uri, tracking_uri, allow_unsafe=config.allow_unsafe_model_formats)
+                )
+            ),
             self._loaded,
             retry_initial_s=config.retry_initial_s,
             retry_max_s=config.retry_max_s,

@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
         default=env.get(cfg.ENV_SHUTDOWN_TIMEOUT_S, cfg.DEFAULT_SHUTDOWN_TIMEOUT_S),
         help=f"then at most this long for requests in flight [{cfg.ENV_SHUTDOWN_TIMEOUT_S}] (3)",
     )
+    p.add_argument(
+        "--allow-unsafe-model-formats",
+        action="store_true",
+        help="also load pickles, code paths and pyfunc models: runs code from the artifact "
+        f"[{cfg.ENV_ALLOW_UNSAFE_MODEL_FORMATS}=true]",
+    )
     p.add_argument("--log-level", default=env.get(cfg.ENV_LOG_LEVEL, "info"), help=f"[{cfg.ENV_LOG_LEVEL}]")
     return p
 
@@ -102,6 +108,8 @@ def to_env(args: argparse.Namespace) -> dict[str, str]:
         values[cfg.ENV_METRICS] = "false"
     if args.no_drift:
         values[cfg.ENV_DRIFT] = "false"
+    if args.allow_unsafe_model_formats:
+        values[cfg.ENV_ALLOW_UNSAFE_MODEL_FORMATS] = "true"
     return values
 
 

@@ -28,6 +28,8 @@ ENV_LOG_LEVEL = "MLOPS_LOG_LEVEL"
 ENV_DRAIN_DELAY_S = "MLOPS_DRAIN_DELAY_S"  # after SIGTERM: not ready, still serving, this long (shutdown.py)
 ENV_SHUTDOWN_TIMEOUT_S = "MLOPS_SHUTDOWN_TIMEOUT_S"  # then at most this long for requests in flight
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# "true" loads pickles, code paths and pyfunc models (code from the artifact): a Deployment's opt-in
+ENV_ALLOW_UNSAFE_MODEL_FORMATS = "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS"
 
 DEFAULT_PORT = 8080
 DEFAULT_MAX_INFLIGHT = 16
@@ -66,6 +68,7 @@ class ServerConfig:
     log_level: str = "info"
     drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     shutdown_timeout_s: int = DEFAULT_SHUTDOWN_TIMEOUT_S
+    allow_unsafe_model_formats: bool = False
     # The loader's retry schedule when the registry is unreachable: doubling, capped.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -125,4 +128,5 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         log_level=env.get(ENV_LOG_LEVEL, "").strip().lower() or "info",
         drain_delay_s=_float(env, ENV_DRAIN_DELAY_S, DEFAULT_DRAIN_DELAY_S),
         shutdown_timeout_s=_int(env, ENV_SHUTDOWN_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, 0),
+        allow_unsafe_model_formats=_bool(env, ENV_ALLOW_UNSAFE_MODEL_FORMATS, False),
     )

@@ -1,7 +1,9 @@
 """Loading a registered model: resolve the URI to a version, fetch the model and its reference profile.
 
-scikit-learn models are loaded with their own flavor and, when every input is numeric, called
-with a float64 matrix (no DataFrame per request); other flavors go through pyfunc with a DataFrame.
+Nothing in the download is read before its digest matches the one recorded at registration, and no
+code from the artifact runs unless the Deployment opted in (modelformat.judge): scikit-learn models
+load from skops with the trusted-type list fixed in modelformat. They are called with a float64
+matrix when every input is numeric (no DataFrame per request); other flavors go through pyfunc.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import contract
+from .. import contract, modelformat
 from ..profile import Profile
 from .schema import Batch, Column, InputSchema, schema_from_signature
 
@@ -115,8 +117,10 @@ def load_profile(profile_uri: str, tracking_uri: str | None, dst: str) -> Profil
     return profile
 
 
-def load_model(model_uri: str, tracking_uri: str | None) -> LoadedModel:
-    """Resolve, download and load a registered model; raises LoadError saying what failed."""
+def load_model(model_uri: str, tracking_uri: str | None, *, allow_unsafe: bool = False) -> LoadedModel:
+    """Resolve, download, verify and load a registered model; raises LoadError saying what failed.
+
+    `allow_unsafe`: the Deployment's `server.allowUnsafeModelFormats` (pickles, code paths, pyfunc)."""
     from mlflow import MlflowClient
 
     ref = parse_model_uri(model_uri)
@@ -140,9 +144,10 @@ def load_model(model_uri: str, tracking_uri: str | None) -> LoadedModel:
             )
         except Exception as error:
             raise _classify(error, f"downloading {uri}") from error
+        verify_digest(local, (mv.tags or {}).get(contract.TAG_MODEL_SHA256), uri, allow_unsafe)
         profile_uri = (mv.tags or {}).get(contract.TAG_PROFILE_URI)
         profile = load_profile(profile_uri, tracking_uri, workdir) if profile_uri else None
-        model = _load_local(local, ref.name, version, str(mv.run_id or ""), profile)
+        model = _load_local(local, ref.name, version, str(mv.run_id or ""), profile, allow_unsafe)
         # pyfunc flavors may read files lazily, so their download stays; sklearn models live in memory.
         keep_files = model.flavor == "pyfunc"
     finally:
@@ -151,10 +156,39 @@ def load_model(model_uri: str, tracking_uri: str | None) -> LoadedModel:
     return model
 
 
-def _load_local(path: str, name: str, version: str, run_id: str, profile: Profile | None) -> LoadedModel:
+def verify_digest(path: str, recorded: str | None, uri: str, allow_unsafe: bool) -> None:
+    """Refuse a download whose files differ from what was registered (or, unless opted in, that has no digest)."""
+    if not recorded:
+        if allow_unsafe:  # the owner accepted models registered outside the worker, unverified
+            log.warning("%s has no %s tag: loading it unverified (opted in)", uri, contract.TAG_MODEL_SHA256)
+            return
+        raise LoadError(
+            f"{uri} has no {contract.TAG_MODEL_SHA256} tag, so its files cannot be verified; register it with "
+            "the operator (a TrainingRun), or tag the version with modelformat.artifact_sha256 of its files",
+            retryable=False,
+        )
+    actual = modelformat.artifact_sha256(path)
+    if actual != recorded.strip().lower():
+        raise LoadError(
+            f"{uri}: its files (sha256 {actual[:16]}…) are not the ones registered (sha256 {recorded[:16]}…); "
+            "refusing to load an artifact changed after registration",
+            retryable=False,
+        )
+
+
+def _load_local(
+    path: str, name: str, version: str, run_id: str, profile: Profile | None, allow_unsafe: bool = False
+) -> LoadedModel:
     from mlflow.models import Model
 
     meta = Model.load(path)
+    verdict = modelformat.judge(meta.flavors)
+    if not verdict.safe and not allow_unsafe:
+        raise LoadError(
+            f"refusing to load models:/{name}/{version}: {verdict.why}; a Deployment that trusts this model's "
+            "code sets spec.server.allowUnsafeModelFormats: true (see the README's Security model)",
+            retryable=False,
+        )
     schema = schema_from_signature(meta.signature)
     if "sklearn" in meta.flavors:
         estimator = load_sklearn(path, meta.flavors["sklearn"])
@@ -175,26 +209,40 @@ def _load_local(path: str, name: str, version: str, run_id: str, profile: Profil
 
 
 def load_sklearn(path: str, flavor: dict[str, Any]) -> Any:
-    """The estimator of an sklearn-flavor model directory.
+    """The estimator of an sklearn-flavor model directory (judged by modelformat.judge before this is called).
 
-    (Cloud)pickled models are unpickled here, under MLflow's own MLFLOW_ALLOW_PICKLE_DESERIALIZATION
-    gate: mlflow.sklearn.load_model imports skops for every format, which costs seconds of startup
-    per worker. Other formats, and models with code paths, go through mlflow.sklearn.
+    skops files are read with our own trusted-type list, never the one in the MLmodel (it travels with the
+    artifact). Pickles are read here directly: mlflow.sklearn.load_model imports skops for every format,
+    which costs seconds of startup per worker. Models with code paths go through mlflow.sklearn.
     """
     fmt = flavor.get("serialization_format", "pickle")
     pickled = flavor.get("pickled_model")
-    if fmt not in ("pickle", "cloudpickle") or not pickled or flavor.get("code"):
+    if not pickled:
+        raise LoadError("the sklearn flavor names no model file (pickled_model)", retryable=False)
+    if fmt == modelformat.SAFE_FORMAT and not flavor.get("code"):
+        return load_skops(Path(path) / pickled)
+    if fmt not in modelformat.UNSAFE_FORMATS or flavor.get("code"):
         import mlflow.sklearn
 
         return mlflow.sklearn.load_model(path)
-    from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
-
-    if not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
-        raise LoadError("MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false: refusing to unpickle the model", retryable=False)
     import cloudpickle
 
     with open(Path(path) / pickled, "rb") as handle:
         return cloudpickle.load(handle)  # reads plain pickles too
+
+
+def load_skops(path: Path) -> Any:
+    """A skops file, constructing only skops' default types and modelformat.TRUSTED_TYPES."""
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return skops.io.load(path, trusted=list(modelformat.TRUSTED_TYPES))
+    except UntrustedTypesFoundException as error:
+        raise LoadError(f"the model holds types the server does not trust: {error}"[:500], retryable=False) from error
+    except Exception as error:  # a corrupt or foreign file: loading it again will not help
+        message = f"the model file {path.name} is not a readable skops file: {error}"[:500]
+        raise LoadError(message, retryable=False) from error
 
 
 def _schema_from_estimator(estimator: Any) -> InputSchema | None:

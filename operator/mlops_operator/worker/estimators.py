@@ -66,6 +66,9 @@ def resolve_estimator(path: str) -> EstimatorClass:
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise _rejected(path, f"sklearn.{module_name} has no class {class_name}")
+    if not cls.__module__.startswith(f"sklearn.{module_name}") or not callable(getattr(cls, "fit", None)):
+        # Names a module merely imports (sklearn.linear_model.ClassifierMixin) are not its estimators.
+        raise _rejected(path, f"{class_name} is not an estimator of sklearn.{module_name}")
     if issubclass(cls, ClassifierMixin):
         return EstimatorClass(path, cls, CLASSIFICATION)
     if issubclass(cls, RegressorMixin):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .. import contract
+from .. import contract, modelformat
 from ..api.dataset import DatasetSpec
 from ..api.trainingrun import TrainingRunSpec
 from . import tracking
@@ -19,6 +20,7 @@ from .context import WorkerEnv, read_env
 from .errors import PermanentError, RetryableError, WorkerError, describe
 from .estimators import build_estimator, resolve_estimator
 from .modeling import MODEL_STEP, TrainingData, evaluate, fit, make_model, prepare_data, primary_metric, scorer, split
+from .ownership import claim_model
 from .profiling import column_kinds, profile_frame
 from .sources import load_source
 from .validate import dataset_spec
@@ -26,10 +28,10 @@ from .validate import dataset_spec
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
 
 # Pinned in the model's requirements instead of letting MLflow infer them (slow, and it guesses).
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops")
-TRUSTED_TYPE_ROOTS = ("sklearn.", "numpy.", "scipy.")
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -135,18 +137,36 @@ def requirements() -> list[str]:
     return pins
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The types skops must be told to trust to load a model this worker fitted itself."""
-    import skops.io
+def safe_types(model: Any) -> list[str]:
+    """The types beyond skops' defaults that loading `model` needs; all must be in the server's fixed list."""
+    needed = modelformat.types_needed(model)
+    outside = modelformat.untrusted(needed)
+    if outside:
+        raise PermanentError(
+            f"the fitted model holds type(s) {', '.join(outside)} that the model server does not load from "
+            "skops (modelformat.TRUSTED_TYPES); choose other params or another estimator"
+        )
+    return needed
 
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    return [name for name in untrusted if name.startswith(TRUSTED_TYPE_ROOTS)]
+
+def stored_sha256(mlflow_client: MlflowClient, info: ModelInfo) -> str:
+    """The digest of the model's files as stored (read back: a skops file is not byte-for-byte reproducible)."""
+    import mlflow.artifacts
+
+    location = mlflow_client.get_logged_model(info.model_id).artifact_location
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp)
+        return modelformat.artifact_sha256(path)
 
 
-def log_model(run_id: str, model: Any, data: TrainingData) -> str:
-    """Log the fitted model with its signature and an input example; returns its models:/ URI."""
+def log_model(mlflow_client: MlflowClient, run_id: str, model: Any, data: TrainingData) -> tuple[str, str]:
+    """Log the fitted model in skops format with its signature and an input example.
+
+    Returns its models:/ URI and the digest of its stored files (recorded on the registered version).
+    """
     import mlflow.sklearn
 
+    trusted = safe_types(model)
     with warnings.catch_warnings():
         # MLflow checks the input example through a DataFrame; the model was fitted on an array on purpose.
         warnings.filterwarnings("ignore", message="X has feature names")
@@ -159,9 +179,10 @@ def log_model(run_id: str, model: Any, data: TrainingData) -> str:
             signature=signature_of(data, model),
             input_example=data.inputs.head(INPUT_EXAMPLE_ROWS),
             pip_requirements=requirements(),
-            skops_trusted_types=trusted_types(model),
+            serialization_format=modelformat.SAFE_FORMAT,
+            skops_trusted_types=trusted or None,  # MLflow loads it back with these to check; the server has its own
         )
-    return str(info.model_uri)
+    return str(info.model_uri), stored_sha256(mlflow_client, info)
 
 
 def train_and_register(
@@ -197,8 +218,8 @@ def train_and_register(
     for key, value in metrics.items():
         mlflow_client.log_metric(run_id, key, value)
     mlflow_client.log_dict(run_id, profile_frame(frame, ds_spec, version), contract.PROFILE_ARTIFACT)
-    model_uri = log_model(run_id, fitted, data)
-    return register(mlflow_client, run_id, env, spec.registered_model, model_uri, version, metrics)
+    model_uri, sha256 = log_model(mlflow_client, run_id, fitted, data)
+    return register(mlflow_client, run_id, env, spec.registered_model, model_uri, sha256, version, metrics)
 
 
 def register(
@@ -207,6 +228,7 @@ def register(
     env: WorkerEnv,
     name: str,
     model_uri: str,
+    sha256: str,
     version: str,
     metrics: dict[str, float],
 ) -> TrainingResult:
@@ -219,6 +241,7 @@ def register(
         contract.TAG_NAME: env.obj.name,
         contract.TAG_PROFILE_URI: tracking.profile_uri(run_id),
         contract.TAG_DATASET_VERSION: version,
+        contract.TAG_MODEL_SHA256: sha256,
     }
     # Tags go in with the version itself, so a retried pod always recognises a version it registered.
     registered = mlflow.register_model(model_uri, name, tags=tags)
@@ -252,6 +275,8 @@ def run_train() -> int:
     except Exception as error:
         raise tracking.as_worker_error(error, "start the training run") from error
     try:
+        # Before fitting: a run into another namespace's model fails at once, and nothing is registered.
+        claim_model(mlflow_client, spec.registered_model, env.obj.namespace)
         result = train_and_register(mlflow_client, run_id, env, spec)
     except Exception as error:
         failure = _classify(error)
