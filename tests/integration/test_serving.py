@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import textwrap
 import threading
 import time
@@ -19,19 +17,16 @@ import pytest
 from mlops_operator.kubeapi import Kube as KubeApi
 from mlops_operator.kubeapi import connection_from_env
 from mlops_operator.traffic import TrafficReport, endpoints, send_traffic
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
+
+from tests.fixtures.models import register_model
 
 from .conftest import Kube, OperatorProcess, condition, wait_for
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-
-
-def explode(x: Any) -> Any:
-    """A transformer step that always fails: the broken version 2 of a model."""
-    raise RuntimeError("version 2 is broken")
 
 
 def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:
@@ -44,38 +39,27 @@ def fitted_forest(n_estimators: int, seed: int) -> RandomForestClassifier:
     return RandomForestClassifier(n_estimators=n_estimators, random_state=seed).fit(frame.to_numpy(), target)
 
 
-def register(kube: Kube, model_name: str, fitted: Any) -> int:
-    """Log and register a fitted model in the cluster's MLflow; return its version number."""
-    import cloudpickle
+def broken_forest() -> Any:
+    """A model that loads (skops, no code) but fails on every request: fitted on 10 columns, served with 4."""
+    frame, target = iris_frame()
+    wide = np.hstack([frame.to_numpy(), np.zeros((len(frame), 6))])
+    return make_pipeline(ColumnTransformer([("iris", "passthrough", [0, 1, 2, 3])]), fitted_forest(5, 2)).fit(
+        wide, target
+    )
+
+
+def register(kube: Kube, model_name: str, fitted: Any, owner: str | None) -> int:
+    """Log and register a fitted model in the cluster's MLflow as the worker does (skops, the files' digest);
+    a model created here gets `owner` as its owner namespace (None: unowned, as if created outside)."""
     import mlflow
-    from mlflow.models import infer_signature
-    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     frame, _ = iris_frame()
-    saved_env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    mlflow.set_tracking_uri(kube.mlflow_url)
-    try:
-        mlflow.set_experiment("serving-tests")
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the broken step must load without us
-        with mlflow.start_run():
-            signature = infer_signature(frame, np.zeros(len(frame), dtype=np.int64))
-            info = mlflow.sklearn.log_model(
-                fitted,
-                name="model",
-                signature=signature,
-                registered_model_name=model_name,
-                serialization_format="cloudpickle",
-            )
-    finally:
-        # The fluent API keeps the tracking URI and the active experiment in process globals and in
-        # MLFLOW_* env vars; later tests in this process (the worker's and server's, on their own sqlite
-        # stores) must not inherit them.
-        mlflow.set_tracking_uri(None)
-        fluent._active_experiment_id = None
-        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
-            del os.environ[key]
-        os.environ.update(saved_env)
-    return int(info.registered_model_version)
+    client = mlflow.MlflowClient(kube.mlflow_url, registry_uri=kube.mlflow_url)
+    experiment = client.get_experiment_by_name("serving-tests")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("serving-tests")
+    with _use_tracking_uri(kube.mlflow_url):  # log_model's fluent internals; restored afterwards
+        return register_model(client, experiment_id, model_name, fitted, frame, owner=owner)
 
 
 def set_alias(kube: Kube, model_name: str, version: int) -> None:
@@ -198,7 +182,7 @@ def test_first_rollout_then_canary_to_100_percent(
     crds_installed: Kube, namespace: str, operator_process: OperatorProcess, iris_csv: Path, traffic_env: None
 ) -> None:
     kube, model = crds_installed, f"serve-{namespace}"
-    v1 = register(kube, model, fitted_forest(20, 0))
+    v1 = register(kube, model, fitted_forest(20, 0), namespace)
     set_alias(kube, model, v1)
     kube.apply(deployment_manifest(model), namespace)
     wait_status(kube, namespace, "version 1 to serve", lambda s: s.get("phase") == "Healthy", operator_process)
@@ -221,7 +205,7 @@ def test_first_rollout_then_canary_to_100_percent(
     bad = httpx.post(f"http://{address}/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1]]}})
     assert 400 <= bad.status_code < 500 and "sepal_length" in bad.text
 
-    v2 = register(kube, model, fitted_forest(30, 1))
+    v2 = register(kube, model, fitted_forest(30, 1), namespace)
     with Traffic(namespace, iris_csv):
         promoted_at = time.monotonic()
         kube.apply(model_version_manifest(model, v2), namespace)
@@ -262,12 +246,11 @@ def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(
     crds_installed: Kube, namespace: str, operator_process: OperatorProcess, iris_csv: Path, traffic_env: None
 ) -> None:
     kube, model = crds_installed, f"broken-{namespace}"
-    v1 = register(kube, model, fitted_forest(20, 0))
+    v1 = register(kube, model, fitted_forest(20, 0), namespace)
     set_alias(kube, model, v1)
     kube.apply(deployment_manifest(model), namespace)
     wait_status(kube, namespace, "version 1 to serve", lambda s: s.get("phase") == "Healthy", operator_process)
-    broken = make_pipeline(FunctionTransformer(explode), fitted_forest(5, 2))
-    v2 = register(kube, model, broken)
+    v2 = register(kube, model, broken_forest(), namespace)
     with Traffic(namespace, iris_csv):
         kube.apply(model_version_manifest(model, v2), namespace)
         wait_status(kube, namespace, "the canary to start", lambda s: s.get("canaryVersion") == v2, operator_process)

@@ -86,13 +86,15 @@ def test_a_refused_deployment_reads_nothing_else() -> None:
 def test_revoked_sharing_scales_the_running_tracks_to_zero_and_clears_their_hash() -> None:
     serving = plan_deployment(observe(other_namespace(), holder=1, ownership=model(readers="team-b")), T0)
     assert serving.status["phase"] == "Progressing"
-    stable = children(serving)["iris-stable"] | {"status": {}}
+    # As a list returns it (the store's view): no apiVersion or kind on the item.
+    listed = {k: v for k, v in children(serving)["iris-stable"].items() if k not in ("apiVersion", "kind")}
+    stable = listed | {"status": {}}
     body = other_namespace(serving.status)
     later = T0 + timedelta(minutes=1)
     revoked = plan_deployment(observe(body, holder=1, stable=stable, ownership=model()), later)
     assert revoked.status["phase"] == "Refused" and revoked.applies == []
     [(child, patch)] = revoked.patches
-    assert child["metadata"]["name"] == "iris-stable"
+    assert (child["apiVersion"], child["kind"], child["metadata"]["name"]) == ("apps/v1", "Deployment", "iris-stable")
     assert patch == {"metadata": {"annotations": {ANNOTATION_SPEC_HASH: ""}}, "spec": {"replicas": 0}}
     assert events(revoked) == ["ModelOwnedElsewhere"]
 

@@ -145,8 +145,10 @@ def _refused(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, why:
     for track in (obs.tracks.stable, obs.tracks.canary):
         if track is not None and (track.get("spec") or {}).get("replicas") != 0:
             # The hash is cleared so that, once allowed, the track is applied again at its full spec.
+            # Objects from a list carry no apiVersion/kind: the reference names them.
+            ref = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": dict(track["metadata"])}
             plan.patches.append(
-                (track, {"metadata": {"annotations": {ANNOTATION_SPEC_HASH: ""}}, "spec": {"replicas": 0}})
+                (ref, {"metadata": {"annotations": {ANNOTATION_SPEC_HASH: ""}}, "spec": {"replicas": 0}})
             )
     ready_now = find_typed(status.conditions, "Ready")
     since = parse_time(ready_now.last_transition_time if ready_now else None) or now
