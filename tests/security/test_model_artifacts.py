@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-from mlops_operator import contract
 from mlops_operator.planning.serving import SERVER_PORT
 from sklearn.linear_model import LogisticRegression
 
 from tests.fixtures.cluster import Kube, OperatorProcess, wait_for
+from tests.fixtures.models import register_logged_as
 from tests.integration.test_serving import iris_frame, set_alias
 
 
@@ -31,10 +30,7 @@ class Hostile:
 def register_hostile(kube: Kube, model_name: str, marker: Path, owner: str) -> int:
     """A cloudpickled model with the payload, registered with a correct digest (the digest is not the defence)."""
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-    from mlops_operator.worker.train import stored_sha256
 
     frame, target = iris_frame()
     model = LogisticRegression(max_iter=500).fit(frame.to_numpy(), target)
@@ -43,21 +39,9 @@ def register_hostile(kube: Kube, model_name: str, marker: Path, owner: str) -> i
     experiment = client.get_experiment_by_name("serving-tests")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("serving-tests")
     with _use_tracking_uri(kube.mlflow_url):
-        run_id = client.create_run(experiment_id).info.run_id
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            signature=infer_signature(frame, np.asarray(target)),
-            pip_requirements=["scikit-learn"],
-            serialization_format="cloudpickle",
+        return register_logged_as(
+            client, experiment_id, model_name, model, frame, serialization_format="cloudpickle", owner=owner
         )
-        client.set_terminated(run_id)
-        client.create_registered_model(model_name, tags={contract.TAG_OWNER_NAMESPACE: owner})
-        tags = {contract.TAG_MODEL_SHA256: stored_sha256(client, info)}
-        version = client.create_model_version(model_name, info.model_uri, run_id=run_id, model_id=info.model_id,
-                                              tags=tags)  # fmt: skip
-    return int(version.version)
 
 
 def manifest(model: str, allow_unsafe: bool) -> str:

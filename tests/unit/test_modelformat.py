@@ -23,7 +23,7 @@ from mlops_operator.worker.estimators import ALLOWED_MODULES, resolve_estimator
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.fixtures.models import register_model
+from tests.fixtures.models import register_logged_as
 
 MARKER = "hostile-model-ran"
 
@@ -127,36 +127,12 @@ class Store:
         self.client = mlflow.MlflowClient(self.uri, registry_uri=self.uri)
         self.experiment = self.client.create_experiment("formats", artifact_location=(root / "artifacts").as_uri())
 
-    def register_safe(self, name: str, model: Any, frame: pd.DataFrame, **kwargs: Any) -> int:
+    def register(self, name: str, model: Any, frame: pd.DataFrame, **kwargs: Any) -> int:
+        """`register_logged_as` with MLflow's fluent tracking URI pointed here while it logs."""
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
         with _use_tracking_uri(self.uri):
-            return register_model(self.client, self.experiment, name, model, frame, **kwargs)
-
-    def register_pickle(self, name: str, model: Any, frame: pd.DataFrame, *, digest: bool) -> int:
-        """A cloudpickled model, as `mlflow.sklearn.log_model(serialization_format="cloudpickle")` writes it."""
-        import mlflow.sklearn
-        from mlflow.models import infer_signature
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-        from mlops_operator.worker.train import stored_sha256
-
-        with _use_tracking_uri(self.uri):
-            run_id = self.client.create_run(self.experiment).info.run_id
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                run_id=run_id,
-                signature=infer_signature(frame, np.zeros(len(frame))),
-                pip_requirements=["scikit-learn"],
-                serialization_format="cloudpickle",
-            )
-            self.client.set_terminated(run_id)
-            tags = {contract.TAG_MODEL_SHA256: stored_sha256(self.client, info)} if digest else {}
-            if not self.client.search_registered_models(f"name = '{name}'"):
-                self.client.create_registered_model(name)
-            version = self.client.create_model_version(name, info.model_uri, run_id=run_id, model_id=info.model_id,
-                                                       tags=tags)  # fmt: skip
-        return int(version.version)
+            return register_logged_as(self.client, self.experiment, name, model, frame, **kwargs)
 
     def model_files(self, name: str, version: int) -> Path:
         source = self.client.get_model_version_download_uri(name, str(version))
@@ -178,7 +154,7 @@ def test_a_hostile_pickle_never_runs_unless_the_deployment_opted_in(store: Store
     model = LogisticRegression(max_iter=500).fit(frame.to_numpy(), target)
     marker = tmp_path / "ran.txt"
     model.hostile_ = Hostile(str(marker))  # rides along in the pickle; unpickling calls write_text
-    version = store.register_pickle("hostile", model, frame, digest=True)
+    version = store.register("hostile", model, frame, serialization_format="cloudpickle")
     with pytest.raises(LoadError) as refused:
         load_model(f"models:/hostile/{version}", store.uri)
     assert not refused.value.retryable and "cloudpickle" in str(refused.value)
@@ -195,29 +171,10 @@ def test_a_skops_file_is_read_with_our_trusted_types_not_the_ones_in_its_mlmodel
     frame, target = iris_frame()
     model = LogisticRegression(max_iter=500).fit(frame.to_numpy(), target)
     model.extra_ = NotAnEstimator()  # a type outside skops' defaults and our list
-    # The worker's path refuses to log it at all (safe_types raises); log it by hand the way an attacker would.
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-    from mlops_operator.worker.train import stored_sha256
-
+    # The worker's path refuses to log it at all (safe_types raises); log it the way an attacker would.
     wanted = f"{NotAnEstimator.__module__}.NotAnEstimator"
-    with _use_tracking_uri(store.uri):
-        run_id = store.client.create_run(store.experiment).info.run_id
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            signature=infer_signature(frame, target),
-            pip_requirements=["scikit-learn"],
-            serialization_format="skops",
-            skops_trusted_types=[wanted],  # written into the MLmodel, which travels with the artifact
-        )
-        store.client.create_registered_model("untrusted-type")
-        tags = {contract.TAG_MODEL_SHA256: stored_sha256(store.client, info)}
-        version = store.client.create_model_version("untrusted-type", info.model_uri, model_id=info.model_id,
-                                                    run_id=run_id, tags=tags).version  # fmt: skip
-    mlmodel = yaml.safe_load((store.model_files("untrusted-type", int(version)) / "MLmodel").read_text())
+    version = store.register("untrusted-type", model, frame, serialization_format="skops", trusted_types=[wanted])
+    mlmodel = yaml.safe_load((store.model_files("untrusted-type", version) / "MLmodel").read_text())
     assert wanted in mlmodel["flavors"]["sklearn"]["skops_trusted_types"]
     with pytest.raises(LoadError) as refused:
         load_model(f"models:/untrusted-type/{version}", store.uri)
@@ -227,7 +184,7 @@ def test_a_skops_file_is_read_with_our_trusted_types_not_the_ones_in_its_mlmodel
 def test_a_model_changed_after_registration_or_without_a_digest_is_refused(store: Store) -> None:
     frame, target = iris_frame()
     model = LogisticRegression(max_iter=500).fit(frame.to_numpy(), target)
-    version = store.register_safe("tampered", model, frame, owner="ns")
+    version = store.register("tampered", model, frame, serialization_format="skops")
     assert load_model(f"models:/tampered/{version}", store.uri).flavor == "sklearn", "safe and verified: loads"
     files = store.model_files("tampered", version)
     requirements = files / "requirements.txt"
@@ -236,7 +193,7 @@ def test_a_model_changed_after_registration_or_without_a_digest_is_refused(store
         load_model(f"models:/tampered/{version}", store.uri)
     assert not refused.value.retryable and "not the ones registered" in str(refused.value)
 
-    unverified = store.register_pickle("no-digest", model, frame, digest=False)
+    unverified = store.register("no-digest", model, frame, serialization_format="cloudpickle", digest=False)
     with pytest.raises(LoadError) as missing:
         load_model(f"models:/no-digest/{unverified}", store.uri)
     assert contract.TAG_MODEL_SHA256 in str(missing.value) and not missing.value.retryable
