@@ -92,3 +92,14 @@ def stop_timers(rt: Runtime) -> None:
     for timer in rt.timers.values():
         timer.cancel()
     rt.timers.clear()
+
+
+def merged(status: Obj, patch: Obj) -> Obj:
+    """A status after a merge patch (null deletes)."""
+    result = dict(status)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result

@@ -14,7 +14,7 @@ from mlops_operator.integrations.mlflow import MlflowError, RunInfo
 from mlops_operator.kubeapi import ApiError, job_path
 
 from ..builders import condition
-from .fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
+from .fakes import FakeKube, FakeMlflow, fake_runtime, merged, requeued_in, stop_timers
 
 Obj = dict[str, Any]
 CHECK = "iris-check-g1-0"
@@ -58,17 +58,6 @@ def valid_run() -> RunInfo:
         contract.TAG_VIOLATIONS: "[]",
     }
     return RunInfo(run_id="r1", status="FINISHED", metrics={"rows": 150}, tags=tags)
-
-
-def merged(status: Obj, patch: Obj) -> Obj:
-    """A status after a merge patch (null deletes)."""
-    result = dict(status)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
 
 
 def test_gather_keeps_a_failed_pods_read_and_an_mlflow_error_as_data() -> None:

@@ -12,7 +12,7 @@ from mlops_operator.controllers.trainingruns import gather, reconcile_trainingru
 from mlops_operator.integrations.mlflow import MlflowError, RunInfo
 
 from ..builders import condition
-from .fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
+from .fakes import FakeKube, FakeMlflow, fake_runtime, merged, requeued_in, stop_timers
 
 Obj = dict[str, Any]
 JOB = "iris-train-01234567"
@@ -62,16 +62,6 @@ def finished_job() -> Obj:
 def registered_run() -> RunInfo:
     tags = {contract.TAG_REGISTERED_MODEL: "iris-classifier", contract.TAG_REGISTERED_VERSION: "3"}
     return RunInfo(run_id="r1", status="FINISHED", metrics={"accuracy": 0.96}, tags=tags)
-
-
-def merged(status: Obj, patch: Obj) -> Obj:
-    result = dict(status)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
 
 
 def created(kube: FakeKube, kind: str) -> list[str]:
