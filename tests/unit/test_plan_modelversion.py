@@ -147,3 +147,45 @@ def test_a_version_of_another_namespaces_model_is_refused_and_moves_nothing() ->
     # Adopted by (or given to) this namespace: judged and promoted as usual.
     mine = ModelVersionObserved(REGISTERED, metrics, 1, {"f1_macro": 0.9}, ownership=owned_by("ns"))
     assert plan_modelversion(mv(again.status), mine, NOW).alias_moves == [("iris-classifier", "production", 2)]
+
+
+def managed(*entries: tuple[str, str, str, bool]) -> list[dict]:
+    """managedFields entries: (manager, operation, time, whether it owns spec.promote)."""
+    out = []
+    for manager, operation, time, owns_promote in entries:
+        spec = {"f:promote": {}} if owns_promote else {"f:version": {}}
+        out.append({"manager": manager, "operation": operation, "time": time, "fieldsV1": {"f:spec": spec}})
+    return out
+
+
+def test_a_manual_approval_records_who_set_promote_and_when_in_status_and_on_the_version() -> None:
+    metrics = {"accuracy": 0.96, "f1_macro": 0.96}
+    waiting = run_mv(mv(mode="manual"), REGISTERED, metrics, None, None, [], NOW).status
+    approved = mv(waiting, mode="manual", promote=True, generation=2)
+    approved["metadata"]["managedFields"] = managed(
+        ("kubectl-client-side-apply", "Update", "2026-11-23T11:00:00Z", False),
+        ("argocd-controller", "Apply", "2026-11-23T11:40:00Z", True),
+        ("kubectl-patch", "Update", "2026-11-23T11:55:00Z", True),
+    )
+    plan = run_mv(approved, REGISTERED, metrics, None, None, [], NOW)
+    assert plan.status["approval"] == {"by": "kubectl-patch", "at": "2026-11-23T11:55:00Z", "via": "Update"}
+    (event,) = [e for e in plan.events if e.reason == "Approved"]
+    assert "approved by kubectl-patch (Update) at 2026-11-23T11:55:00Z" in event.message
+    tags = {"mlops.dev/approved-by": "kubectl-patch", "mlops.dev/approved-at": "2026-11-23T11:55:00Z"}
+    tags["mlops.dev/approved-via"] = "Update"
+    assert plan.version_tags == [("iris-classifier", 2, tags)] and plan.alias_moves, "tags go with the alias move"
+
+    # The registry shows the tags: not set again. A later edit by another manager does not rewrite the record.
+    tagged = {**REGISTERED, "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+    again = mv(plan.status, mode="manual", promote=True, generation=2)
+    again["metadata"]["managedFields"] = managed(("kubectl-edit", "Update", "2026-11-23T11:59:00Z", True))
+    later = run_mv(again, tagged, metrics, None, None, [], NOW)
+    assert later.version_tags == [] and later.status["approval"]["by"] == "kubectl-patch"
+
+
+def test_an_approval_without_managed_fields_is_recorded_as_unknown_and_auto_mode_records_none() -> None:
+    metrics = {"accuracy": 0.96, "f1_macro": 0.96}
+    plan = run_mv(mv(mode="manual", promote=True), REGISTERED, metrics, None, None, [], NOW)
+    assert plan.status["approval"] == {"by": "unknown", "at": "2026-11-23T12:00:00Z", "via": "unknown"}
+    auto = run_mv(mv(), REGISTERED, metrics, None, None, [], NOW)
+    assert "approval" not in auto.status and auto.version_tags == []

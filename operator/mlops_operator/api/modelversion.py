@@ -69,6 +69,14 @@ class AliasMove(StatusModel):
     reason: str | None = None
 
 
+class Approval(StatusModel):
+    """Who set spec.promote on a manual ModelVersion, from its managed fields (the user is in the audit log)."""
+
+    by: str = Field(description="The field manager that set spec.promote, e.g. kubectl-patch or argocd-controller.")
+    at: str = Field(description="When it was set (RFC 3339, the managed-fields time).")
+    via: str = Field(description="Apply (server-side apply) or Update (patch, edit, client-side apply).")
+
+
 class GateResult(StatusModel):
     """How one gate was judged."""
 
@@ -93,3 +101,4 @@ class ModelVersionStatus(CommonStatus):
     promoted_at: str | None = None
     superseded_by: str | None = None
     alias_move: AliasMove | None = Field(default=None, description="An alias move decided and not yet confirmed.")
+    approval: Approval | None = Field(default=None, description="The manual approval, recorded once when first seen.")

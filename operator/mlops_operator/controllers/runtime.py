@@ -7,6 +7,7 @@ depends on) runs the same reconcile, which reads the world, plans, and applies t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -260,7 +261,16 @@ class Runtime:
                 if error.status != 404:  # gone already: nothing left to patch
                     raise
         key = (kind, namespace, body["metadata"]["name"])
-        for model, alias, version in plan.alias_moves:
+        # Tags before alias moves: the version an alias names always carries its record (an approval's).
+        effects: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"tagging {model} version {version}", functools.partial(self._tag_version, model, version, tags))
+            for model, version, tags in plan.version_tags
+        ]
+        effects += [
+            ("alias move", functools.partial(self.mlflow.set_alias, model, alias, version))
+            for model, alias, version in plan.alias_moves
+        ]
+        for what, effect in effects:
             # Passes come from every track event too: a failed effect waits out its back-off whatever wakes us.
             count, not_before = self.effect_failures.get(key, (0, 0.0))
             wait = not_before - time.monotonic()
@@ -268,18 +278,23 @@ class Runtime:
                 plan.requeue_after = wait
                 break
             try:
-                await self.mlflow.set_alias(model, alias, version)
+                await effect()
             except MlflowError as error:
                 delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(count + 1, 6))
                 self.effect_failures[key] = (count + 1, time.monotonic() + delay)
-                log.warning("%s %s/%s: alias move failed: %s; retrying in %.0fs", *key, error, delay)
+                log.warning("%s %s/%s: %s failed: %s; retrying in %.0fs", *key, what, error, delay)
                 plan.requeue_after = delay
                 break
             self.effect_failures.pop(key, None)
-            metrics.PROMOTIONS.labels("canary" if kind == "Deployment" else "direct").inc()
+            if what == "alias move":
+                metrics.PROMOTIONS.labels("canary" if kind == "Deployment" else "direct").inc()
             plan.requeue_after = EFFECT_CONFIRM_SECONDS  # confirm from MLflow and mark the intent done
         for wake_kind, wake_namespace, name in plan.wake:
             self.requeue((wake_kind, wake_namespace or namespace, name), 0.0)
+
+    async def _tag_version(self, model: str, version: int, tags: dict[str, str]) -> None:
+        for tag, value in sorted(tags.items()):
+            await self.mlflow.set_version_tag(model, version, tag, value)
 
     def _just_applied(self, namespace: str, child: Obj) -> bool:
         """True if this exact spec was applied moments ago and the watch has not caught up yet (no double patch)."""

@@ -153,6 +153,12 @@ class Mlflow:
             "POST", "/registered-models/alias", body={"name": name, "alias": alias, "version": str(version)}
         )
 
+    async def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Set one tag on a registered model version."""
+        await self._call(
+            "POST", "/model-versions/set-tag", body={"name": name, "version": str(version), "key": key, "value": value}
+        )
+
     async def version_metrics(self, name: str, version: int) -> tuple[Obj | None, dict[str, float]]:
         """A registered version and the metrics of the run that produced it."""
         registered = await self.model_version(name, version)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..api.modelversion import ModelVersionSpec
+from .approval import approval_of, approval_tags, tags_missing
 from .conditions import find_condition, set_condition
 from .ownership import ModelOwnership, recheck_after, refusal
 from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
@@ -133,11 +134,21 @@ def plan_modelversion(body: Obj, obs: ModelVersionObserved, now: datetime) -> Pl
             status.update(phase="Evaluating", message="all gates passed; set spec.promote: true to approve")
             _ready(status, meta, stamp, "False", "AwaitingApproval", status["message"])
             return plan
+        if spec.promotion.mode == "manual":  # recorded once: a later edit of spec.promote does not rewrite it
+            status["approval"] = status.get("approval") or approval_of(body["metadata"], stamp)
         if phase != "Approved":
-            plan.events.append(Event("Approved", f"all {len(results)} gate(s) passed for '{alias}'"))
+            passed = f"all {len(results)} gate(s) passed for '{alias}'"
+            if status.get("approval"):
+                record = status["approval"]
+                passed += f"; approved by {record['by']} ({record['via']}) at {record['at']}"
+            plan.events.append(Event("Approved", passed))
         status["phase"] = "Approved"
     if status.get("phase") != "Approved":
         return plan
+    if status.get("approval"):  # the registry version carries the same record (set until MLflow shows it)
+        missing = tags_missing(obs.registered, approval_tags(status["approval"]))
+        if missing:
+            plan.version_tags.append((model, version, missing))
     if obs.rollouts and not pending:
         names = ", ".join(f"deployments.mlops.dev/{r}" for r in sorted(obs.rollouts))  # same namespace
         status["message"] = f"approved; {names} rolls it out as a canary and moves '{alias}' when the canary completes"

@@ -30,6 +30,8 @@ class Plan:
     requeue_after: float | None = None  # seconds; None: wait for the next watch event
     # Outside effects, made after the status that records them was written: (registered model, alias, version).
     alias_moves: list[tuple[str, str, int]] = field(default_factory=list)
+    # Tags set on a registry version, before any alias move of the same pass: (registered model, version, tags).
+    version_tags: list[tuple[str, int, dict[str, str]]] = field(default_factory=list)
     # Merge patches of existing children after the status write: (child with apiVersion/kind/metadata, patch).
     patches: list[tuple[Obj, Obj]] = field(default_factory=list)
     wake: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, ns, name) to reconcile afterwards

@@ -48,7 +48,8 @@ class FakeKube:
 
 
 class FakeMlflow:
-    """MLflow's run search and registered models: the given ones, or `error` raised while it is down."""
+    """MLflow's run search, registered models and the two writes the runtime makes (tags, alias moves):
+    the given ones, or `error` raised while it is down."""
 
     tracking_uri = "http://mlflow:5000"
 
@@ -57,6 +58,17 @@ class FakeMlflow:
         self.error: MlflowError | None = None
         self.searches = 0
         self.models: dict[str, Obj] = {}  # registered models by name, as MLflow's JSON shows them
+        self.effects: list[tuple[Any, ...]] = []  # tags set and aliases moved, in order
+
+    async def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.effects.append(("tag", name, version, key, value))
+
+    async def set_alias(self, name: str, alias: str, version: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self.effects.append(("alias", name, alias, version))
 
     async def registered_model(self, name: str) -> Obj | None:
         if self.error is not None:
