@@ -104,7 +104,7 @@ def build_crd(kind: Kind) -> dict[str, Any]:
     """The CustomResourceDefinition for one kind."""
     spec_schema = _object_schema(kind.spec, keep_defaults=True)
     status_schema = _object_schema(kind.status, keep_defaults=False)
-    root = {
+    root: dict[str, Any] = {
         "type": "object",
         "description": kind.description,
         "required": ["spec"],
@@ -116,6 +116,8 @@ def build_crd(kind: Kind) -> dict[str, Any]:
             "status": status_schema,
         },
     }
+    if kind.name_rules:
+        root["x-kubernetes-validations"] = [{"rule": rule, "message": message} for rule, message in kind.name_rules]
     columns = [
         {
             "name": c.name,

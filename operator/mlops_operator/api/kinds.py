@@ -35,6 +35,8 @@ class Kind:
     status: type[BaseModel]
     description: str
     columns: tuple[PrinterColumn, ...] = field(default=())
+    # CEL rules on the object's metadata.name (rule, message): names its children could not carry.
+    name_rules: tuple[tuple[str, str], ...] = field(default=())
 
 
 _AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
@@ -94,6 +96,14 @@ DEPLOYMENT = Kind(
     plural="deployments",
     singular="deployment",
     short_names=("mldeploy", "mld"),
+    # The Service is named after it (a DNS-1035 label) and the tracks `<name>-canary` carry it as a label.
+    name_rules=(
+        (
+            "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56",
+            "metadata.name must start with a letter, hold only lowercase letters, digits and '-', and be at most "
+            "56 characters: it names the Service and the `<name>-canary` Deployment",
+        ),
+    ),
     spec=DeploymentSpec,
     status=DeploymentStatus,
     description=(
