@@ -59,7 +59,9 @@ def register(kube: Kube, model_name: str, fitted: Any, owner: str | None) -> int
     experiment = client.get_experiment_by_name("serving-tests")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("serving-tests")
     with _use_tracking_uri(kube.mlflow_url):  # log_model's fluent internals; restored afterwards
-        return register_model(client, experiment_id, model_name, fitted, frame, owner=owner)
+        # The signature's output from zeros: the broken model cannot predict, and the others give class ids.
+        outputs = np.zeros(len(frame), dtype=np.int64)
+        return register_model(client, experiment_id, model_name, fitted, frame, owner=owner, outputs=outputs)
 
 
 def set_alias(kube: Kube, model_name: str, version: int) -> None:
