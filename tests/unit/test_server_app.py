@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -330,4 +331,55 @@ def test_requests_before_the_model_loads_count_as_not_ready(registry: Registry) 
         assert error_rate(text) == 1.0
     finally:
         release.set()
+        app.stop()
+
+
+async def _raw_asgi(app: ServerApp, receive: Any) -> tuple[int, dict[str, Any]]:
+    """One POST /invocations through the ASGI interface with a caller-made `receive` (a slow client)."""
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": [], "query_string": b""}
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def test_a_slow_body_gets_408_and_holds_no_in_flight_slot_meanwhile(registry: Registry) -> None:
+    app = make_app(registry, max_inflight=1, body_timeout_s=0.3)
+
+    async def trickle() -> dict[str, Any]:
+        await asyncio.sleep(5)  # the client never finishes its body in time
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def scenario() -> tuple[tuple[int, dict[str, Any]], httpx.Response]:
+        slow = asyncio.create_task(_raw_asgi(app, trickle))
+        await asyncio.sleep(0.05)  # the slow request is reading its body now
+        fast = await _send(app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        return await slow, fast
+
+    try:
+        (status, body), fast = asyncio.run(scenario())
+        assert fast.status_code == 200, "the one in-flight slot was free while the slow body was read"
+        assert status == 408 and "did not arrive within 0.3s" in body["message"]
+        assert app.limiter.inflight == 0 and app.body_budget.in_use == 0
+        assert sample(call(app, "GET", "/metrics").text, "mlops_server_requests_total", outcome="client_error") >= 1
+    finally:
+        app.stop()
+
+
+def test_bodies_beyond_the_bytes_in_flight_budget_are_shed_and_the_budget_is_given_back(registry: Registry) -> None:
+    app = make_app(registry, max_body_bytes=10_000, max_inflight_bytes=200)
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 20  # ≈ 500 bytes: fits the body limit, not the budget
+    try:
+        shed = call(app, "POST", "/invocations", json={"instances": rows})
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert "bytes of request bodies" in shed.json()["message"] and app.body_budget.in_use == 0
+        ok = call(app, "POST", "/invocations", json={"instances": rows[:2]})
+        assert ok.status_code == 200 and app.body_budget.in_use == 0
+        assert sample(call(app, "GET", "/metrics").text, "mlops_server_requests_total", outcome="rejected") == 1
+    finally:
         app.stop()

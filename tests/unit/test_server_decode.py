@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from mlops_operator.server.protocol_v2 import decode_infer_request, encode_infer
 from mlops_operator.server.schema import Column, InputError, InputSchema, batch_from_rows, coerce_column
 
 from .test_server_app import call
-from .test_server_registry import iris_app, registry
+from .test_server_registry import Registry, iris_app, make_app, registry
 
 __all__ = ["iris_app", "registry"]
 
@@ -147,3 +148,76 @@ def test_malformed_bodies_get_4xx_only(iris_app: ServerApp, body: Any, path: str
 def test_arbitrary_bytes_get_4xx_only(iris_app: ServerApp, raw: bytes) -> None:
     response = call(iris_app, "POST", "/invocations", content=raw, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500 or response.status_code == 200
+
+
+# -- property: mixed schemas (a string and a number column), values at the edges, both protocols ---------
+EDGE_FLOATS = [1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -0.0, 1e-320, 2.0**53 + 1]
+edge_values = (
+    st.none()
+    | st.booleans()
+    | st.sampled_from(EDGE_FLOATS)
+    | st.floats()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.text(max_size=6)
+    | st.sampled_from(["blue", "red", "green", "", "NaN", "Infinity", "1e400"])
+)
+cells = edge_values | st.lists(edge_values, max_size=3)  # ragged rows and nested cells too
+
+
+def _pets_body(protocol: str, colours: list[Any], weights: list[Any], shape: list[int] | None) -> Any:
+    if protocol == "v2":
+        inputs = [
+            {"name": "colour", "datatype": "BYTES", "shape": shape or [len(colours)], "data": colours},
+            {"name": "weight", "datatype": "FP64", "shape": shape or [len(weights)], "data": weights},
+        ]
+        return {"inputs": inputs}
+    return {
+        "dataframe_split": {
+            "columns": ["colour", "weight"],
+            "data": [list(r) for r in zip(colours, weights, strict=False)],
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def pets_app(registry: Registry) -> Iterator[ServerApp]:
+    app = make_app(registry, uri="models:/pets/1")
+    yield app
+    app.stop()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    protocol=st.sampled_from(["v2", "mlflow"]),
+    colours=st.lists(cells, min_size=0, max_size=4),
+    weights=st.lists(cells, min_size=0, max_size=4),
+    shape=st.none() | st.lists(st.integers(-1, 5), max_size=3),
+)
+def test_mixed_schema_values_at_the_edges_get_2xx_or_4xx_never_5xx(
+    pets_app: ServerApp, protocol: str, colours: list[Any], weights: list[Any], shape: list[int] | None
+) -> None:
+    url = "/v2/models/pets/infer" if protocol == "v2" else "/invocations"
+    raw = json.dumps(_pets_body(protocol, colours, weights, shape), allow_nan=True).encode()
+    response = call(pets_app, "POST", url, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code < 500, (raw[:300], response.text)
+    if response.status_code >= 400:
+        assert response.json()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000 + b"]" * 5000,  # deeper than any JSON parser's nesting limit
+        b'{"instances": ' + b"[" * 300 + b"1.0" + b"]" * 300 + b"}",
+        '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'.encode("utf-16"),  # a wrong encoding
+        b'{"instances": [[NaN, Infinity, -Infinity, 1e999]]}',
+        b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}\xff',
+        b'{"inputs": [{"name": "sepal_length", "datatype": "FP64", "shape": [4000000000], "data": [1.0]}]}',
+    ],
+    ids=["deep", "nested-cell", "utf16", "nan-tokens", "trailing-byte", "huge-shape"],
+)
+def test_hostile_encodings_get_a_4xx_naming_the_problem(iris_app: ServerApp, raw: bytes) -> None:
+    for url in ("/invocations", "/v2/models/iris-classifier/infer"):
+        response = call(iris_app, "POST", url, content=raw, headers={"content-type": "application/json"})
+        assert 400 <= response.status_code < 500, (url, raw[:80], response.text)
+        assert response.json()

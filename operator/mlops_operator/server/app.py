@@ -26,7 +26,16 @@ import orjson
 from .batching import Batcher
 from .config import ServerConfig, config_from_env
 from .invocations import decode_invocations, encode_predictions
-from .limits import BodyTooLargeError, ClientGoneError, InflightLimiter, declared_length, json_content_type, read_body
+from .limits import (
+    BodyTooLargeError,
+    BudgetExceededError,
+    BytesBudget,
+    ClientGoneError,
+    InflightLimiter,
+    declared_length,
+    json_content_type,
+    read_body,
+)
 from .loader import FAILED, READY, BackgroundLoader
 from .metrics import OUTCOME_NOT_READY, OUTCOME_REJECTED, ServerMetrics, outcome_of
 from .model import LoadedModel, LoadError, load_model, measure_cost, parse_model_uri, sample_batch
@@ -114,6 +123,7 @@ class ServerApp:
         self.draining = False  # SIGTERM received: not ready, still serving (shutdown.py)
         self.drain = Drain(config.drain_delay_s, self._begin_drain)
         self.limiter = InflightLimiter(config.max_inflight)
+        self.body_budget = BytesBudget(config.max_inflight_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._inline_budget_s = config.inline_budget_ms / 1000.0
         try:
@@ -311,35 +321,56 @@ class ServerApp:
             self._count(OUTCOME_NOT_READY, None)
             why = "the model failed to load" if self.loader.state == FAILED else "the model is not loaded yet"
             return (*_error(protocol, 503, f"{why}: {self.loader.reason}"), [(b"retry-after", RETRY_AFTER_LOADING)])
-        if not self.limiter.try_acquire():
-            self._count(OUTCOME_REJECTED, None)
-            message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
-            return (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+        # The body is read before a slot is taken: a slow client holds bytes of the budget, never a slot.
+        raw, refused = await self._receive_body(scope, receive, protocol)
+        if refused is not None:
+            status, body, extra = refused
+            self._count(OUTCOME_REJECTED if status == 503 else outcome_of(status), time.perf_counter() - start)
+            return status, body, extra
         try:
-            status, body = await self._score(scope, receive, protocol, model)
+            if not self.limiter.try_acquire():
+                self._count(OUTCOME_REJECTED, None)
+                message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
+                return (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+            try:
+                status, body = await self._score(raw, protocol, model)
+            finally:
+                self.limiter.release()
         finally:
-            self.limiter.release()
+            self.body_budget.give_back(len(raw))
         self._count(outcome_of(status), time.perf_counter() - start)
         return status, body, []
+
+    async def _receive_body(
+        self, scope: Scope, receive: Receive, protocol: str
+    ) -> tuple[bytes, tuple[int, bytes, list[Any]] | None]:
+        """The request body, or the answer to a request whose body cannot be taken (4xx, or 503 to retry)."""
+        headers = scope["headers"]
+        if not json_content_type(headers):
+            return b"", (*_error(protocol, 415, "Content-Type must be application/json"), [])
+        limit = self.config.max_body_bytes
+        length = declared_length(headers)
+        if length is not None and length > limit:
+            return b"", (*_error(protocol, 413, f"request body of {length} bytes exceeds the limit of {limit}"), [])
+        timeout = self.config.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await read_body(receive, limit, self.body_budget), None
+        except TimeoutError:
+            return b"", (*_error(protocol, 408, f"the request body did not arrive within {timeout:g}s"), [])
+        except BodyTooLargeError:
+            return b"", (*_error(protocol, 413, f"request body exceeds the limit of {limit} bytes"), [])
+        except BudgetExceededError:
+            message = f"overloaded: this worker holds {self.body_budget.limit} bytes of request bodies; retry"
+            return b"", (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+        except ClientGoneError:
+            return b"", (*_error(protocol, 400, "the client went away before sending the body"), [])
 
     def _count(self, outcome: str, seconds: float | None) -> None:
         if self.metrics is not None:
             self.metrics.request(outcome, seconds)
 
-    async def _score(self, scope: Scope, receive: Receive, protocol: str, model: LoadedModel) -> Response:
-        headers = scope["headers"]
-        if not json_content_type(headers):
-            return _error(protocol, 415, "Content-Type must be application/json")
-        limit = self.config.max_body_bytes
-        length = declared_length(headers)
-        if length is not None and length > limit:
-            return _error(protocol, 413, f"request body of {length} bytes exceeds the limit of {limit}")
-        try:
-            raw = await read_body(receive, limit)
-        except BodyTooLargeError:
-            return _error(protocol, 413, f"request body exceeds the limit of {limit} bytes")
-        except ClientGoneError:
-            return _error(protocol, 400, "the client went away before sending the body")
+    async def _score(self, raw: bytes, protocol: str, model: LoadedModel) -> Response:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as error:

@@ -53,6 +53,18 @@ def parser() -> argparse.ArgumentParser:
         default=env.get(cfg.ENV_MAX_BODY_BYTES, cfg.DEFAULT_MAX_BODY_BYTES),
         help=f"larger bodies get 413 [{cfg.ENV_MAX_BODY_BYTES}] (8 MiB)",
     )
+    p.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=env.get(cfg.ENV_MAX_INFLIGHT_BYTES),
+        help=f"body bytes a worker holds at once; more get 503 [{cfg.ENV_MAX_INFLIGHT_BYTES}] (4x the body limit)",
+    )
+    p.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=env.get(cfg.ENV_BODY_TIMEOUT_S, cfg.DEFAULT_BODY_TIMEOUT_S),
+        help=f"a body not received in this time gets 408 [{cfg.ENV_BODY_TIMEOUT_S}] (10)",
+    )
     p.add_argument("--track", default=env.get(cfg.ENV_TRACK, "stable"), help=f"metric label [{cfg.ENV_TRACK}]")
     p.add_argument("--deployment", default=env.get(cfg.ENV_DEPLOYMENT, ""), help=f"metric label [{cfg.ENV_DEPLOYMENT}]")
     p.add_argument(
@@ -97,6 +109,7 @@ def to_env(args: argparse.Namespace) -> dict[str, str]:
         cfg.ENV_WORKERS: str(args.workers),
         cfg.ENV_MAX_INFLIGHT: str(args.max_inflight),
         cfg.ENV_MAX_BODY_BYTES: str(args.max_body_bytes),
+        cfg.ENV_BODY_TIMEOUT_S: str(args.body_timeout_s),
         cfg.ENV_TRACK: args.track,
         cfg.ENV_DEPLOYMENT: args.deployment,
         cfg.ENV_INLINE_BUDGET_MS: str(args.inline_budget_ms),
@@ -104,6 +117,8 @@ def to_env(args: argparse.Namespace) -> dict[str, str]:
         cfg.ENV_DRAIN_DELAY_S: str(args.drain_delay_s),
         cfg.ENV_SHUTDOWN_TIMEOUT_S: str(args.shutdown_timeout_s),
     }
+    if args.max_inflight_bytes is not None:
+        values[cfg.ENV_MAX_INFLIGHT_BYTES] = str(args.max_inflight_bytes)
     if args.no_metrics:
         values[cfg.ENV_METRICS] = "false"
     if args.no_drift:

@@ -19,6 +19,8 @@ ENV_PORT = "MLOPS_PORT"
 ENV_WORKERS = "MLOPS_WORKERS"
 ENV_MAX_INFLIGHT = "MLOPS_MAX_INFLIGHT"
 ENV_MAX_BODY_BYTES = "MLOPS_MAX_BODY_BYTES"
+ENV_MAX_INFLIGHT_BYTES = "MLOPS_MAX_INFLIGHT_BYTES"  # request-body bytes one worker holds at once
+ENV_BODY_TIMEOUT_S = "MLOPS_BODY_TIMEOUT_S"
 ENV_TRACK = "MLOPS_TRACK"  # stable | canary: a metric label
 ENV_DEPLOYMENT = "MLOPS_DEPLOYMENT"  # the deployments.mlops.dev name: a metric label
 ENV_METRICS = "MLOPS_METRICS"  # "false" turns off request metrics and drift counters
@@ -34,6 +36,8 @@ ENV_ALLOW_UNSAFE_MODEL_FORMATS = "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_INFLIGHT = 16
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S = 10.0  # a body not received by then is answered 408 (slow clients hold no slot)
+INFLIGHT_BYTES_PER_BODY = 4  # the bytes-in-flight budget, in multiples of the body limit
 # A prediction estimated to take at most this long runs on the event loop itself; a longer one goes
 # to a thread so health checks and load shedding stay responsive (see app.py, batching.py).
 DEFAULT_INLINE_BUDGET_MS = 2.0
@@ -60,6 +64,8 @@ class ServerConfig:
     workers: int = 1
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_inflight_bytes: int = INFLIGHT_BYTES_PER_BODY * DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     track: str = "stable"
     deployment: str = ""
     metrics: bool = True
@@ -111,6 +117,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
     model_uri = env.get(ENV_MODEL_URI, "").strip()
     if not model_uri:
         raise ConfigError(f"no model: pass --model-uri or set {ENV_MODEL_URI} (models:/name/3 or models:/name@alias)")
+    max_body = _int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, 1)
     return ServerConfig(
         model_uri=model_uri,
         tracking_uri=env.get(contract.ENV_TRACKING_URI, "").strip(),
@@ -119,7 +126,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         port=_int(env, ENV_PORT, DEFAULT_PORT, 0),
         workers=_int(env, ENV_WORKERS, 1, 1),
         max_inflight=_int(env, ENV_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT, 1),
-        max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, 1),
+        max_body_bytes=max_body,
+        max_inflight_bytes=_int(env, ENV_MAX_INFLIGHT_BYTES, INFLIGHT_BYTES_PER_BODY * max_body, 1),
+        body_timeout_s=_float(env, ENV_BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S),
         track=env.get(ENV_TRACK, "").strip() or "stable",
         deployment=env.get(ENV_DEPLOYMENT, "").strip(),
         metrics=_bool(env, ENV_METRICS, True),
