@@ -39,8 +39,10 @@ TMP_MOUNT: Obj = {"name": "tmp", "mountPath": "/tmp"}
 
 
 def harden(pod_spec: Obj) -> Obj:
-    """Apply the restricted Pod Security settings, with a writable /tmp, to a pod spec (in place)."""
+    """Apply the restricted Pod Security settings, with a writable /tmp and no API token, to a pod spec."""
     pod_spec["securityContext"] = dict(POD_SECURITY)
+    # Workers and model servers never call the Kubernetes API: no token for a compromised pod to use.
+    pod_spec["automountServiceAccountToken"] = False
     pod_spec["volumes"] = [dict(TMP_VOLUME)]
     for container in pod_spec["containers"]:
         container["securityContext"] = dict(CONTAINER_SECURITY)

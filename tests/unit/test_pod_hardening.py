@@ -1,0 +1,56 @@
+"""Every pod the operator creates (worker Jobs, model servers) runs restricted and without an API token."""
+
+from __future__ import annotations
+
+from mlops_operator.api.deployment import DeploymentSpec
+from mlops_operator.planning.jobs import worker_job
+from mlops_operator.planning.plan import Meta
+from mlops_operator.planning.serving import server_deployment
+
+from .builders import SERVER, WORKER
+
+OWNER = {
+    "apiVersion": "mlops.dev/v1alpha1",
+    "kind": "TrainingRun",
+    "metadata": {"namespace": "ns", "name": "iris", "uid": "u1", "generation": 1},
+    "spec": {},
+}
+
+
+def _pod_specs() -> list[dict]:
+    job = worker_job(
+        owner=OWNER,
+        name="iris-train-1",
+        command="train",
+        settings=WORKER,
+        extra_env={},
+        resources=None,
+        backoff_limit=2,
+        active_deadline_seconds=600,
+        ttl_seconds_after_finished=None,
+    )
+    spec = DeploymentSpec.model_validate({"model": {"registeredModel": "iris", "alias": "production"}})
+    meta = Meta.of({"metadata": {"namespace": "ns", "name": "iris", "uid": "u2", "generation": 1}})
+    server = server_deployment(meta, spec, "stable", 1, 2, SERVER)
+    return [job["spec"]["template"]["spec"], server["spec"]["template"]["spec"]]
+
+
+def test_worker_and_server_pods_mount_no_service_account_token_and_run_restricted() -> None:
+    for pod in _pod_specs():
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+
+
+def test_server_pods_refuse_code_from_artifacts_unless_the_deployment_opts_in() -> None:
+    meta = Meta.of({"metadata": {"namespace": "ns", "name": "iris", "uid": "u2", "generation": 1}})
+    for allowed in (False, True):
+        spec = DeploymentSpec.model_validate(
+            {"model": {"registeredModel": "iris", "version": 1}, "server": {"allowUnsafeModelFormats": allowed}}
+        )
+        pod = server_deployment(meta, spec, "stable", 1, 1, SERVER)["spec"]["template"]["spec"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        wanted = "true" if allowed else "false"
+        assert env["MLOPS_ALLOW_UNSAFE_MODEL_FORMATS"] == env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == wanted
