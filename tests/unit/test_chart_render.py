@@ -202,9 +202,21 @@ def test_probes_hit_kopfs_health_endpoint() -> None:
     assert "--peering" not in args and "--namespace" not in args
 
 
+def test_the_source_policy_reaches_the_operator_and_parses() -> None:
+    from mlops_operator.worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
+
+    policy = policy_from_env({ENV_SOURCE_POLICY: env(render())[ENV_SOURCE_POLICY]})
+    assert "file" not in (policy.allowed_schemes or []) and policy.same_namespace_runs
+    assert "169.254.0.0/16" in policy.denied_networks and "127.0.0.0/8" in policy.denied_networks
+    with_file = policy_from_env(
+        {ENV_SOURCE_POLICY: env(render("sourcePolicy.allowedSchemes={https,file}"))[ENV_SOURCE_POLICY]}
+    )
+    assert with_file.allowed_schemes == ["https", "file"]
+
+
 def test_environment_and_images() -> None:
     docs = render()
-    assert env(docs) == {
+    assert {k: v for k, v in env(docs).items() if k != "MLOPS_SOURCE_POLICY"} == {
         "MLFLOW_TRACKING_URI": f"http://{RELEASE}-mlops-operator-mlflow.{NAMESPACE}.svc:5000",
         "MLOPS_WORKER_IMAGE": "mlops-operator/trainer:0.1.0",
         "MLOPS_SERVER_IMAGE": "mlops-operator/server:0.1.0",

@@ -20,11 +20,19 @@ from mlops_operator.worker.sources import fingerprint, load_source, parse_table,
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; a path under /fail/ answers 503."""
+    """Serves a folder; a path under /fail/ answers 503, /redirect?to=URL redirects there (counted)."""
+
+    gets = 0
 
     def do_GET(self) -> None:
+        type(self).gets += 1
         if self.path.startswith("/fail/"):
             self.send_error(503, "busy")
+            return
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/redirect?to="))
+            self.end_headers()
             return
         super().do_GET()
 

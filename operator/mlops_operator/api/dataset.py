@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .common import ApiModel, CommonStatus, Duration, StatusModel, cel, defaulted
+from .common import ApiModel, CommonStatus, Duration, ResourceRequirements, StatusModel, cel, defaulted
 
 ColumnType = Literal["float", "int", "category", "string", "bool", "datetime"]
 
@@ -56,6 +56,11 @@ class ValidationRules(ApiModel):
     max_null_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+def _validation_resources() -> ResourceRequirements:
+    # A validation Job reads and profiles one table: bounded, so a huge or hostile source cannot take the node.
+    return ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "2Gi"})
+
+
 class DatasetSpec(ApiModel):
     """What a Dataset is: a source, its target column, and the checks it must pass."""
 
@@ -69,6 +74,7 @@ class DatasetSpec(ApiModel):
     )
     validation: ValidationRules = defaulted(ValidationRules)
     refresh_interval: Duration | None = None
+    resources: ResourceRequirements = defaulted(_validation_resources)  # of the validation Job's container
 
 
 class Violation(StatusModel):

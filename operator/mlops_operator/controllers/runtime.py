@@ -27,6 +27,8 @@ from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
 from ..planning.jobs import WorkerSettings
 from ..planning.plan import Obj, Plan
+from ..worker.errors import WorkerError
+from ..worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
 from . import metrics
 from .store import Store, collection_paths
 
@@ -52,11 +54,12 @@ class Settings:
     prometheus_url: str | None
     api_qps: float = 20.0
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    source_policy: str = ""  # JSON (worker/sourcepolicy.py), passed to every worker Job; "": none
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
-        MLOPS_RESYNC_SECONDS."""
+        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -66,12 +69,23 @@ class Settings:
             api_qps=float(os.environ.get("MLOPS_API_QPS", "20")),
             # A periodic relist repairs whatever a lost watch event left wrong (controller-runtime's SyncPeriod).
             resync_seconds=float(os.environ.get("MLOPS_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
+            source_policy=_checked_source_policy(os.environ.get(ENV_SOURCE_POLICY, "")),
         )
 
     @property
     def worker(self) -> WorkerSettings:
         """How Job pods are built."""
-        return WorkerSettings(image=self.worker_image, tracking_uri=self.tracking_uri)
+        return WorkerSettings(image=self.worker_image, tracking_uri=self.tracking_uri, source_policy=self.source_policy)
+
+
+def _checked_source_policy(raw: str) -> str:
+    # A bad chart value stops the operator at start with the reason, not every validation Job later.
+    if raw.strip():
+        try:
+            policy_from_env({ENV_SOURCE_POLICY: raw})
+        except WorkerError as error:
+            raise ValueError(str(error)) from error
+    return raw.strip()
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..api.common import ConditionStatus, parse_duration
 from ..api.dataset import DatasetSpec, DatasetStatus, Violation
 from .conditions import set_typed, status_patch
 from .degraded import degraded, job_problems, problem_text, retry_after
-from .jobs import JobOutcome, WorkerSettings, worker_job
+from .jobs import JobOutcome, worker_job
 from .observed import DatasetObserved
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
@@ -96,7 +96,7 @@ def _plan_check(
     if job is None and check.job_error is not None:
         return  # whether the Job exists is not known: nothing is created, Degraded says why
     if job is None:
-        plan.creates_after_status.append(_validation_job(obs.body, check.name, obs.worker))
+        plan.creates_after_status.append(_validation_job(obs, check.name))
         plan.events.append(Event("ValidationStarted", f"validating {obs.spec.source.uri} in Job {check.name}"))
     if job is None or outcome is None or outcome.state in ("Pending", "Running"):
         if first_check or not status.phase or status.phase == "Pending":
@@ -167,14 +167,14 @@ def _ready(status: DatasetStatus, meta: Meta, stamp: str, value: ConditionStatus
     )
 
 
-def _validation_job(body: Obj, job_name: str, settings: WorkerSettings) -> Obj:
+def _validation_job(obs: DatasetObserved, job_name: str) -> Obj:
     return worker_job(
-        owner=body,
+        owner=obs.body,
         name=job_name,
         command="validate",
-        settings=settings,
+        settings=obs.worker,
         extra_env={},
-        resources=None,
+        resources=obs.spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
         backoff_limit=2,
         active_deadline_seconds=VALIDATION_DEADLINE_SECONDS,
         ttl_seconds_after_finished=VALIDATION_TTL_SECONDS,

@@ -25,6 +25,7 @@ class WorkerSettings:
     tracking_uri: str
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
+    source_policy: str = ""  # the cluster's Dataset source policy (JSON) for the worker; "": none
 
 
 # Pod Security "restricted": the images run as uid 10001; /tmp is the only writable path.
@@ -92,6 +93,8 @@ def worker_job(
         {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only
         *({"name": key, "value": value} for key, value in sorted(extra_env.items())),
     ]
+    if settings.source_policy:
+        env.append({"name": "MLOPS_SOURCE_POLICY", "value": settings.source_policy})
     container: Obj = {
         "name": "worker",
         "image": settings.image,

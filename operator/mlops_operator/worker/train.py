@@ -22,6 +22,7 @@ from .estimators import build_estimator, resolve_estimator
 from .modeling import MODEL_STEP, TrainingData, evaluate, fit, make_model, prepare_data, primary_metric, scorer, split
 from .ownership import claim_model
 from .profiling import column_kinds, profile_frame
+from .sourcepolicy import policy_from_env
 from .sources import load_source
 from .validate import dataset_spec
 
@@ -107,7 +108,7 @@ def load_pinned(env: WorkerEnv, spec: DatasetSpec) -> tuple[Any, str]:
     if not spec.target:
         raise PermanentError(f"Dataset '{name}' has no target column; a TrainingRun needs one")
     pinned = pinned_version(env)
-    loaded = load_source(spec.source)
+    loaded = load_source(spec.source, policy_from_env(), env.dataset.namespace)
     if loaded.version != pinned:
         raise PermanentError(
             f"Dataset '{name}' changed since it was validated: this run is pinned to {pinned} but "

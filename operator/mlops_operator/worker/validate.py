@@ -16,6 +16,7 @@ from .checks import Violation, validate_frame
 from .context import read_env
 from .errors import PermanentError, RetryableError, WorkerError, describe
 from .profiling import profile_frame
+from .sourcepolicy import SourcePolicy, policy_from_env
 from .sources import load_source
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ def dataset_spec(spec: dict[str, object], what: str) -> DatasetSpec:
         raise PermanentError(f"{what}: spec.{where}: {first['msg']}") from error
 
 
-def validate_source(spec: DatasetSpec) -> ValidationResult:
-    """Read, check and profile a Dataset's source (no MLflow)."""
-    loaded = load_source(spec.source)
+def validate_source(spec: DatasetSpec, policy: SourcePolicy | None = None, namespace: str = "") -> ValidationResult:
+    """Read (as the cluster's source policy allows), check and profile a Dataset's source."""
+    loaded = load_source(spec.source, policy, namespace)
     frame = loaded.frame
     return ValidationResult(
         version=loaded.version,
@@ -100,7 +101,7 @@ def run_validate() -> int:
     except Exception as error:
         raise tracking.as_worker_error(error, "start the validation run") from error
     try:
-        result = validate_source(spec)
+        result = validate_source(spec, policy_from_env(), env.obj.namespace)
     except Exception as error:
         failure = error if isinstance(error, WorkerError) else RetryableError(f"validation crashed: {describe(error)}")
         tracking.fail_run(mlflow_client, run_id, describe(failure))
