@@ -146,8 +146,13 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
             "RoleBinding",
             "Service",
             "Deployment",
+            "NetworkPolicy",  # the model servers' in the watched namespace (the bundled MLflow is off)
         ]
     ), kinds
+    # The API server took the policy as rendered (this cluster's network does not enforce it).
+    (policy,) = kube.json("get", "networkpolicies", "-n", namespace)["items"]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mlops-server"
+    assert policy["spec"]["ingress"][0]["from"][0] == {"podSelector": {}}
     operator = next(m for m in release.manifests if m["kind"] == "Deployment")
     assert operator["spec"]["replicas"] == 0
     sa_kube = dataclasses.replace(kube, kubeconfig=token_kubeconfig(kube, release, tmp_path / "sa.kubeconfig"))
@@ -292,3 +297,19 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
         assert kube.run("get", "clusterrole", cluster_roles[0]["metadata"]["name"], check=False).returncode != 0
     finally:
         kube.run("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_the_bundled_mlflows_network_policy_is_accepted_by_the_api_server(crds_installed: Kube, namespace: str) -> None:
+    """Both policies as `helm template` renders them with the bundled MLflow, applied to the real API server."""
+    kube = crds_installed
+    rendered = helm(
+        kube, "template", "np", str(CHART), "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}"
+    )
+    policies = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 2
+    kube.apply(yaml.safe_dump_all(policies), namespace)
+    stored = {p["metadata"]["name"]: p["spec"] for p in kube.json("get", "networkpolicies", "-n", namespace)["items"]}
+    assert set(stored) == {"np-mlops-operator-mlflow", "np-mlops-operator-model-servers"}
+    peers = stored["np-mlops-operator-mlflow"]["ingress"][0]["from"]
+    assert peers[1]["namespaceSelector"]["matchExpressions"][0]["values"] == [namespace]
+    assert peers[1]["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "mlops-operator"}}

@@ -161,6 +161,7 @@ def test_default_render_objects() -> None:
             "Deployment",
             "Deployment",
             "PersistentVolumeClaim",
+            "NetworkPolicy",  # the bundled MLflow's; no serving namespaces are known cluster-wide
         ]
     ), kinds
     for doc in docs:
@@ -214,6 +215,29 @@ def test_the_source_policy_reaches_the_operator_and_parses() -> None:
     assert with_file.allowed_schemes == ["https", "file"]
 
 
+def test_the_prometheus_policy_reaches_the_operator_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_operator.controllers.runtime import Settings
+
+    rendered = env(
+        render(
+            "prometheus.url=http://prom.monitoring:9090",
+            "prometheus.allowedUrls={http://team-prom.monitoring:9090/}",
+            "prometheus.customQueries=off",
+        )
+    )
+    for key, value in rendered.items():
+        if key.startswith(("MLOPS_", "MLFLOW_")) and not value.startswith("fieldRef:"):
+            monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    assert settings.custom_queries == "off"
+    assert settings.prometheus_for(None) == ("http://prom.monitoring:9090", None)
+    assert settings.prometheus_for("http://team-prom.monitoring:9090") == ("http://team-prom.monitoring:9090", None)
+    url, refused = settings.prometheus_for("http://10.0.0.7:8080")
+    assert url is None and refused is not None and "prometheus.allowedUrls" in refused
+    assert "customQueries" in rejected("prometheus.customQueries=anything")
+    assert "allowedUrls" in rejected("prometheus.allowedUrls={ftp://x}")
+
+
 def test_environment_and_images() -> None:
     docs = render()
     assert {k: v for k, v in env(docs).items() if k != "MLOPS_SOURCE_POLICY"} == {
@@ -227,6 +251,7 @@ def test_environment_and_images() -> None:
         "MLOPS_LEADER_LEASE_DURATION": "15",
         "MLOPS_LEADER_RENEW_DEADLINE": "10",
         "MLOPS_LEADER_RETRY_PERIOD": "2",
+        "MLOPS_CUSTOM_QUERIES": "scoped",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -406,3 +431,77 @@ def test_values_file_keys_are_all_in_the_schema(tmp_path: Path) -> None:
     """values.yaml itself passes the schema, also when given explicitly (no key the schema does not know)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert render(values=values, tmp=tmp_path)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Does a matchLabels-only selector pick a pod with these labels?"""
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _operator_pods() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The pod labels of a worker Job, a model server and the chart's operator, as the code makes them."""
+    from mlops_operator.api.deployment import DeploymentSpec
+    from mlops_operator.planning.jobs import worker_job
+    from mlops_operator.planning.plan import Meta
+    from mlops_operator.planning.serving import server_deployment
+
+    from .builders import SERVER, WORKER
+
+    owner = {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"namespace": "a", "name": "t", "uid": "u"},
+    }
+    job = worker_job(
+        owner=owner, name="t-1", command="train", settings=WORKER, extra_env={}, resources=None,
+        backoff_limit=1, active_deadline_seconds=60, ttl_seconds_after_finished=None,
+    )  # fmt: skip
+    meta = Meta.of({"metadata": {"namespace": "a", "name": "iris", "uid": "u2", "generation": 1}})
+    spec = DeploymentSpec.model_validate({"model": {"registeredModel": "iris", "alias": "production"}})
+    server = server_deployment(meta, spec, "stable", 1, 1, SERVER)
+    operator = operator_deployment(render())["spec"]["template"]["metadata"]["labels"]
+    return job["spec"]["template"]["metadata"]["labels"], server["spec"]["template"]["metadata"]["labels"], operator
+
+
+def test_network_policies_let_in_only_the_operator_its_pods_and_prometheus() -> None:
+    docs = render("watchNamespaces={team-a,team-b}")
+    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "NetworkPolicy"}
+    servers = f"{RELEASE}-mlops-operator-model-servers"
+    mlflow_name = f"{RELEASE}-mlops-operator-mlflow"
+    assert set(policies) == {(NAMESPACE, mlflow_name), ("team-a", servers), ("team-b", servers)}
+    job_pod, server_pod, operator_pod = _operator_pods()
+    mlflow_pod = one(docs, "Deployment", mlflow_name)["spec"]["template"]["metadata"]["labels"]
+
+    mlflow = policies[(NAMESPACE, mlflow_name)]["spec"]
+    assert mlflow["policyTypes"] == ["Ingress"] and _selects(mlflow["podSelector"], mlflow_pod)
+    (rule,) = mlflow["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    operator_peer, workload_peer = rule["from"]
+    assert set(operator_peer) == {"podSelector"} and _selects(operator_peer["podSelector"], operator_pod)
+    assert not _selects(operator_peer["podSelector"], mlflow_pod)  # MLflow is not its own client
+    assert _selects(workload_peer["podSelector"], job_pod) and _selects(workload_peer["podSelector"], server_pod)
+    assert workload_peer["namespaceSelector"] == {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]
+    }
+
+    serving = policies[("team-a", servers)]["spec"]
+    assert _selects(serving["podSelector"], server_pod) and not _selects(serving["podSelector"], job_pod)
+    (rule,) = serving["ingress"]
+    same_namespace, prometheus = rule["from"]
+    assert same_namespace == {"podSelector": {}}  # no namespaceSelector: only the policy's own namespace
+    assert prometheus == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+
+
+def test_network_policies_cluster_wide_listed_or_off() -> None:
+    wide = [d for d in render() if d["kind"] == "NetworkPolicy"]
+    assert len(wide) == 1 and wide[0]["spec"]["ingress"][0]["from"][1]["namespaceSelector"] == {}
+    listed = render("networkPolicy.servingNamespaces={serve-1}", "watchNamespaces={team-a}")
+    assert sorted(d["metadata"]["namespace"] for d in listed if d["kind"] == "NetworkPolicy") == [NAMESPACE, "serve-1"]
+    external = render("mlflow.enabled=false", "mlflow.trackingUri=https://mlflow.example.com", "watchNamespaces={a}")
+    assert [d["metadata"]["namespace"] for d in external if d["kind"] == "NetworkPolicy"] == ["a"]
+    assert not [d for d in render("networkPolicy.enabled=false", "watchNamespaces={a}") if d["kind"] == "NetworkPolicy"]
+    assert "servingNamespaces" in rejected("networkPolicy.servingNamespaces={Not_A_Namespace}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -271,6 +272,17 @@ def test_an_invalid_query_names_the_metric_and_prometheus_error() -> None:
     degraded = condition(plan.status, "Degraded")
     assert degraded["reason"] == "InvalidQuery" and "'error-rate'" in degraded["message"]
     assert "unclosed left parenthesis" in degraded["message"] and events(plan) == ["InvalidQuery"]
+
+
+def test_a_prometheus_url_the_chart_does_not_allow_is_never_asked_and_says_why() -> None:
+    refused = "spec.monitoring.prometheusUrl http://10.0.0.7 is not an allowed Prometheus (chart values ...)"
+    obs = observe(deployment(steady()), holder=1, approved=APPROVED, stable_ready=4)
+    plan = plan_deployment(replace(obs, prometheus_url=None, prometheus_refused=refused), T0)
+    assert plan.status["canaryVersion"] is None
+    degraded = condition(plan.status, "Degraded")
+    assert degraded["status"] == "True" and refused in degraded["message"]
+    assert condition(plan.status, "Progressing")["reason"] == "AnalysisNotConfigured"
+    assert refused in condition(plan.status, "Progressing")["message"]
 
 
 def test_no_prometheus_holds_the_candidate_and_says_so_at_once() -> None:

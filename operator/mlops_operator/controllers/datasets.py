@@ -19,6 +19,7 @@ from ..api.dataset import DatasetSpec, DatasetStatus
 from ..contract import ANNOTATION_DATA_NOT_BEFORE
 from ..integrations.mlflow import MlflowError, RunInfo
 from ..kubeapi import ApiError, job_path
+from ..planning.conflicts import foreign
 from ..planning.dataset import plan_dataset, wanted_check
 from ..planning.jobs import job_outcome
 from ..planning.observed import DatasetObserved, WorkerJobObserved
@@ -51,7 +52,10 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DatasetObserved:
     if status.checked_job != name:
         expected = status.job_name == name
         check = await gather_job(rt, meta.namespace, name, expected, contract.EXPERIMENT_DATASETS, meta.uid)
-    return DatasetObserved(meta=meta, spec=spec, status=status, body=body, worker=rt.settings.worker, check=check)
+    conflicts = await rt.name_conflicts(meta.uid)
+    return DatasetObserved(
+        meta=meta, spec=spec, status=status, body=body, worker=rt.settings.worker, check=check, conflicts=conflicts
+    )
 
 
 async def gather_job(
@@ -63,6 +67,10 @@ async def gather_job(
         job = await known_job(rt, namespace, name, expected)
     except (ApiError, httpx.HTTPError) as error:
         return WorkerJobObserved(name, job_error=f"Job {name} could not be read: {failure(error)}")
+    conflict = foreign("Job", job, uid)
+    if conflict is not None:  # not ours: its outcome says nothing about this owner, and it is left alone
+        rt.note_conflict(uid, job_path(namespace, name), conflict)
+        return WorkerJobObserved(name)
     if job is None:
         return WorkerJobObserved(name)
     pods: list[Obj] = []

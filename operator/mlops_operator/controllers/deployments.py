@@ -20,6 +20,7 @@ from ..integrations.mlflow import MlflowError
 from ..integrations.prometheus import Prometheus, PrometheusError
 from ..kubeapi import ApiError
 from ..planning.analysis import MetricReading
+from ..planning.conflicts import foreign
 from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due, serving_refusal
 from ..planning.observed import DeploymentObserved, DriftReadings, RetrainingObserved, Series, Tracks
 from ..planning.ownership import ModelOwnership
@@ -55,13 +56,11 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
     """Every read one pass needs: the store's view, then exactly the outside reads the planner asks for."""
     meta, spec, status = parse(body)
     model = spec.model
-    tracks = Tracks(
-        stable=rt.store.get("ServingDeployment", meta.namespace, track_name(meta.name, "stable")),
-        canary=rt.store.get("ServingDeployment", meta.namespace, track_name(meta.name, "canary")),
-        service=rt.store.get("Service", meta.namespace, meta.name),
-    )
+    tracks = _tracks(rt, meta)
     approved = rt.store.approved_versions(meta.namespace, model.registered_model, model.alias) if model.alias else {}
-    prometheus_url = (spec.monitoring.prometheus_url if spec.monitoring else None) or rt.settings.prometheus_url
+    prometheus_url, prometheus_refused = rt.settings.prometheus_for(
+        spec.monitoring.prometheus_url if spec.monitoring else None
+    )
     last_name = status.retraining.run if status.retraining else None
     last_run = rt.store.get("TrainingRun", meta.namespace, last_name) if last_name else None
     version_name = ((last_run or {}).get("status") or {}).get("modelVersion")
@@ -75,7 +74,16 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
     ownership, ownership_error = await _ownership(rt, model.registered_model)
     refused = serving_refusal(meta.namespace, status, ownership) is not None
     reads = reads_due(
-        meta, spec, status, tracks, prometheus_url, serving_run, bool(last_name) and last_run is None, now, refused
+        meta,
+        spec,
+        status,
+        tracks,
+        prometheus_url,
+        serving_run,
+        bool(last_name) and last_run is None,
+        now,
+        refused,
+        rt.settings.custom_queries,
     )
 
     holder_version, holder_error = await _holder(rt, reads)
@@ -88,12 +96,14 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         finally:
             await prometheus.aclose()
     source = await _source(rt, meta.namespace, reads.source)
+    conflicts = await rt.name_conflicts(meta.uid)
     return DeploymentObserved(
         meta=meta,
         spec=spec,
         status=status,
         server=ServerSettings(image=rt.settings.server_image, tracking_uri=rt.settings.tracking_uri),
         prometheus_url=prometheus_url,
+        prometheus_refused=prometheus_refused,
         tracks=tracks,
         approved=approved,
         holder_version=holder_version,
@@ -103,7 +113,26 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         analysis=analysis,
         drift=drift,
         retraining=RetrainingObserved(last_run, last_version, *source),
+        conflicts=conflicts,
     )
+
+
+def _tracks(rt: Runtime, meta: Meta) -> Tracks:
+    """The serving objects from the store; one this Deployment does not control is a name conflict, not a track."""
+    found: dict[str, Obj | None] = {}
+    for field, kind, name, path in (
+        ("stable", "ServingDeployment", track_name(meta.name, "stable"), "/apis/apps/v1"),
+        ("canary", "ServingDeployment", track_name(meta.name, "canary"), "/apis/apps/v1"),
+        ("service", "Service", meta.name, "/api/v1"),
+    ):
+        obj = rt.store.get(kind, meta.namespace, name)
+        conflict = foreign("Service" if kind == "Service" else "Deployment", obj, meta.uid)
+        if conflict is not None:
+            plural = "services" if kind == "Service" else "deployments"
+            rt.note_conflict(meta.uid, f"{path}/namespaces/{meta.namespace}/{plural}/{name}", conflict)
+            obj = None
+        found[field] = obj
+    return Tracks(**found)
 
 
 async def _ownership(rt: Runtime, model: str) -> tuple[ModelOwnership | None, str | None]:
@@ -127,6 +156,9 @@ async def _analysis(prometheus: Prometheus, reads: DeploymentReads) -> list[Metr
         return None
     readings = []
     for query in reads.analysis:
+        if query.refused is not None:  # never sent: the query could not be scoped to the namespace
+            readings.append(MetricReading(query.metric, error=query.refused, invalid_query=True))
+            continue
         try:
             readings.append(MetricReading(query.metric, value=await prometheus.scalar(query.promql)))
         except PrometheusError as error:
@@ -138,6 +170,8 @@ async def _drift(rt: Runtime, prometheus: Prometheus, reads: DeploymentReads) ->
     queries = reads.drift
     if queries is None:
         return None
+    if queries.refused is not None:
+        return DriftReadings(queries.version, error=queries.refused)
     try:
         if queries.custom is not None:
             return DriftReadings(queries.version, custom=await prometheus.vector(queries.custom))

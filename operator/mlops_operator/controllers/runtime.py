@@ -20,21 +20,21 @@ import httpx
 
 from .. import __version__
 from ..api.common import GROUP, VERSION
-from ..api.kinds import ALL_KINDS
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
 from ..planning.jobs import WorkerSettings
 from ..planning.plan import Obj, Plan
+from ..planning.querypolicy import CustomQueries
 from ..worker.errors import WorkerError
 from ..worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
 from . import metrics
+from .children import PLURALS, ChildWriter, NameConflictError, collection_of
 from .store import Store, collection_paths
 
 log = logging.getLogger("mlops.controllers")
 
-PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 MAX_BACKOFF_SECONDS = 60.0
 APPLY_GRACE_SECONDS = 5.0
@@ -55,11 +55,14 @@ class Settings:
     api_qps: float = 20.0
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     source_policy: str = ""  # JSON (worker/sourcepolicy.py), passed to every worker Job; "": none
+    # Prometheus URLs a Deployment's spec.monitoring.prometheusUrl may name (prometheus_url always may).
+    prometheus_allowed_urls: tuple[str, ...] = ()
+    custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
-        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY."""
+        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -70,12 +73,42 @@ class Settings:
             # A periodic relist repairs whatever a lost watch event left wrong (controller-runtime's SyncPeriod).
             resync_seconds=float(os.environ.get("MLOPS_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
             source_policy=_checked_source_policy(os.environ.get(ENV_SOURCE_POLICY, "")),
+            prometheus_allowed_urls=tuple(
+                _url_key(url) for url in os.environ.get("MLOPS_PROMETHEUS_ALLOWED_URLS", "").split(",") if url.strip()
+            ),
+            custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
+        )
+
+    def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
+        """The Prometheus a Deployment is analysed with, and why its own URL is refused (if it is): only the
+        operator's URL and the chart's allowed ones, compared exactly, so no object points the operator elsewhere."""
+        if not requested:
+            return self.prometheus_url, None
+        allowed = {_url_key(u) for u in (self.prometheus_url, *self.prometheus_allowed_urls) if u}
+        if _url_key(requested) in allowed:
+            return requested, None
+        return None, (
+            f"spec.monitoring.prometheusUrl {requested[:200]} is not an allowed Prometheus "
+            "(chart values prometheus.url and prometheus.allowedUrls); nothing is queried"
         )
 
     @property
     def worker(self) -> WorkerSettings:
         """How Job pods are built."""
         return WorkerSettings(image=self.worker_image, tracking_uri=self.tracking_uri, source_policy=self.source_policy)
+
+
+def _url_key(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _checked_custom_queries(raw: str) -> CustomQueries:
+    value = raw.strip() or "scoped"
+    if value == "scoped":
+        return "scoped"
+    if value == "off":
+        return "off"
+    raise ValueError(f"MLOPS_CUSTOM_QUERIES must be 'scoped' or 'off', not {raw!r}")
 
 
 def _checked_source_policy(raw: str) -> str:
@@ -89,7 +122,7 @@ def _checked_source_policy(raw: str) -> str:
 
 
 @dataclass
-class Runtime:
+class Runtime(ChildWriter):
     """Shared clients and the per-object state of the reconcile loop."""
 
     kube: Kube
@@ -183,6 +216,9 @@ class Runtime:
                         self.requeue(key, plan.requeue_after)
             except StaleObjectError:
                 self.requeue(key, 0.2)
+            except NameConflictError as error:  # recorded in the store: the next pass's plan says so
+                log.warning("%s %s/%s: %s", kind, namespace, name, error)
+                self.requeue(key, 0.2)
             except (MlflowError, ApiError, OSError, httpx.HTTPError) as error:  # outside failures: no traceback
                 metrics.RECONCILE_ERRORS.labels(kind).inc()
                 delay = self._backoff(key)
@@ -265,12 +301,13 @@ class Runtime:
         for obj in plan.creates_after_status:
             await self.create(obj)
         namespace = body["metadata"]["namespace"]
+        await self._claimable(plan.applies)
         for obj in plan.applies:
             if not self._just_applied(namespace, obj):
                 await self.create_or_patch(obj)
         for child, patch in plan.patches:
             try:
-                await self.kube.merge_patch(f"{_collection(child)}/{child['metadata']['name']}", patch)
+                await self.kube.merge_patch(f"{collection_of(child)}/{child['metadata']['name']}", patch)
             except ApiError as error:
                 if error.status != 404:  # gone already: nothing left to patch
                     raise
@@ -363,35 +400,9 @@ class Runtime:
                 raise StaleObjectError(str(error)) from error
             raise
 
-    async def create(self, obj: Obj) -> bool:
-        """Create a child object; one that exists already is left as it is (False)."""
-        meta = obj["metadata"]
-        created = await self.kube.create(_collection(obj), obj)
-        if created is not None:
-            log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
-            if obj["kind"] == "Job":
-                owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
-                metrics.JOBS_LAUNCHED.labels(owner).inc()
-        return created is not None
-
-    async def create_or_patch(self, obj: Obj) -> None:
-        """Create a child, or merge-patch the existing one to the desired metadata and spec."""
-        if not await self.create(obj):
-            meta = obj["metadata"]
-            patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
-            await self.kube.merge_patch(f"{_collection(obj)}/{meta['name']}", patch)
-            log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
-
 
 class StaleObjectError(Exception):
     """The object changed since it was read; the pass is repeated on the fresh copy."""
-
-
-def _collection(obj: Obj) -> str:
-    group_version, kind = obj["apiVersion"], obj["kind"]
-    plural = {"Job": "jobs", "Service": "services", "Deployment": "deployments"}.get(kind) or PLURALS[kind]
-    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
 
 
 _runtime: Runtime | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.modelversion import Promotion
 from ..contract import LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.conflicts import NameConflict
 from ..planning.plan import parse_time
 
 Obj = dict[str, Any]
@@ -42,6 +43,11 @@ def summary(kind: str, body: Obj) -> Obj:
             "annotations": dict(meta.get("annotations") or {}),
         }
     }
+    refs = meta.get("ownerReferences")
+    if refs:  # who controls a child decides whether the operator may act on it (planning/conflicts.py)
+        kept["metadata"]["ownerReferences"] = [
+            {k: ref.get(k) for k in ("kind", "name", "uid", "controller")} for ref in refs
+        ]
     if kind == "Job":  # everything the outcome reading needs; the env (the owner's JSON) is dropped
         kept["metadata"]["labels"] = dict(meta.get("labels") or {})
         template = (spec.get("template") or {}).get("spec") or {}
@@ -73,6 +79,10 @@ class Store:
     """Objects by kind and (namespace, name), with the cross-kind lookups the controllers make."""
 
     objects: dict[str, dict[Key, Obj]] = field(default_factory=dict)
+    # Child names a create found taken by an object the owner does not control: owner uid -> API path ->
+    # the conflict. The cluster stays the truth: each pass re-reads these paths, and a restarted operator
+    # that forgot them finds them again at its next create.
+    conflicts: dict[str, dict[str, NameConflict]] = field(default_factory=dict)
 
     def put(self, kind: str, body: Obj) -> None:
         """Record the newest version of an object."""

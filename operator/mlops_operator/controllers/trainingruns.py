@@ -74,6 +74,7 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
         dataset_error=dataset_error,
         ownership=ownership,
         ownership_error=ownership_error,
+        conflicts=() if status.phase in TERMINAL else await rt.name_conflicts(meta.uid),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -9,6 +10,9 @@ import httpx
 from .. import contract
 
 Obj = dict[str, Any]
+log = logging.getLogger("mlops.prometheus")
+# The errorType values of the Prometheus HTTP API: safe to show, since no server can put its own text there.
+ERROR_TYPES = frozenset({"bad_data", "timeout", "canceled", "execution", "unavailable", "internal", "not_found"})
 
 # Metric names the model server exports live in contract.py.
 REQUESTS = contract.METRIC_REQUESTS
@@ -92,14 +96,21 @@ class Prometheus:
         if not isinstance(payload, dict):
             payload = {}
         if response.status_code != 200 or payload.get("status") != "success":
-            # Prometheus' own one-line error, never the response body: status must stay small and safe to show.
-            error_type, reason = str(payload.get("errorType") or ""), str(payload.get("error") or "")[:300]
+            # Nothing the server wrote reaches status (it is shown to every reader of the object, and the URL
+            # may not be a Prometheus at all): only the HTTP code and a known errorType. The text goes to the log.
+            error_type = str(payload.get("errorType") or "")
+            known = f", {error_type}" if error_type in ERROR_TYPES else ""
+            log.warning("Prometheus at %s answered %s: %.300s", self.url, response.status_code, payload.get("error"))
             invalid = response.status_code == 400 or error_type == "bad_data"
-            detail = reason or f"HTTP {response.status_code}"
+            detail = f"Prometheus answered HTTP {response.status_code}{known}"
             raise PrometheusError(
                 f"invalid query: {detail}" if invalid else f"query failed: {detail}", invalid_query=invalid
             )
-        data = payload["data"]
-        if data["resultType"] == "scalar":
-            return [({}, float(data["result"][1]))]
-        return [(dict(item.get("metric") or {}), float(item["value"][1])) for item in data["result"]]
+        try:
+            data = payload["data"]
+            if data["resultType"] == "scalar":
+                return [({}, float(data["result"][1]))]
+            return [({str(k): str(v) for k, v in (item.get("metric") or {}).items()}, float(item["value"][1]))
+                    for item in data["result"]]  # fmt: skip
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            raise PrometheusError(f"Prometheus at {self.url} answered a malformed query result") from error

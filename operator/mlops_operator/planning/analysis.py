@@ -15,6 +15,7 @@ from ..api.common import parse_duration
 from ..api.deployment import Analysis, AnalysisMetric, AnalysisResult
 from ..integrations.prometheus import builtin_query, custom_query
 from .plan import Meta
+from .querypolicy import CustomQueries, QueryRefusedError, scoped_query
 
 # Prometheus' rate() needs at least two scrapes inside the window; the local and chart scrape interval is 15 s.
 MIN_WINDOW_SECONDS = 30.0
@@ -27,6 +28,7 @@ class AnalysisQuery:
 
     metric: str
     promql: str
+    refused: str | None = None  # why the custom query is not sent (planning/querypolicy.py); promql is then ""
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ def analysis_window(analysis: Analysis) -> str:
     return f"{int(seconds)}s"
 
 
-def analysis_queries(meta: Meta, analysis: Analysis) -> list[AnalysisQuery]:
-    """The canary track's query of every analysis metric."""
+def analysis_queries(meta: Meta, analysis: Analysis, policy: CustomQueries = "scoped") -> list[AnalysisQuery]:
+    """The canary track's query of every analysis metric; a custom one scoped to the namespace, or refused."""
     window = analysis_window(analysis)
     queries = []
     for metric in analysis.metrics:
@@ -54,6 +56,11 @@ def analysis_queries(meta: Meta, analysis: Analysis) -> list[AnalysisQuery]:
             promql = builtin_query(metric.builtin, meta.namespace, meta.name, "canary", window)
         else:
             promql = custom_query(metric.query or "", meta.namespace, meta.name, "canary", window)
+            try:
+                promql = scoped_query(promql, meta.namespace, policy)
+            except QueryRefusedError as refused:
+                queries.append(AnalysisQuery(metric.name, "", refused=f"invalid query: {refused}"))
+                continue
         queries.append(AnalysisQuery(metric.name, promql))
     return queries
 

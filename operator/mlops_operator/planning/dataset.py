@@ -16,6 +16,7 @@ from .. import contract
 from ..api.common import ConditionStatus, parse_duration
 from ..api.dataset import DatasetSpec, DatasetStatus, Violation
 from .conditions import set_typed, status_patch
+from .conflicts import plan_name_conflicts
 from .degraded import degraded, job_problems, problem_text, retry_after
 from .jobs import JobOutcome, worker_job
 from .observed import DatasetObserved
@@ -74,6 +75,9 @@ def plan_dataset(obs: DatasetObserved, now: datetime) -> Plan:
     status, plan = obs.status.model_copy(deep=True), Plan(status={})
     first_check = status.observed_generation != meta.generation or not status.checked_job
     status.observed_generation = meta.generation
+    if plan_name_conflicts(plan, status, meta, obs.conflicts, now):
+        plan.status = status_patch(status)
+        return plan
     problems = job_problems(obs.check)
     if status.checked_job == obs.check.name:  # the result is recorded; only a refresh can start a new check
         _ready(status, meta, stamp, *_ready_args(status))

@@ -19,10 +19,12 @@ from ..api.deployment import DeploymentSpec, DeploymentStatus, RetrainingStatus
 from ..contract import ANNOTATION_SPEC_HASH
 from .analysis import AnalysisQuery, analysis_queries
 from .conditions import find_typed, set_typed, status_patch
+from .conflicts import plan_name_conflicts
 from .monitoring import DriftQueries, drift_reads, plan_drift
 from .observed import DeploymentObserved, Tracks
 from .ownership import REFUSED_REASONS, ModelOwnership, Refusal, recheck_after, refusal
 from .plan import Event, Meta, Plan, parse_time, rfc3339
+from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, children, next_wakeup, plan_rollout
 from .serving import needs_update
@@ -61,6 +63,7 @@ def reads_due(
     decided_run_missing: bool,
     now: datetime,
     refused: bool = False,
+    policy: CustomQueries = "scoped",
 ) -> DeploymentReads:
     """What to read now: the alias holder (alias mode), due analysis and drift queries, the retraining source.
     Nothing when the namespace may not serve the model (`refused`, from the ownership read made first)."""
@@ -69,9 +72,10 @@ def reads_due(
     holder = (spec.model.registered_model, spec.model.alias) if spec.model.alias else None
     analysis = None
     if prometheus_url and analysis_due(spec, status, now) and tracks.canary_ready > 0:
-        analysis = analysis_queries(meta, spec.strategy.canary.analysis)
-    drift = drift_reads(meta, spec, status, now) if prometheus_url else None
-    profile = (spec.model.registered_model, drift.version) if drift is not None and drift.custom is None else None
+        analysis = analysis_queries(meta, spec.strategy.canary.analysis, policy)
+    drift = drift_reads(meta, spec, status, now, policy) if prometheus_url else None
+    builtin = drift is not None and drift.custom is None and drift.refused is None
+    profile = (spec.model.registered_model, drift.version) if drift is not None and builtin else None
     source = None
     if needs_source_spec(spec, status, decided_run_missing, now) and status.stable_version is not None:
         source = SourceRunRead(spec.model.registered_model, int(status.stable_version), serving_run)
@@ -82,6 +86,10 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     """Next status, the serving objects that differ from what is there, Events, effects and the next look."""
     status, plan = obs.status.model_copy(deep=True), Plan(status={})
     status.observed_generation = obs.meta.generation
+    if plan_name_conflicts(plan, status, obs.meta, obs.conflicts, now):
+        status.phase = status.phase or "Progressing"
+        plan.status = status_patch(status)
+        return plan
     refused = serving_refusal(obs.meta.namespace, obs.status, obs.ownership)
     if refused is not None:
         return _refused(plan, status, obs, refused, now)
@@ -160,6 +168,8 @@ def _refused(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, why:
 def _outside_problems(status: DeploymentStatus, obs: DeploymentObserved) -> list[tuple[str, str]]:
     """What outside systems keep from working right now, as (reason, message) for Degraded."""
     problems = []
+    if obs.prometheus_refused is not None:
+        problems.append(("PrometheusNotAllowed", obs.prometheus_refused))
     if obs.ownership_error is not None:
         problems.append(("MlflowUnavailable", f"{obs.ownership_error}; the model's owner could not be read"))
     if obs.holder_error is not None:

@@ -15,10 +15,10 @@ from ..api.common import ConditionStatus, parse_duration
 from ..api.deployment import DeploymentSpec, DeploymentStatus, Drift, DriftStatus
 from ..drift import NULL_BIN, DriftReport, FeatureScore, drift_report
 from ..integrations.prometheus import custom_query, drift_queries
-from .analysis import NO_PROMETHEUS
 from .conditions import find_typed, set_typed
 from .observed import DeploymentObserved, DriftReadings, Series
 from .plan import Event, Meta, Plan, parse_time, rfc3339
+from .querypolicy import CustomQueries, QueryRefusedError, scoped_query
 
 CONDITION = "DriftDetected"
 
@@ -41,6 +41,7 @@ class DriftQueries:
     bins: str | None = None
     nulls: str | None = None
     custom: str | None = None
+    refused: str | None = None  # why the custom query is not sent (planning/querypolicy.py)
 
 
 def drift_of(spec: DeploymentSpec) -> Drift | None:
@@ -64,16 +65,20 @@ def seconds_until_check(spec: DeploymentSpec, status: DeploymentStatus, now: dat
     return parse_duration(drift.interval).total_seconds() - (now - last).total_seconds()
 
 
-def drift_reads(meta: Meta, spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> DriftQueries | None:
-    """The queries of a check due now, if one is."""
+def drift_reads(
+    meta: Meta, spec: DeploymentSpec, status: DeploymentStatus, now: datetime, policy: CustomQueries = "scoped"
+) -> DriftQueries | None:
+    """The queries of a check due now, if one is; a custom query scoped to the namespace, or refused."""
     drift, remaining = drift_of(spec), seconds_until_check(spec, status, now)
     if drift is None or remaining is None or remaining > 0 or status.stable_version is None:
         return None
     version, window = int(status.stable_version), window_of(drift)
     if drift.query:
-        return DriftQueries(
-            version, window, custom=custom_query(drift.query, meta.namespace, meta.name, "stable", window, str(version))
-        )
+        query = custom_query(drift.query, meta.namespace, meta.name, "stable", window, str(version))
+        try:
+            return DriftQueries(version, window, custom=scoped_query(query, meta.namespace, policy))
+        except QueryRefusedError as refused:
+            return DriftQueries(version, window, refused=f"invalid query: {refused}")
     bins, nulls = drift_queries(meta.namespace, meta.name, version, window)
     return DriftQueries(version, window, bins=bins, nulls=nulls)
 
@@ -112,7 +117,7 @@ def plan_drift(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, no
     if check is None and not obs.prometheus_url and status.stable_version is not None:
         remaining = seconds_until_check(obs.spec, status, now)
         if remaining is not None and remaining <= 0:  # a check that can never run says so each interval
-            check = DriftCheck(int(status.stable_version), error=NO_PROMETHEUS)
+            check = DriftCheck(int(status.stable_version), error=obs.no_prometheus_reason)
     fold_check(plan, status, obs.meta, obs.spec, check, now)
 
 

@@ -12,7 +12,8 @@ from ..api.dataset import DatasetSpec, DatasetStatus
 from ..api.deployment import DeploymentSpec, DeploymentStatus
 from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
 from ..integrations.mlflow import MlflowError, RunInfo
-from .analysis import MetricReading
+from .analysis import NO_PROMETHEUS, MetricReading
+from .conflicts import NameConflict
 from .jobs import JobOutcome, WorkerSettings
 from .ownership import ModelOwnership
 from .plan import Meta, Obj
@@ -72,6 +73,7 @@ class DeploymentObserved:
     status: DeploymentStatus
     server: ServerSettings
     prometheus_url: str | None = None  # spec.monitoring.prometheusUrl, else the operator's default
+    prometheus_refused: str | None = None  # why spec.monitoring.prometheusUrl is not used (not allowed by the chart)
     tracks: Tracks = field(default_factory=Tracks)
     approved: dict[int, str] = field(default_factory=dict)  # version -> ModelVersion name, Approved for the alias
     holder_version: int | None = None  # the alias holder in MLflow (alias mode); None: none, or not known
@@ -81,6 +83,12 @@ class DeploymentObserved:
     analysis: list[MetricReading] | None = None  # this pass's readings; None when none were due
     drift: DriftReadings | None = None  # None when no check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
+    conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Deployment does not control
+
+    @property
+    def no_prometheus_reason(self) -> str:
+        """Why no Prometheus is asked: the URL the chart does not allow, or none configured at all."""
+        return self.prometheus_refused or NO_PROMETHEUS
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ class DatasetObserved:
     body: Obj  # the object as read: the owner of its Jobs, passed to the worker unchanged
     worker: WorkerSettings
     check: WorkerJobObserved  # the wanted check (`planning.dataset.wanted_check`); not read once recorded
+    conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Dataset does not control
 
 
 @dataclass(frozen=True)
@@ -137,3 +146,4 @@ class TrainingRunObserved:
     # The registered model's owner, read with the Dataset (before a Job exists): None when not read.
     ownership: ModelOwnership | None = None
     ownership_error: MlflowError | None = None  # MLflow could not say who owns the model
+    conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this TrainingRun does not control

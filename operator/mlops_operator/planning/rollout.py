@@ -13,7 +13,7 @@ from datetime import datetime
 
 from ..api.common import parse_duration
 from ..api.deployment import AliasMove, AnalysisResult, DeploymentSpec, DeploymentStatus, Rollback, ServedInterval
-from .analysis import NO_PROMETHEUS, judge_all
+from .analysis import judge_all
 from .observed import DeploymentObserved
 from .plan import Event, Obj, Plan, parse_time, rfc3339
 from .serving import served_version, server_deployment, service, split_replicas
@@ -104,7 +104,9 @@ def _start_canary(
     canary = obs.spec.strategy.canary
     if canary.analysis.metrics and not obs.prometheus_url:
         # Configuration that can never work holds the candidate where it is and says so, instead of a silent wait.
-        problems.append(("AnalysisNotConfigured", f"canary of version {version} not started: {NO_PROMETHEUS}"))
+        problems.append(
+            ("AnalysisNotConfigured", f"canary of version {version} not started: {obs.no_prometheus_reason}")
+        )
         return
     first = canary.steps[0].weight
     status.canary_version, status.step, status.canary_weight, status.step_started_at = version, 0, first, stamp
@@ -177,7 +179,7 @@ def _analysis_results(obs: DeploymentObserved, now: datetime) -> list[AnalysisRe
         return None
     if not obs.prometheus_url:
         return [
-            AnalysisResult(name=m.name, error=NO_PROMETHEUS, message=f"{m.name}: {NO_PROMETHEUS}")
+            AnalysisResult(name=m.name, error=obs.no_prometheus_reason, message=f"{m.name}: {obs.no_prometheus_reason}")
             for m in analysis.metrics
         ]
     if obs.analysis is None:  # not read: no canary pod was Ready yet

@@ -25,6 +25,7 @@ from ..contract import (
 )
 from ..integrations.mlflow import RunInfo
 from .conditions import find_typed, set_typed, status_patch
+from .conflicts import plan_name_conflicts
 from .degraded import (
     API_READ_FAILED,
     MLFLOW_UNAVAILABLE,
@@ -76,6 +77,9 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
         expire_finished_job(plan, obs.job.job)
     else:
         status.observed_generation = meta.generation
+        if plan_name_conflicts(plan, status, meta, obs.conflicts, now):
+            plan.status = status_patch(status)
+            return plan
         _plan_run(plan, status, obs, problems, stamp)
     status.conditions = degraded(status.conditions, problems, generation=meta.generation, now=stamp)
     plan.status = status_patch(status)

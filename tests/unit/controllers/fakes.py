@@ -35,6 +35,8 @@ class FakeKube:
         return self._read(path)
 
     async def create(self, collection: str, body: Obj) -> Obj | None:
+        if f"{collection}/{body['metadata'].get('name')}" in self.objects:
+            return None  # AlreadyExists
         self.created.append((collection, body))
         return body
 

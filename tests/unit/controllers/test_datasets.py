@@ -24,6 +24,9 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 DOWN = MlflowError("MLflow at http://mlflow:5000 is unreachable: ConnectError('[Errno 111] Connection refused')")
 
 
+OWNER = {"kind": "Dataset", "name": "iris", "uid": "d-uid", "controller": True}
+
+
 def dataset(status: Obj, resource_version: str = "7") -> Obj:
     return {
         "apiVersion": "mlops.dev/v1alpha1",
@@ -45,7 +48,12 @@ def check_job(state: str) -> Obj:
     if state == "Failed":
         job_condition["reason"] = "BackoffLimitExceeded"
     return {
-        "metadata": {"name": CHECK, "namespace": "ns", "labels": {contract.LABEL_OWNER_KIND: "Dataset"}},
+        "metadata": {
+            "name": CHECK,
+            "namespace": "ns",
+            "labels": {contract.LABEL_OWNER_KIND: "Dataset"},
+            "ownerReferences": [OWNER],
+        },
         "spec": {},
         "status": {"startTime": "2026-11-23T11:59:00Z", "conditions": [job_condition]},
     }

@@ -22,6 +22,9 @@ KEY = ("TrainingRun", "ns", "iris-train")
 DOWN = MlflowError("MLflow at http://mlflow:5000 is unreachable: ConnectError('[Errno 111] Connection refused')")
 
 
+OWNER = {"kind": "TrainingRun", "name": "iris-train", "uid": "0123456789ab", "controller": True}
+
+
 def trainingrun(status: Obj, resource_version: str = "7") -> Obj:
     return {
         "apiVersion": "mlops.dev/v1alpha1",
@@ -49,6 +52,7 @@ def finished_job() -> Obj:
             "namespace": "ns",
             "annotations": {"mlops.dev/dataset-version": "sha256:abc"},
             "labels": {contract.LABEL_OWNER_KIND: "TrainingRun"},
+            "ownerReferences": [OWNER],
         },
         "spec": {},
         "status": {

@@ -1,0 +1,115 @@
+"""Creating and patching children, and acting only on children the owner controls (no adoption by name).
+
+A create that finds the name taken reads the object: ours (our controller ownerReference for this
+owner's uid) goes on as before; anything else is recorded in the store as the owner's conflict and the
+pass ends (NameConflictError), so the next pass's plan says NameConflict and touches nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from ..api.kinds import ALL_KINDS
+from ..kubeapi import ApiError, Kube
+from ..planning.conflicts import NameConflict, controller_of, foreign
+from ..planning.plan import Obj
+from . import metrics
+from .store import Store
+
+log = logging.getLogger("mlops.controllers")
+
+PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
+STORE_KINDS = {"Deployment": "ServingDeployment"}  # an apps/v1 child's kind in the store (ours has the name)
+PLURALS_OF_CHILDREN = {"Job": "jobs", "Service": "services", "Deployment": "deployments"}
+
+
+class NameConflictError(Exception):
+    """A child's name is held by an object the owner does not control; the next pass plans NameConflict."""
+
+
+def collection_of(obj: Obj) -> str:
+    """The API collection a child object is created in."""
+    group_version, kind = obj["apiVersion"], obj["kind"]
+    plural = PLURALS_OF_CHILDREN.get(kind) or PLURALS[kind]
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
+
+
+class ChildWriter:
+    """The runtime's child writes (a mixin over its `kube` and `store`)."""
+
+    kube: Kube
+    store: Store
+
+    async def create(self, obj: Obj) -> bool:
+        """Create a child object; False when one of that name exists and is ours (left as it is). One that
+        is not ours is recorded as the owner's conflict and raises NameConflictError: nothing acts on it."""
+        meta = obj["metadata"]
+        created = await self.kube.create(collection_of(obj), obj)
+        if created is not None:
+            log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+            if obj["kind"] == "Job":
+                owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
+                metrics.JOBS_LAUNCHED.labels(owner).inc()
+            return True
+        owner_uid = (controller_of(obj) or {}).get("uid")
+        if owner_uid:
+            path = f"{collection_of(obj)}/{meta['name']}"
+            conflict = foreign(obj["kind"], await self.kube.get_or_none(path), owner_uid)
+            if conflict is not None:
+                self.store.conflicts.setdefault(owner_uid, {})[path] = conflict
+                raise NameConflictError(conflict.message)
+        return False
+
+    async def create_or_patch(self, obj: Obj) -> None:
+        """Create a child, or merge-patch the existing one (only if ours) to the desired metadata and spec."""
+        if not await self.create(obj):
+            meta = obj["metadata"]
+            patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
+            await self.kube.merge_patch(f"{collection_of(obj)}/{meta['name']}", patch)
+            log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+
+    async def _claimable(self, children: list[Obj]) -> None:
+        """Before any of several children is applied, check that none has a name held by an object the owner
+        does not control, so a conflict never leaves a half-applied set (one GET for each not in the store)."""
+        found = False
+        for obj in children:
+            meta = obj["metadata"]
+            owner_uid = (controller_of(obj) or {}).get("uid")
+            kind = str(obj["kind"])
+            stored = self.store.get(STORE_KINDS.get(kind, kind), meta["namespace"], meta["name"])
+            if not owner_uid or (stored is not None and foreign(obj["kind"], stored, owner_uid) is None):
+                continue
+            path = f"{collection_of(obj)}/{meta['name']}"
+            conflict = foreign(obj["kind"], stored or await self.kube.get_or_none(path), owner_uid)
+            if conflict is not None:
+                self.note_conflict(owner_uid, path, conflict)
+                found = True
+        if found:
+            raise NameConflictError("a child name is held by an object this owner does not control")
+
+    def note_conflict(self, owner_uid: str, path: str, conflict: NameConflict) -> None:
+        """Record a child name a gather found held by an object the owner does not control."""
+        self.store.conflicts.setdefault(owner_uid, {})[path] = conflict
+
+    async def name_conflicts(self, owner_uid: str) -> tuple[NameConflict, ...]:
+        """The owner's recorded conflicts that still stand: each path is read again (a freed or adopted
+        name is dropped); one that cannot be read stays a conflict, since nothing says it is ours."""
+        recorded = self.store.conflicts.get(owner_uid)
+        if not recorded:
+            return ()
+        standing: dict[str, NameConflict] = {}
+        for path, conflict in recorded.items():
+            try:
+                current = foreign(conflict.kind, await self.kube.get_or_none(path), owner_uid)
+            except (ApiError, httpx.HTTPError):
+                current = conflict
+            if current is not None:
+                standing[path] = current
+        if standing:
+            self.store.conflicts[owner_uid] = standing
+        else:
+            self.store.conflicts.pop(owner_uid, None)
+        return tuple(standing.values())
