@@ -47,7 +47,15 @@ class AnalysisMetric(ApiModel):
 
     name: str = Field(min_length=1, max_length=63)
     builtin: Literal["errorRate", "latencyP99Seconds"] | None = None
-    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL for the canary track; {{namespace}} {{deployment}} {{track}} {{window}} are filled in, and"
+            " every selector is scoped to this namespace (one naming another namespace is refused)."
+        ),
+    )
     max: float | None = None
     min: float | None = None
 
@@ -149,7 +157,8 @@ class Drift(ApiModel):
         max_length=4096,
         description=(
             "PromQL that replaces the builtin score; {{namespace}} {{deployment}} {{track}} {{window}} {{version}}"
-            " are filled in; the highest series counts, its `feature` label names the feature."
+            " are filled in, every selector is scoped to this namespace (one naming another is refused); the"
+            " highest series counts, its `feature` label names the feature."
         ),
     )
 
