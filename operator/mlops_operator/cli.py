@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .localcluster.config import DEFAULT_STATE_DIR, ClusterConfig
+from .localcluster.config import DEFAULT_STATE_DIR, MLFLOW_AUTH_MARKER, ClusterConfig
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -45,6 +45,10 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from .localcluster import cluster
     from .localcluster.logs import print_pod_logs
 
+    if args.action == "up" and args.mlflow_auth:
+        marker = args.state_dir.resolve() / MLFLOW_AUTH_MARKER
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     cfg = ClusterConfig.from_env(args.state_dir)
     try:
         if args.action == "up":
@@ -164,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--namespace", "-n", default="default", help="for logs: the pod's namespace")
     cl.add_argument("--container", "-c", help="for logs: the container (default: all)")
     cl.add_argument("--purge", action="store_true", help="for down: also delete the state directory")
+    cl.add_argument(
+        "--mlflow-auth",
+        action="store_true",
+        help="for up: run MLflow with its basic-auth app (kept for this state directory until down --purge)",
+    )
     cl.set_defaults(func=_cmd_cluster)
 
     tr = sub.add_parser("traffic", help="send prediction traffic to a deployments.mlops.dev object's pods")

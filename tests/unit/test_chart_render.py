@@ -252,6 +252,7 @@ def test_environment_and_images() -> None:
         "MLOPS_LEADER_RENEW_DEADLINE": "10",
         "MLOPS_LEADER_RETRY_PERIOD": "2",
         "MLOPS_CUSTOM_QUERIES": "scoped",
+        "MLOPS_WORKLOAD_SECRET": "mlops-credentials",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -505,3 +506,13 @@ def test_network_policies_cluster_wide_listed_or_off() -> None:
     assert [d["metadata"]["namespace"] for d in external if d["kind"] == "NetworkPolicy"] == ["a"]
     assert not [d for d in render("networkPolicy.enabled=false", "watchNamespaces={a}") if d["kind"] == "NetworkPolicy"]
     assert "servingNamespaces" in rejected("networkPolicy.servingNamespaces={Not_A_Namespace}")
+
+
+def test_credentials_come_from_secrets_the_kubelet_resolves() -> None:
+    default = container(render())
+    assert "envFrom" not in default and env(render())["MLOPS_WORKLOAD_SECRET"] == "mlops-credentials"
+    custom = render("credentials.operatorSecret=mlflow-operator", "credentials.workloadSecret=team-mlflow")
+    assert container(custom)["envFrom"] == [{"secretRef": {"name": "mlflow-operator"}}]
+    assert env(custom)["MLOPS_WORKLOAD_SECRET"] == "team-mlflow"
+    assert env(render("credentials.workloadSecret="))["MLOPS_WORKLOAD_SECRET"] == ""
+    assert "operatorSecret" in rejected("credentials.operatorSecret=Not_A_Name")

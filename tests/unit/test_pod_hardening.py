@@ -1,11 +1,14 @@
-"""Every pod the operator creates (worker Jobs, model servers) runs restricted and without an API token."""
+"""Every pod the operator creates (worker Jobs, model servers) runs restricted, without an API token, and gets
+credentials only through envFrom of the namespace's Secret, never as values in its spec."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mlops_operator.api.deployment import DeploymentSpec
-from mlops_operator.planning.jobs import worker_job
+from mlops_operator.planning.jobs import WorkerSettings, worker_job
 from mlops_operator.planning.plan import Meta
-from mlops_operator.planning.serving import server_deployment
+from mlops_operator.planning.serving import ServerSettings, server_deployment
 
 from .builders import SERVER, WORKER
 
@@ -17,12 +20,12 @@ OWNER = {
 }
 
 
-def _pod_specs() -> list[dict]:
+def _pod_specs(worker: WorkerSettings = WORKER, server_settings: ServerSettings = SERVER) -> list[dict]:
     job = worker_job(
         owner=OWNER,
         name="iris-train-1",
         command="train",
-        settings=WORKER,
+        settings=worker,
         extra_env={},
         resources=None,
         backoff_limit=2,
@@ -31,7 +34,7 @@ def _pod_specs() -> list[dict]:
     )
     spec = DeploymentSpec.model_validate({"model": {"registeredModel": "iris", "alias": "production"}})
     meta = Meta.of({"metadata": {"namespace": "ns", "name": "iris", "uid": "u2", "generation": 1}})
-    server = server_deployment(meta, spec, "stable", 1, 2, SERVER)
+    server = server_deployment(meta, spec, "stable", 1, 2, server_settings)
     return [job["spec"]["template"]["spec"], server["spec"]["template"]["spec"]]
 
 
@@ -54,3 +57,15 @@ def test_server_pods_refuse_code_from_artifacts_unless_the_deployment_opts_in() 
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
         wanted = "true" if allowed else "false"
         assert env["MLOPS_ALLOW_UNSAFE_MODEL_FORMATS"] == env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == wanted
+
+
+def test_credentials_come_from_the_namespaces_secret_through_env_from_only_when_configured() -> None:
+    assert all("envFrom" not in pod["containers"][0] for pod in _pod_specs())
+    pods = _pod_specs(
+        replace(WORKER, credentials_secret="mlops-credentials"), replace(SERVER, credentials_secret="mlops-credentials")
+    )
+    for pod in pods:
+        container = pod["containers"][0]
+        assert container["envFrom"] == [{"secretRef": {"name": "mlops-credentials", "optional": True}}]
+        # The operator's own settings come after envFrom in `env`, so no key of the Secret overrides them.
+        assert "MLFLOW_TRACKING_URI" in {e["name"] for e in container["env"]}

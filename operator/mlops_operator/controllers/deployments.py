@@ -101,7 +101,11 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         meta=meta,
         spec=spec,
         status=status,
-        server=ServerSettings(image=rt.settings.server_image, tracking_uri=rt.settings.tracking_uri),
+        server=ServerSettings(
+            image=rt.settings.server_image,
+            tracking_uri=rt.settings.tracking_uri,
+            credentials_secret=rt.settings.workload_secret,
+        ),
         prometheus_url=prometheus_url,
         prometheus_refused=prometheus_refused,
         tracks=tracks,

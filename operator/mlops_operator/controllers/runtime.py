@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -58,11 +59,13 @@ class Settings:
     # Prometheus URLs a Deployment's spec.monitoring.prometheusUrl may name (prometheus_url always may).
     prometheus_allowed_urls: tuple[str, ...] = ()
     custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
+    workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
-        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES."""
+        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
+        MLOPS_WORKLOAD_SECRET."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -77,6 +80,7 @@ class Settings:
                 _url_key(url) for url in os.environ.get("MLOPS_PROMETHEUS_ALLOWED_URLS", "").split(",") if url.strip()
             ),
             custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
+            workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", "")),
         )
 
     def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
@@ -95,7 +99,19 @@ class Settings:
     @property
     def worker(self) -> WorkerSettings:
         """How Job pods are built."""
-        return WorkerSettings(image=self.worker_image, tracking_uri=self.tracking_uri, source_policy=self.source_policy)
+        return WorkerSettings(
+            image=self.worker_image,
+            tracking_uri=self.tracking_uri,
+            source_policy=self.source_policy,
+            credentials_secret=self.workload_secret,
+        )
+
+
+def _checked_secret_name(raw: str) -> str:
+    name = raw.strip()
+    if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name):
+        raise ValueError(f"MLOPS_WORKLOAD_SECRET must be a Secret name (DNS subdomain), not {raw!r}")
+    return name
 
 
 def _url_key(url: str) -> str:

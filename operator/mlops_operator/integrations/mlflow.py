@@ -7,6 +7,8 @@ Workers and the model server, which log and load models, use the `mlflow` packag
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,16 @@ def run_from_json(run: Obj) -> RunInfo:
     )
 
 
+def credentials_from_env(env: Mapping[str, str]) -> tuple[httpx.Auth | None, dict[str, str]]:
+    """The MLflow client's own variables, so one Secret serves the operator, the Jobs and the servers:
+    MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth), or MLFLOW_TRACKING_TOKEN (bearer)."""
+    username, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+    if username and password:
+        return httpx.BasicAuth(username, password), {}
+    token = env.get("MLFLOW_TRACKING_TOKEN")
+    return None, ({"Authorization": f"Bearer {token}"} if token else {})
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -58,9 +70,12 @@ def _quote(value: str) -> str:
 class Mlflow:
     """A small async client for the MLflow tracking server and model registry."""
 
-    def __init__(self, tracking_uri: str, timeout: float = 10.0) -> None:
+    def __init__(self, tracking_uri: str, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> None:
         self.tracking_uri = tracking_uri.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=f"{self.tracking_uri}/api/2.0/mlflow", timeout=timeout)
+        auth, headers = credentials_from_env(os.environ if env is None else env)
+        self._http = httpx.AsyncClient(
+            base_url=f"{self.tracking_uri}/api/2.0/mlflow", timeout=timeout, auth=auth, headers=headers
+        )
 
     async def aclose(self) -> None:
         """Release connections."""

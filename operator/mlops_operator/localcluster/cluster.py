@@ -269,11 +269,15 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
             argv = _argv(component, cfg, ids, bin_dir)
         except services.MissingDependencyError as missing:
             raise ClusterError(str(missing)) from missing
-        pid = proc.start(argv, log_file, env=env)
+        extra = services.mlflow_env(cfg) if component == "mlflow" else {}
+        pid = proc.start(argv, log_file, env={**env, **extra})
         _wait(component, functools.partial(_probe_healthy, component, cfg, ids), 90, log_file)
         out(f"  {component:<24} started (pid {pid})")
     out(f"  kubectl, helm             {bin_dir}")
     out(f"  MLflow                    {cfg.mlflow_url}")
+    if cfg.mlflow_auth:
+        password_file = cfg.state_dir / "mlflow" / "auth" / "admin-password"
+        out(f"  MLflow basic auth         user admin, password in {password_file.resolve()}")
     out(f"  Prometheus                {cfg.prometheus_url}")
     _wait(
         "the default service account",
@@ -349,6 +353,6 @@ def start_component(cfg: ClusterConfig, component: str, timeout: float = 90) -> 
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
     log_file = cfg.logs_dir / f"{component}.log"
-    proc.start(argv, log_file, env=env)
+    proc.start(argv, log_file, env={**env, **(services.mlflow_env(cfg) if component == "mlflow" else {})})
     _wait(component, functools.partial(_probe_healthy, component, cfg, ids), timeout, log_file)
     return time.monotonic() - started

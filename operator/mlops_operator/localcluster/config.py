@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".localcluster")
+MLFLOW_AUTH_MARKER = Path("mlflow") / "auth" / "enabled"
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,17 @@ class ClusterConfig:
     mlflow_port: int = 15000
     prometheus_port: int = 19090
     pod_discovery_port: int = 19091
+    mlflow_auth: bool = False  # MLflow's basic-auth app (`cluster up --mlflow-auth`)
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None) -> ClusterConfig:
-        """Defaults; MLOPS_CLUSTER_APISERVER_PORT overrides the API server port."""
+        """Defaults; MLOPS_CLUSTER_APISERVER_PORT overrides the API server port, MLOPS_CLUSTER_MLFLOW_AUTH=1
+        turns MLflow authentication on."""
         kwargs: dict[str, object] = {"state_dir": (state_dir or DEFAULT_STATE_DIR).resolve()}
+        state = (state_dir or DEFAULT_STATE_DIR).resolve()
+        wanted = os.environ.get("MLOPS_CLUSTER_MLFLOW_AUTH", "").strip().lower() in ("1", "true", "yes")
+        if wanted or (state / MLFLOW_AUTH_MARKER).exists():  # once on, a state directory keeps it on
+            kwargs["mlflow_auth"] = True
         if "MLOPS_CLUSTER_APISERVER_PORT" in os.environ:
             kwargs["apiserver_port"] = int(os.environ["MLOPS_CLUSTER_APISERVER_PORT"])
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 import httpx
 import yaml
 
 from .config import ClusterConfig
+from .mlflowauth import MlflowAuth, mlflow_server_argv
 
 SCRAPE_INTERVAL = "5s"
 
@@ -23,21 +23,14 @@ class MissingDependencyError(RuntimeError):
 
 
 def mlflow_argv(cfg: ClusterConfig) -> list[str]:
-    """`mlflow server` with sqlite metadata and a proxied artifact store under the state dir."""
-    root = (cfg.state_dir / "mlflow").resolve()
-    (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    mlflow = Path(sys.executable).parent / "mlflow"
-    return [
-        str(mlflow),
-        "server",
-        f"--backend-store-uri=sqlite:///{root / 'mlflow.db'}",
-        f"--artifacts-destination={root / 'artifacts'}",
-        "--serve-artifacts",
-        "--host=0.0.0.0",
-        f"--port={cfg.mlflow_port}",
-        # Two workers: Job pods log runs while the operator reads them; more only costs memory here.
-        "--workers=2",
-    ]
+    """`mlflow server` with sqlite metadata and a proxied artifact store under the state dir (with
+    `cfg.mlflow_auth`, MLflow's basic-auth app). Two workers: Job pods log runs while the operator reads."""
+    return mlflow_server_argv(cfg.state_dir / "mlflow", "0.0.0.0", cfg.mlflow_port, auth=cfg.mlflow_auth)
+
+
+def mlflow_env(cfg: ClusterConfig) -> dict[str, str]:
+    """Extra environment of the MLflow server: the auth app's config when authentication is on."""
+    return MlflowAuth(cfg.state_dir / "mlflow" / "auth").env() if cfg.mlflow_auth else {}
 
 
 def pod_discovery_argv(cfg: ClusterConfig) -> list[str]:

@@ -26,6 +26,14 @@ class WorkerSettings:
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
     source_policy: str = ""  # the cluster's Dataset source policy (JSON) for the worker; "": none
+    credentials_secret: str = ""  # the per-namespace Secret Job pods get through envFrom; "": none
+
+
+def credentials_env_from(secret: str) -> Obj:
+    """`envFrom` of the namespace's credentials Secret (MLflow, object store), if one is configured. The
+    kubelet resolves it, so the operator reads no Secret; optional, so a namespace without one still runs;
+    `env` comes after `envFrom`, so no key of the Secret overrides what the operator sets."""
+    return {"envFrom": [{"secretRef": {"name": secret, "optional": True}}]} if secret else {}
 
 
 # Pod Security "restricted": the images run as uid 10001; /tmp is the only writable path.
@@ -101,6 +109,7 @@ def worker_job(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlops-worker", command],
         "env": env,
+        **credentials_env_from(settings.credentials_secret),
         # The worker prints "error: <reason>" last; the kubelet turns the log tail into the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

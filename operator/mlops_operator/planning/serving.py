@@ -17,7 +17,7 @@ from ..contract import (
     LABEL_TRACK,
     MANAGED_BY,
 )
-from .jobs import harden
+from .jobs import credentials_env_from, harden
 from .plan import Meta, Obj
 
 SERVER_PORT = 8080
@@ -37,6 +37,7 @@ class ServerSettings:
     image: str
     tracking_uri: str
     image_pull_policy: str = "IfNotPresent"
+    credentials_secret: str = ""  # the per-namespace Secret server pods get through envFrom; "": none
 
 
 def track_name(name: str, track: str) -> str:
@@ -101,6 +102,7 @@ def server_deployment(
             f"--workers={spec.server.workers}",
         ],
         "env": env,
+        **credentials_env_from(settings.credentials_secret),
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": SERVER_PORT}, **probe},
         "livenessProbe": {

@@ -168,6 +168,9 @@ def log_model(mlflow_client: MlflowClient, run_id: str, model: Any, data: Traini
     import mlflow.sklearn
 
     trusted = safe_types(model)
+    # The logged model goes to the *active* experiment, not the run's: without this it lands in MLflow's
+    # Default experiment (where, with authentication, the team's user may not write).
+    mlflow.set_experiment(experiment_id=mlflow_client.get_run(run_id).info.experiment_id)
     with warnings.catch_warnings():
         # MLflow checks the input example through a DataFrame; the model was fitted on an array on purpose.
         warnings.filterwarnings("ignore", message="X has feature names")
