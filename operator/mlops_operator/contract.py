@@ -82,6 +82,9 @@ LABEL_TRIGGER = "mlops.dev/triggered-by"  # drift, on TrainingRuns a Deployment 
 ANNOTATION_SPEC_HASH = "mlops.dev/spec-hash"  # the desired spec's digest: unchanged children are never patched
 ANNOTATION_DATASET_VERSION = "mlops.dev/dataset-version"
 ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
+# The uid of the object that created a child which carries no ownerReference (a retraining TrainingRun,
+# a TrainingRun's ModelVersion: records that outlive their creator); read like a controller reference.
+ANNOTATION_CONTROLLER_UID = "mlops.dev/controller-uid"
 ANNOTATION_DRIFT_PREFIX = "mlops.dev/drift-"  # feature, method, score, window, deployment, version of a retraining
 # A run with this annotation (RFC 3339) trains only on Dataset data checked at or after that time;
 # the Dataset re-checks its source when asked so (drift-triggered runs carry it).

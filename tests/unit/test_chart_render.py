@@ -231,9 +231,14 @@ def test_the_prometheus_policy_reaches_the_operator_and_parses(monkeypatch: pyte
     settings = Settings.from_env()
     assert settings.custom_queries == "off"
     assert settings.prometheus_for(None) == ("http://prom.monitoring:9090", None)
-    assert settings.prometheus_for("http://team-prom.monitoring:9090") == ("http://team-prom.monitoring:9090", None)
-    url, refused = settings.prometheus_for("http://10.0.0.7:8080")
+    # The chart's spelling is what gets queried, whatever the object wrote (a trailing slash, here).
+    assert settings.prometheus_for("http://team-prom.monitoring:9090") == ("http://team-prom.monitoring:9090/", None)
+    url, refused = settings.prometheus_for("http://user:hunter2@10.0.0.7:8080")
     assert url is None and refused is not None and "prometheus.allowedUrls" in refused
+    assert "http://10.0.0.7:8080" in refused and "hunter2" not in refused
+    monkeypatch.setenv("MLOPS_PROMETHEUS_ALLOWED_URLS", "not a url")
+    with pytest.raises(ValueError, match="must be http"):
+        Settings.from_env()
     assert "customQueries" in rejected("prometheus.customQueries=anything")
     assert "allowedUrls" in rejected("prometheus.allowedUrls={ftp://x}")
 

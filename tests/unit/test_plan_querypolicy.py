@@ -27,6 +27,14 @@ NS = 'namespace="team-a"'
         ('sum(rate(m{a="1"}[5m] offset 1m))', f'sum (rate(m{{a="1",{NS}}}[5m] offset 1m))'),
         ("max_over_time(up[10m:1m])", f"max_over_time(up{{{NS}}}[10m:1m])"),
         ("rate(x[5m:] offset -1m)", f"rate(x{{{NS}}}[5m:] offset -1m)"),
+        ('rate(x{a="1"}[5m] offset 1m @ end())', f'rate(x{{a="1",{NS}}}[5m] @ end() offset 1m)'),
+        # Label values and strings are quoted from the tree: backslashes, quotes and regex escapes survive.
+        (r'up{a="x\\by"}', r'up{a="x\\by",namespace="team-a"}'),
+        (r'up{instance=~".*\\.example\\.com"}', r'up{instance=~".*\\.example\\.com",namespace="team-a"}'),
+        (
+            r'label_replace(up, "a", "$1", "b", "(\\d+)")',
+            r'label_replace(up{namespace="team-a"}, "a", "$1", "b", "(\\d+)")',
+        ),
         ("x[5m:1m] @ start()", f"x{{{NS}}}[5m:1m] @ start()"),
         ("up @ 100", f"up{{{NS}}} @ 100.000"),
         ("-(rate(up[5m] @ end()))", f"-(rate(up{{{NS}}}[5m] @ end()))"),
@@ -68,6 +76,20 @@ def test_a_query_that_cannot_be_scoped_is_refused_with_the_reason(query: str, re
     with pytest.raises(QueryRefusedError) as refused:
         scoped_query(query, "team-a")
     assert reason in str(refused.value)
+
+
+def test_a_string_holding_quotes_and_code_stays_one_string() -> None:
+    query = 'count_values("x\\", vector(1)) or vector(2) or count_values(\\"y", up)'
+    tree = promql_parser.parse(scoped_query(query, "team-a"))
+    assert isinstance(tree, promql_parser.AggregateExpr) and str(tree.op) == "count_values"
+    assert isinstance(tree.param, promql_parser.StringLiteral)
+    assert tree.param.val == 'x", vector(1)) or vector(2) or count_values("y'
+
+
+def test_a_query_nested_beyond_the_stack_is_refused_not_raised() -> None:
+    for query in ("(" * 1500 + "up" + ")" * 1500, "-" * 2000 + "up", "+".join(["up"] * 1300)):
+        with pytest.raises(QueryRefusedError, match="nested too deeply"):
+            scoped_query(query, "team-a")
 
 
 def test_the_chart_can_turn_custom_queries_off() -> None:

@@ -264,6 +264,7 @@ def test_the_training_run_carries_its_cause() -> None:
         "mlops.dev/drift-deployment": "iris",
         "mlops.dev/drift-version": "3",
         ANNOTATION_DATA_NOT_BEFORE: stamp(T0),
+        "mlops.dev/controller-uid": "d-uid",  # no ownerReference (the run outlives it): the creator's mark
     }
     assert ANNOTATION_DATA_NOT_BEFORE == "mlops.dev/data-not-before"
     assert "ownerReferences" not in run["metadata"]

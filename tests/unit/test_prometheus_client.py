@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mlops_operator.integrations.prometheus import Prometheus, PrometheusError
+from mlops_operator.integrations.prometheus import Prometheus, PrometheusError, redacted
 
 SECRET = "aws_secret_access_key=AKIA-THE-SECRET"
 
@@ -67,6 +67,15 @@ def test_no_text_of_the_server_reaches_the_error(status: int, body: Any, message
 def test_a_malformed_success_is_an_error_not_a_crash(data: Any) -> None:
     error = failure(answered(200, {"status": "success", "data": data}))
     assert str(error) == "Prometheus at http://prometheus:9090 answered a malformed query result"
+
+
+def test_credentials_in_the_url_never_reach_an_error() -> None:
+    prometheus = Prometheus("http://reader:hunter2@prometheus:9090/")
+    transport = httpx.MockTransport(lambda request: httpx.Response(503, content=b"down"))
+    prometheus._http = httpx.AsyncClient(base_url=prometheus.url, transport=transport)
+    error = failure(prometheus)
+    assert "hunter2" not in str(error) and "reader" not in str(error)
+    assert redacted("https://u:p@prom.example:9090/sub") == "https://prom.example:9090/sub"
 
 
 def test_a_good_answer_is_read() -> None:

@@ -13,7 +13,7 @@ import httpx
 
 from ..api.kinds import ALL_KINDS
 from ..kubeapi import ApiError, Kube
-from ..planning.conflicts import NameConflict, controller_of, foreign
+from ..planning.conflicts import NameConflict, controller_uid, foreign
 from ..planning.plan import Obj
 from . import metrics
 from .store import Store
@@ -54,13 +54,14 @@ class ChildWriter:
                 owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
                 metrics.JOBS_LAUNCHED.labels(owner).inc()
             return True
-        owner_uid = (controller_of(obj) or {}).get("uid")
-        if owner_uid:
-            path = f"{collection_of(obj)}/{meta['name']}"
-            conflict = foreign(obj["kind"], await self.kube.get_or_none(path), owner_uid)
-            if conflict is not None:
-                self.store.conflicts.setdefault(owner_uid, {})[path] = conflict
-                raise NameConflictError(conflict.message)
+        owner_uid = controller_uid(obj)
+        if owner_uid is None:  # planning marks every child; an unmarked one has no owner to protect
+            return False
+        path = f"{collection_of(obj)}/{meta['name']}"
+        conflict = foreign(obj["kind"], await self.kube.get_or_none(path), owner_uid)
+        if conflict is not None:
+            self.note_conflict(owner_uid, path, conflict)
+            raise NameConflictError(conflict.message)
         return False
 
     async def create_or_patch(self, obj: Obj) -> None:
@@ -77,13 +78,14 @@ class ChildWriter:
         found = False
         for obj in children:
             meta = obj["metadata"]
-            owner_uid = (controller_of(obj) or {}).get("uid")
+            owner_uid = controller_uid(obj)
             kind = str(obj["kind"])
             stored = self.store.get(STORE_KINDS.get(kind, kind), meta["namespace"], meta["name"])
-            if not owner_uid or (stored is not None and foreign(obj["kind"], stored, owner_uid) is None):
+            if owner_uid is None or (stored is not None and foreign(kind, stored, owner_uid) is None):
                 continue
             path = f"{collection_of(obj)}/{meta['name']}"
-            conflict = foreign(obj["kind"], stored or await self.kube.get_or_none(path), owner_uid)
+            # The store's copy may lag (a deleted squatter): only the API server's answer decides a conflict.
+            conflict = foreign(kind, await self.kube.get_or_none(path), owner_uid)
             if conflict is not None:
                 self.note_conflict(owner_uid, path, conflict)
                 found = True
@@ -93,6 +95,11 @@ class ChildWriter:
     def note_conflict(self, owner_uid: str, path: str, conflict: NameConflict) -> None:
         """Record a child name a gather found held by an object the owner does not control."""
         self.store.conflicts.setdefault(owner_uid, {})[path] = conflict
+
+    def forget_conflicts(self, owner_uid: str | None) -> None:
+        """Drop what was recorded for an owner that is gone."""
+        if owner_uid:
+            self.store.conflicts.pop(owner_uid, None)
 
     async def name_conflicts(self, owner_uid: str) -> tuple[NameConflict, ...]:
         """The owner's recorded conflicts that still stand: each path is read again (a freed or adopted

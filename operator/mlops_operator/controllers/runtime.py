@@ -23,6 +23,7 @@ from .. import __version__
 from ..api.common import GROUP, VERSION
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
+from ..integrations.prometheus import redacted
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
 from ..planning.jobs import WorkerSettings
@@ -70,14 +71,16 @@ class Settings:
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
             server_image=os.environ.get("MLOPS_SERVER_IMAGE", f"mlops-operator/server:{__version__}"),
-            prometheus_url=os.environ.get("MLOPS_PROMETHEUS_URL"),
+            prometheus_url=_checked_url(os.environ.get("MLOPS_PROMETHEUS_URL") or "") or None,
             # controller-runtime's default: polite to a shared API server; raise it for big fleets.
             api_qps=float(os.environ.get("MLOPS_API_QPS", "20")),
             # A periodic relist repairs whatever a lost watch event left wrong (controller-runtime's SyncPeriod).
             resync_seconds=float(os.environ.get("MLOPS_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
             source_policy=_checked_source_policy(os.environ.get(ENV_SOURCE_POLICY, "")),
             prometheus_allowed_urls=tuple(
-                _url_key(url) for url in os.environ.get("MLOPS_PROMETHEUS_ALLOWED_URLS", "").split(",") if url.strip()
+                _checked_url(url)
+                for url in os.environ.get("MLOPS_PROMETHEUS_ALLOWED_URLS", "").split(",")
+                if url.strip()
             ),
             custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
             workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", "")),
@@ -88,11 +91,11 @@ class Settings:
         operator's URL and the chart's allowed ones, compared exactly, so no object points the operator elsewhere."""
         if not requested:
             return self.prometheus_url, None
-        allowed = {_url_key(u) for u in (self.prometheus_url, *self.prometheus_allowed_urls) if u}
-        if _url_key(requested) in allowed:
-            return requested, None
+        allowed = {_url_key(u): u for u in (*self.prometheus_allowed_urls, self.prometheus_url) if u}
+        if _url_key(requested) in allowed:  # the chart's own spelling is queried, never the object's
+            return allowed[_url_key(requested)], None
         return None, (
-            f"spec.monitoring.prometheusUrl {requested[:200]} is not an allowed Prometheus "
+            f"spec.monitoring.prometheusUrl {redacted(requested)[:200]} is not an allowed Prometheus "
             "(chart values prometheus.url and prometheus.allowedUrls); nothing is queried"
         )
 
@@ -112,6 +115,19 @@ def _checked_secret_name(raw: str) -> str:
     if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name):
         raise ValueError(f"MLOPS_WORKLOAD_SECRET must be a Secret name (DNS subdomain), not {raw!r}")
     return name
+
+
+def _checked_url(raw: str) -> str:
+    # A bad chart value stops the operator at start with the reason, not every Deployment's reconcile later.
+    url = raw.strip()
+    if url:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as error:
+            raise ValueError(f"Prometheus URL {redacted(url)!r} is not a URL: {error}") from error
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"Prometheus URL {redacted(url)!r} must be http(s)://host[:port][/path]")
+    return url
 
 
 def _url_key(url: str) -> str:
@@ -221,6 +237,7 @@ class Runtime(ChildWriter):
                 current = body if body is not None else await self.get(kind, namespace, name)
                 if current is None or current["metadata"].get("deletionTimestamp"):
                     self.forget(key)
+                    self.forget_conflicts(((current or body or {}).get("metadata") or {}).get("uid"))
                     return
                 if not self.leading:  # leadership was lost while this pass waited for its lock
                     return
@@ -233,8 +250,10 @@ class Runtime(ChildWriter):
             except StaleObjectError:
                 self.requeue(key, 0.2)
             except NameConflictError as error:  # recorded in the store: the next pass's plan says so
-                log.warning("%s %s/%s: %s", kind, namespace, name, error)
-                self.requeue(key, 0.2)
+                delay = 0.2 if key not in self.failures else self._backoff(key)
+                self.failures.setdefault(key, 0)
+                log.warning("%s %s/%s: %s; looking again in %.1fs", kind, namespace, name, error, delay)
+                self.requeue(key, delay)
             except (MlflowError, ApiError, OSError, httpx.HTTPError) as error:  # outside failures: no traceback
                 metrics.RECONCILE_ERRORS.labels(kind).inc()
                 delay = self._backoff(key)

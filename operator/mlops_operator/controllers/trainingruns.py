@@ -20,6 +20,7 @@ from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
 from ..contract import ANNOTATION_DATA_NOT_BEFORE, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
 from ..integrations.mlflow import MlflowError
 from ..kubeapi import ApiError
+from ..planning.conflicts import foreign
 from ..planning.observed import TrainingDataset, TrainingRunObserved, WorkerJobObserved
 from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
@@ -51,8 +52,9 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
     dataset, dataset_error = None, None
     ownership: ModelOwnership | None = None
     ownership_error: MlflowError | None = None
-    if status.phase in TERMINAL:
-        job = WorkerJobObserved(name, job=rt.store.get("Job", meta.namespace, name))
+    if status.phase in TERMINAL:  # only a Job this run controls is ever patched (its TTL)
+        stored = rt.store.get("Job", meta.namespace, name)
+        job = WorkerJobObserved(name, job=None if foreign("Job", stored, meta.uid) else stored)
     else:
         job = await gather_job(rt, meta.namespace, name, bool(status.job_name), contract.EXPERIMENT_TRAINING, meta.uid)
         if job.job is None and job.job_error is None:  # nothing runs yet: what starting it depends on

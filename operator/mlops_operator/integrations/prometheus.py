@@ -65,11 +65,19 @@ def custom_query(query: str, namespace: str, deployment: str, track: str, window
     return query
 
 
+def redacted(url: str) -> str:
+    """`url` without the user and password it may carry (they are credentials, and status is public)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}" if sep else url
+
+
 class Prometheus:
     """Instant queries against one Prometheus server."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self.shown = redacted(self.url)  # what messages (and so status) may name: no userinfo
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
     async def aclose(self) -> None:
@@ -86,9 +94,9 @@ class Prometheus:
         try:
             response = await self._http.get("/api/v1/query", params={"query": query})
         except httpx.TimeoutException as error:
-            raise PrometheusError(f"Prometheus at {self.url} timed out ({type(error).__name__})") from error
+            raise PrometheusError(f"Prometheus at {self.shown} timed out ({type(error).__name__})") from error
         except httpx.HTTPError as error:
-            raise PrometheusError(f"Prometheus at {self.url} is unreachable ({type(error).__name__})") from error
+            raise PrometheusError(f"Prometheus at {self.shown} is unreachable ({type(error).__name__})") from error
         try:
             payload = response.json()
         except ValueError:
@@ -100,7 +108,7 @@ class Prometheus:
             # may not be a Prometheus at all): only the HTTP code and a known errorType. The text goes to the log.
             error_type = str(payload.get("errorType") or "")
             known = f", {error_type}" if error_type in ERROR_TYPES else ""
-            log.warning("Prometheus at %s answered %s: %.300s", self.url, response.status_code, payload.get("error"))
+            log.warning("Prometheus at %s answered %s: %.300s", self.shown, response.status_code, payload.get("error"))
             invalid = response.status_code == 400 or error_type == "bad_data"
             detail = f"Prometheus answered HTTP {response.status_code}{known}"
             raise PrometheusError(
@@ -113,4 +121,4 @@ class Prometheus:
             return [({str(k): str(v) for k, v in (item.get("metric") or {}).items()}, float(item["value"][1]))
                     for item in data["result"]]  # fmt: skip
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
-            raise PrometheusError(f"Prometheus at {self.url} answered a malformed query result") from error
+            raise PrometheusError(f"Prometheus at {self.shown} answered a malformed query result") from error

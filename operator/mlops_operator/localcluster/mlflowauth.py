@@ -7,6 +7,7 @@ by the admin: a user owns (MANAGE) what it creates and reads the rest (`default_
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from dataclasses import dataclass
@@ -31,24 +32,21 @@ class MlflowAuth:
     def admin_password(self) -> str:
         """The admin's password, made on first use."""
         path = self.root / "admin-password"
-        if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24))
+        if not path.exists() or not path.read_text().strip():
+            _write_private(path, secrets.token_urlsafe(24))
         return path.read_text().strip()
 
     def env(self) -> dict[str, str]:
         """The server's environment: its auth config and a stable Flask secret (sessions, CSRF)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
+        _write_private(
+            self.config,
             "[mlflow]\n"
             "default_permission = READ\n"
             f"database_uri = sqlite:///{(self.root / 'basic_auth.db').resolve()}\n"
             f"admin_username = {ADMIN}\n"
             f"admin_password = {self.admin_password}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
         )
-        self.config.chmod(0o600)
         return {
             "MLFLOW_AUTH_CONFIG_PATH": str(self.config.resolve()),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": self.admin_password,
@@ -57,6 +55,15 @@ class MlflowAuth:
     def client_env(self) -> dict[str, str]:
         """The admin's credentials as MLflow clients (and the operator) read them."""
         return {"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": self.admin_password}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte (no window under a looser umask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    path.chmod(0o600)
 
 
 def mlflow_server_argv(root: Path, host: str, port: int, *, auth: bool = False, workers: int = 2) -> list[str]:

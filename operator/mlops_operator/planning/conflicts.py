@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api.common import CommonStatus, ConditionStatus
+from ..contract import ANNOTATION_CONTROLLER_UID
 from .conditions import find_typed, set_typed
 from .ownership import recheck_after
 from .plan import Event, Meta, Obj, Plan, parse_time, rfc3339
@@ -42,13 +43,20 @@ def controller_of(obj: Obj) -> Obj | None:
     return next((ref for ref in refs if ref.get("controller")), None)
 
 
+def controller_uid(obj: Obj) -> str | None:
+    """The uid of the object that controls `obj`: its controller ownerReference, else the creator annotation
+    of children that carry no ownerReference (planning marks every child it creates one way or the other)."""
+    ref = controller_of(obj)
+    if ref is not None:
+        return str(ref.get("uid") or "") or None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_CONTROLLER_UID) or None
+
+
 def foreign(kind: str, obj: Obj | None, owner_uid: str) -> NameConflict | None:
     """A conflict when `obj` exists and is not controlled by the owner with `owner_uid`."""
-    if obj is None:
+    if obj is None or controller_uid(obj) == owner_uid:
         return None
     ref = controller_of(obj)
-    if ref is not None and ref.get("uid") == owner_uid:
-        return None
     controller = f"{ref.get('kind')}/{ref.get('name')}" if ref is not None else None
     return NameConflict(kind, str((obj.get("metadata") or {}).get("name")), controller)
 

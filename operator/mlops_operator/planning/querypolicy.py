@@ -11,6 +11,7 @@ The chart can also turn custom queries off (`prometheus.customQueries: off`).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -29,9 +30,12 @@ def scoped_query(query: str, namespace: str, policy: CustomQueries = "scoped") -
     """`query` with every selector restricted to `namespace`, or QueryRefusedError."""
     if policy == "off":
         raise QueryRefusedError(QUERIES_OFF)
-    tree = _parse(query)
-    printed = _render(tree, namespace)
-    _check_scoped(_parse(printed), namespace)
+    try:
+        tree = _parse(query)
+        printed = _render(tree, namespace)
+        _check_scoped(_parse(printed), namespace)
+    except RecursionError as error:  # nesting deeper than Python's stack: refused, never a failed reconcile
+        raise QueryRefusedError("the query is nested too deeply") from error
     return printed
 
 
@@ -54,24 +58,43 @@ def _scoped(matchers: list[promql.Matcher], namespace: str) -> list[promql.Match
     return [*kept, promql.Matcher(promql.MatchOp.Equal, NAMESPACE_LABEL, namespace)]
 
 
-def _selector(node: promql.VectorSelector, namespace: str) -> promql.VectorSelector:
-    if node.matchers.or_matchers:  # the parser's printer cannot write these back; refused rather than guessed
+def _selector(node: promql.VectorSelector, namespace: str, range_: timedelta | None = None) -> str:
+    """A selector printed from the tree, its label values quoted here (the parser's printer does not escape)."""
+    if node.matchers.or_matchers:
         raise QueryRefusedError("selectors with `or` between matchers are not supported in custom queries")
-    node.matchers = promql.Matchers(_scoped(list(node.matchers.matchers), namespace))
-    return node
+    matchers = [
+        m for m in _scoped(list(node.matchers.matchers), namespace)
+        if not (node.name and m.name == "__name__" and m.op == promql.MatchOp.Equal and m.value == node.name)
+    ]  # fmt: skip
+    text = (node.name or "") + "{" + ",".join(f"{m.name}{_op(m.op)}{_quoted(m.value)}" for m in matchers) + "}"
+    if range_ is not None:
+        text += f"[{promql.display_duration(range_)}]"
+    return text + _at(node.at) + _offset(node.offset)
+
+
+def _op(op: promql.MatchOp) -> str:
+    if op == promql.MatchOp.Equal:
+        return "="
+    if op == promql.MatchOp.NotEqual:
+        return "!="
+    return "=~" if op == promql.MatchOp.Re else "!~"
+
+
+def _quoted(value: str) -> str:
+    # A JSON string is a valid PromQL double-quoted string (Go escapes), with every quote and backslash escaped.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _render(node: promql.Expr, namespace: str) -> str:
-    """PromQL text of `node` with every selector scoped; composite nodes are printed here, leaves by the parser."""
+    """PromQL text of `node` with every selector scoped; composite nodes are printed here, leaves here too."""
     if isinstance(node, promql.VectorSelector):
-        return str(_selector(node, namespace))
+        return _selector(node, namespace)
     if isinstance(node, promql.MatrixSelector):
-        node.vector_selector = _selector(node.vector_selector, namespace)
-        return str(node)
+        return _selector(node.vector_selector, namespace, node.range)
     if isinstance(node, promql.NumberLiteral):
         return repr(float(node.val))
     if isinstance(node, promql.StringLiteral):
-        return str(node)
+        return _quoted(node.val)
     if isinstance(node, promql.ParenExpr):
         return f"({_render(node.expr, namespace)})"
     if isinstance(node, promql.UnaryExpr):

@@ -92,6 +92,7 @@ def training_run(meta: Meta, name: str, template: Obj, cause: RetrainingStatus) 
     annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}deployment"] = meta.name
     annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}version"] = str(cause.version)
     annotations[contract.ANNOTATION_DATA_NOT_BEFORE] = cause.decided_at or ""
+    annotations[contract.ANNOTATION_CONTROLLER_UID] = meta.uid  # no ownerReference: the run outlives the Deployment
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingRun",

@@ -17,6 +17,7 @@ from .. import contract
 from ..api.common import API_VERSION, ConditionStatus
 from ..api.trainingrun import TrainingRunStatus
 from ..contract import (
+    ANNOTATION_CONTROLLER_UID,
     ANNOTATION_DATASET_VERSION,
     ANNOTATION_RUN_ID,
     LABEL_DATASET,
@@ -264,7 +265,8 @@ def _model_version(
     }
     if spec.promotion is not None:  # as the user wrote it: the ModelVersion's own defaults fill in the rest
         mv_spec["promotion"] = spec.promotion.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    annotations = {ANNOTATION_RUN_ID: run.run_id}
+    # No ownerReference (the version outlives its run); the annotation says which run made it.
+    annotations = {ANNOTATION_RUN_ID: run.run_id, ANNOTATION_CONTROLLER_UID: meta.uid}
     if dataset_version:
         annotations[ANNOTATION_DATASET_VERSION] = dataset_version
     return {

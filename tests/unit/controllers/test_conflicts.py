@@ -162,3 +162,32 @@ def test_a_service_of_the_deployments_name_owned_by_another_app_blocks_every_app
         assert condition(plan.status, "Ready")["reason"] == "NameConflict"
 
     asyncio.run(scenario())
+
+
+def test_children_without_owner_references_are_claimed_by_their_creator_annotation() -> None:
+    """A retraining TrainingRun (and a run's ModelVersion) outlives its creator, so it carries no
+    ownerReference; the creator's uid annotation decides, and an unmarked object of that name is a conflict."""
+
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow()
+        rt = fake_runtime(kube, mlflow)
+        path = "/apis/mlops.dev/v1alpha1/namespaces/ns/trainingruns/iris-retrain-1"
+        run = {
+            "apiVersion": "mlops.dev/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {
+                "name": "iris-retrain-1",
+                "namespace": "ns",
+                "annotations": {contract.ANNOTATION_CONTROLLER_UID: "dep-uid"},
+            },
+            "spec": {},
+        }
+        kube.objects[path] = {**run, "metadata": {**run["metadata"], "annotations": {}}}  # someone's, unmarked
+        with pytest.raises(NameConflictError, match="TrainingRun iris-retrain-1 exists and has no controller"):
+            await rt.create(run)
+        assert list(rt.store.conflicts["dep-uid"]) == [path]
+        kube.objects[path] = run  # the operator's own, from before a restart
+        assert await rt.create(run) is False
+        assert await rt.name_conflicts("dep-uid") == () and rt.store.conflicts == {}
+
+    asyncio.run(scenario())
