@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STATE_DIR ?= .localcluster
+# Test workers beside each other on the one local cluster: cluster tests mostly wait on reconciles, pods and
+# MLflow, so more workers than the 2 cores still shortens the run; outage tests then run alone.
+TEST_WORKERS ?= 4
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install system-deps binaries crds lint unit integration test demo cluster-up cluster-down cluster-status clean
@@ -32,15 +35,16 @@ lint: install
 	$(BIN)/mlops-operator crds --check
 
 unit: install
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit -q -n 2
 
 integration: install binaries
-	$(BIN)/pytest tests/integration -q
+	$(BIN)/pytest tests/integration -q -n $(TEST_WORKERS) --dist worksteal
 
 # The session fixture brings the local cluster up (or reuses a healthy one) and leaves it
 # running so the next run is warm; `make cluster-down` stops it.
 test: install binaries lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests -m "not outage" -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/pytest tests -m outage
 
 cluster-up: install binaries
 	$(BIN)/mlops-operator cluster up --state-dir $(STATE_DIR)

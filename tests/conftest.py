@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # The real-cluster fixtures, shared by tests/integration and tests/faults.
 pytest_plugins = ["tests.fixtures.cluster"]
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    parallel = "PYTEST_XDIST_WORKER" in os.environ
     for item in items:
         for mark in ("skip", "skipif", "xfail"):
             if item.get_closest_marker(mark):
                 raise pytest.UsageError(f"{item.nodeid} carries @{mark}: every test must run and be able to fail")
+        # An outage would fail the tests other workers run on the same cluster at that moment.
+        if parallel and item.get_closest_marker("outage"):
+            raise pytest.UsageError(
+                f"{item.nodeid} stops a shared cluster component: select it with `-m outage` and run it without -n "
+                "(`make test` runs `-m 'not outage' -n N`, then `-m outage`)"
+            )
 
 
 @pytest.hookimpl(trylast=True)

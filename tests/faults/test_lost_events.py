@@ -74,6 +74,7 @@ def stable_track(kube: Kube, namespace: str) -> dict | None:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+@pytest.mark.outage
 @pytest.mark.timeout(480)
 def test_track_deleted_while_the_watch_was_cut_is_recreated_by_the_resync(
     crds_installed: Kube, namespace: str, tmp_path: Path

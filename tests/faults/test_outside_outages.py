@@ -103,6 +103,7 @@ def assert_rolled_back_to_stable(
     )
 
 
+@pytest.mark.outage
 @pytest.mark.timeout(600)
 def test_prometheus_stopped_mid_analysis_degrades_then_aborts_at_the_error_limit(
     crds_installed: Kube, namespace: str, tmp_path: Path
@@ -196,6 +197,7 @@ def test_invalid_analysis_query_is_named_in_degraded_and_aborts_at_the_error_lim
         assert_rolled_back_to_stable(kube, namespace, model, v1, v2, "AnalysisErrors", final)
 
 
+@pytest.mark.outage
 @pytest.mark.timeout(600)
 def test_mlflow_stopped_mid_promotion_keeps_serving_and_moves_the_alias_once(
     crds_installed: Kube, namespace: str, tmp_path: Path
@@ -296,6 +298,7 @@ def worker_runs(kube: Kube, job: str) -> list[Obj]:
     return list(response.json().get("runs", []))
 
 
+@pytest.mark.outage
 @pytest.mark.timeout(600)
 def test_mlflow_stopped_mid_training_never_registers_a_version_twice(
     crds_installed: Kube, namespace: str, tmp_path: Path
@@ -352,6 +355,7 @@ def test_mlflow_stopped_mid_training_never_registers_a_version_twice(
         assert sum(r["info"]["status"] == "FINISHED" for r in runs) <= 1, "two worker runs finished"
 
 
+@pytest.mark.outage
 @pytest.mark.timeout(600)
 def test_apiserver_restarted_mid_canary_continues_without_repeating_a_step(
     crds_installed: Kube, namespace: str, tmp_path: Path

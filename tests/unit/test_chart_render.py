@@ -216,7 +216,7 @@ def test_the_source_policy_reaches_the_operator_and_parses() -> None:
 
 
 def test_the_prometheus_policy_reaches_the_operator_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_operator.controllers.runtime import Settings
+    from mlops_operator.controllers.settings import Settings
 
     rendered = env(
         render(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlops_operator import __version__
-from mlops_operator.controllers.runtime import Settings
+from mlops_operator.controllers.settings import Settings
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from mlops_operator.controllers.runtime import Settings
+from mlops_operator.controllers.settings import Settings
 from mlops_operator.localcluster.config import MLFLOW_AUTH_MARKER, ClusterConfig
 from mlops_operator.localcluster.services import mlflow_argv, mlflow_env
 

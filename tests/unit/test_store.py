@@ -60,3 +60,36 @@ def test_jobs_keep_what_outcomes_need_and_drop_the_env() -> None:
     assert kept["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}}
     assert kept["status"]["conditions"][0]["type"] == "Failed"
     assert kept["metadata"]["annotations"]["mlops.dev/dataset-version"] == "sha256:abc"
+
+
+def test_a_listing_drops_what_was_deleted_unseen_and_returns_it() -> None:
+    store = Store()
+    store.put("Service", obj("kept"))
+    store.put("Service", obj("gone-in-the-gap"))
+    dropped = store.replace("Service", [obj("kept"), obj("new-while-away")])
+    assert sorted(store.keys("Service")) == [("ns", "kept"), ("ns", "new-while-away")]
+    assert [key for key, _ in dropped] == [("ns", "gone-in-the-gap")]
+
+
+def test_watch_events_newer_than_the_list_win_over_it() -> None:
+    store = Store()
+    store.put("TrainingRun", obj("deleted-after-list-was-sent", status={"phase": "Running"}))
+    store.put("TrainingRun", obj("changed-after", status={"phase": "Running"}))
+    listed_at = store.revision  # the LIST is sent now; its answer arrives after the events below
+    store.delete("TrainingRun", "ns", "deleted-after-list-was-sent")
+    store.put("TrainingRun", obj("changed-after", status={"phase": "Succeeded"}))
+    store.put("TrainingRun", obj("created-after"))
+    listing = [obj("deleted-after-list-was-sent", status={"phase": "Running"}), obj("changed-after", status={})]
+    dropped = store.replace("TrainingRun", listing, listed_at)
+    assert store.get("TrainingRun", "ns", "deleted-after-list-was-sent") is None  # the tombstone held
+    assert store.get("TrainingRun", "ns", "changed-after")["status"]["phase"] == "Succeeded"
+    assert store.get("TrainingRun", "ns", "created-after") is not None
+    assert dropped == []
+    # Stamps the listing settled are dropped; only those newer than it are kept, so they do not pile up.
+    assert set(store.stamps["TrainingRun"]) == {
+        ("ns", "deleted-after-list-was-sent"),
+        ("ns", "changed-after"),
+        ("ns", "created-after"),
+    }
+    store.replace("TrainingRun", [obj("changed-after"), obj("created-after")])
+    assert store.stamps["TrainingRun"] == {}

@@ -21,6 +21,11 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+STORE_RELISTS = Counter(
+    "mlops_operator_store_relists_total",
+    "Relists of the store after kopf relisted a watch (410 Gone), by kind.",
+    ["kind"],
+)
 JOBS_LAUNCHED = Counter("mlops_operator_jobs_launched_total", "Worker Jobs created, by owner kind.", ["kind"])
 PROMOTIONS = Counter("mlops_operator_promotions_total", "MLflow alias moves made by the operator.", ["via"])
 CANARY_STEPS = Counter("mlops_operator_canary_steps_total", "Canary steps entered (including the first).")

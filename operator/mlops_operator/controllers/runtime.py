@@ -7,10 +7,9 @@ depends on) runs the same reconcile, which reads the world, plans, and applies t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-import os
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -19,138 +18,26 @@ from datetime import UTC, datetime
 
 import httpx
 
-from .. import __version__
 from ..api.common import GROUP, VERSION
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
-from ..integrations.prometheus import redacted
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..planning.conditions import status_changed
-from ..planning.jobs import WorkerSettings
 from ..planning.plan import Obj, Plan
-from ..planning.querypolicy import CustomQueries
-from ..worker.errors import WorkerError
-from ..worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
 from . import metrics
 from .children import PLURALS, ChildWriter, NameConflictError, collection_of
+from .settings import Settings
 from .store import Store, collection_paths
 
 log = logging.getLogger("mlops.controllers")
 
-DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 MAX_BACKOFF_SECONDS = 60.0
 APPLY_GRACE_SECONDS = 5.0
 EFFECT_CONFIRM_SECONDS = 0.5
-DEFAULT_RESYNC_SECONDS = 600.0
+LISTING_QUIET_SECONDS = 30.0  # no listed object of a kind for this long, then one more: kopf relists
+RELIST_DELAY_SECONDS = 2.0
 
 Reconciler = Callable[["Runtime", Obj], Awaitable[Plan | None]]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Operator configuration, from the environment (the Helm chart sets these)."""
-
-    tracking_uri: str
-    worker_image: str
-    server_image: str
-    prometheus_url: str | None
-    api_qps: float = 20.0
-    resync_seconds: float = DEFAULT_RESYNC_SECONDS
-    source_policy: str = ""  # JSON (worker/sourcepolicy.py), passed to every worker Job; "": none
-    # Prometheus URLs a Deployment's spec.monitoring.prometheusUrl may name (prometheus_url always may).
-    prometheus_allowed_urls: tuple[str, ...] = ()
-    custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
-    workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
-        MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
-        MLOPS_WORKLOAD_SECRET."""
-        return cls(
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
-            worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
-            server_image=os.environ.get("MLOPS_SERVER_IMAGE", f"mlops-operator/server:{__version__}"),
-            prometheus_url=_checked_url(os.environ.get("MLOPS_PROMETHEUS_URL") or "") or None,
-            # controller-runtime's default: polite to a shared API server; raise it for big fleets.
-            api_qps=float(os.environ.get("MLOPS_API_QPS", "20")),
-            # A periodic relist repairs whatever a lost watch event left wrong (controller-runtime's SyncPeriod).
-            resync_seconds=float(os.environ.get("MLOPS_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
-            source_policy=_checked_source_policy(os.environ.get(ENV_SOURCE_POLICY, "")),
-            prometheus_allowed_urls=tuple(
-                _checked_url(url)
-                for url in os.environ.get("MLOPS_PROMETHEUS_ALLOWED_URLS", "").split(",")
-                if url.strip()
-            ),
-            custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
-            workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", "")),
-        )
-
-    def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
-        """The Prometheus a Deployment is analysed with, and why its own URL is refused (if it is): only the
-        operator's URL and the chart's allowed ones, compared exactly, so no object points the operator elsewhere."""
-        if not requested:
-            return self.prometheus_url, None
-        allowed = {_url_key(u): u for u in (*self.prometheus_allowed_urls, self.prometheus_url) if u}
-        if _url_key(requested) in allowed:  # the chart's own spelling is queried, never the object's
-            return allowed[_url_key(requested)], None
-        return None, (
-            f"spec.monitoring.prometheusUrl {redacted(requested)[:200]} is not an allowed Prometheus "
-            "(chart values prometheus.url and prometheus.allowedUrls); nothing is queried"
-        )
-
-    @property
-    def worker(self) -> WorkerSettings:
-        """How Job pods are built."""
-        return WorkerSettings(
-            image=self.worker_image,
-            tracking_uri=self.tracking_uri,
-            source_policy=self.source_policy,
-            credentials_secret=self.workload_secret,
-        )
-
-
-def _checked_secret_name(raw: str) -> str:
-    name = raw.strip()
-    if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name):
-        raise ValueError(f"MLOPS_WORKLOAD_SECRET must be a Secret name (DNS subdomain), not {raw!r}")
-    return name
-
-
-def _checked_url(raw: str) -> str:
-    # A bad chart value stops the operator at start with the reason, not every Deployment's reconcile later.
-    url = raw.strip()
-    if url:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as error:
-            raise ValueError(f"Prometheus URL {redacted(url)!r} is not a URL: {error}") from error
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"Prometheus URL {redacted(url)!r} must be http(s)://host[:port][/path]")
-    return url
-
-
-def _url_key(url: str) -> str:
-    return url.strip().rstrip("/")
-
-
-def _checked_custom_queries(raw: str) -> CustomQueries:
-    value = raw.strip() or "scoped"
-    if value == "scoped":
-        return "scoped"
-    if value == "off":
-        return "off"
-    raise ValueError(f"MLOPS_CUSTOM_QUERIES must be 'scoped' or 'off', not {raw!r}")
-
-
-def _checked_source_policy(raw: str) -> str:
-    # A bad chart value stops the operator at start with the reason, not every validation Job later.
-    if raw.strip():
-        try:
-            policy_from_env({ENV_SOURCE_POLICY: raw})
-        except WorkerError as error:
-            raise ValueError(str(error)) from error
-    return raw.strip()
 
 
 @dataclass
@@ -172,9 +59,11 @@ class Runtime(ChildWriter):
     namespaces: list[str] = field(default_factory=list)  # watched namespaces; empty: all
     profiles: dict[tuple[str, str, int], Obj] = field(default_factory=dict)  # reference profiles by version
     leading: bool = True  # False on a follower replica: it keeps its store current but acts on nothing
+    listings: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of its last listed object
+    relists: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # kind -> the store relist under way
 
-    def observe(self, kind: str, event_type: str, body: Obj) -> None:
-        """Keep the store current from a watch event."""
+    def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
+        """Keep the store current from a watch event (type None: an object of kopf's (re)listing)."""
         meta = body.get("metadata", {})
         if event_type == "DELETED":
             self.store.delete(kind, meta.get("namespace", ""), meta["name"])
@@ -182,16 +71,57 @@ class Runtime(ChildWriter):
                 self.forget((kind, meta.get("namespace", ""), meta["name"]))
         else:
             self.store.put(kind, body)
+        if event_type is None:
+            self._note_listing(kind)
+
+    def _note_listing(self, kind: str) -> None:
+        # kopf relists after a watch expired (410 Gone) but sends no DELETED for what went away in the gap, and
+        # says nothing when its listing ends; a listing that starts after a quiet spell is a relist, so the
+        # store relists the kind itself. The first listing follows seed_store and needs no second LIST.
+        now, last = time.monotonic(), self.listings.get(kind)
+        self.listings[kind] = now
+        if last is None or now - last < LISTING_QUIET_SECONDS or kind in self.relists:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: a synchronous caller (tests) relists itself
+            self.relists[kind] = asyncio.get_running_loop().create_task(self._relist_after_watch(kind))
+
+    async def _relist_after_watch(self, kind: str) -> None:
+        try:
+            await asyncio.sleep(RELIST_DELAY_SECONDS)  # after kopf's listing, which ours then supersedes
+            dropped = await self.relist(kind)
+            metrics.STORE_RELISTS.labels(kind).inc()
+            log.info("%s watch relisted: the store dropped %d object(s) deleted meanwhile", kind, len(dropped))
+        except (ApiError, OSError, httpx.HTTPError) as error:
+            log.warning("relisting %s failed: %r; the periodic resync repairs the store", kind, error)
+        finally:
+            self.relists.pop(kind, None)
+
+    async def relist(self, kind: str) -> list[tuple[tuple[str, str], Obj]]:
+        """LIST one kind into the store (merged with newer watch events) and reconcile whatever depended on
+        the objects it no longer holds: an owner whose child went away re-creates it. Returns the dropped."""
+        listed_at, items = self.store.revision, []
+        for listed_kind, path, selector in collection_paths(self.namespaces):
+            if listed_kind == kind:
+                listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
+                items.extend(listing.get("items", []))
+        dropped = self.store.replace(kind, items, listed_at)
+        for (namespace, name), obj in dropped:
+            if kind in PLURALS:
+                self.forget((kind, namespace, name))
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                if ref.get("controller") and ref.get("kind") in PLURALS:
+                    self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
+        return dropped
 
     async def seed_store(self) -> None:
         """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
         replaced by the listing, so objects deleted while a watch was down (or during a relist) are dropped."""
-        listed: dict[str, list[Obj]] = {}
+        listed_at, listed = self.store.revision, dict[str, list[Obj]]()
         for kind, path, selector in collection_paths(self.namespaces):
             listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
             listed.setdefault(kind, []).extend(listing.get("items", []))
         for kind, items in listed.items():
-            self.store.replace(kind, items)
+            self.store.replace(kind, items, listed_at)
 
     async def resync(self) -> None:
         """Relist into the store and reconcile every object: repairs what a lost watch event left wrong

@@ -83,23 +83,44 @@ class Store:
     # the conflict. The cluster stays the truth: each pass re-reads these paths, and a restarted operator
     # that forgot them finds them again at its next create.
     conflicts: dict[str, dict[str, NameConflict]] = field(default_factory=dict)
+    # Every put and delete bumps the revision and stamps its key (a delete leaves a tombstone stamp), so a
+    # LIST merged in later never undoes a watch event that arrived while the LIST was in flight.
+    revision: int = 0
+    stamps: dict[str, dict[Key, int]] = field(default_factory=dict)
 
     def put(self, kind: str, body: Obj) -> None:
         """Record the newest version of an object."""
         meta = body.get("metadata", {})
-        self.objects.setdefault(kind, {})[(meta.get("namespace", ""), meta["name"])] = summary(kind, body)
+        key = (meta.get("namespace", ""), meta["name"])
+        self.objects.setdefault(kind, {})[key] = summary(kind, body)
+        self._stamp(kind, key)
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
         self.objects.get(kind, {}).pop((namespace, name), None)
+        self._stamp(kind, (namespace, name))
 
-    def replace(self, kind: str, bodies: list[Obj]) -> None:
-        """Make a kind's entries exactly these objects (after a LIST): what was deleted meanwhile is gone."""
+    def _stamp(self, kind: str, key: Key) -> None:
+        self.revision += 1
+        self.stamps.setdefault(kind, {})[key] = self.revision
+
+    def replace(self, kind: str, bodies: list[Obj], listed_at: int | None = None) -> list[tuple[Key, Obj]]:
+        """Make a kind's entries those of a LIST sent at store revision `listed_at` (default: now), so what was
+        deleted while no watch event said so is gone; entries a watch event touched after `listed_at` stay as
+        that event left them. Returns the entries dropped."""
+        since = self.revision if listed_at is None else listed_at
+        current, stamps = self.objects.get(kind, {}), self.stamps.get(kind, {})
+        newer = {key for key, stamp in stamps.items() if stamp > since}
         fresh: dict[Key, Obj] = {}
         for body in bodies:
             meta = body.get("metadata", {})
-            fresh[(meta.get("namespace", ""), meta["name"])] = summary(kind, body)
+            key = (meta.get("namespace", ""), meta["name"])
+            if key not in newer:
+                fresh[key] = summary(kind, body)
+        fresh.update({key: current[key] for key in newer if key in current})
         self.objects[kind] = fresh
+        self.stamps[kind] = {key: stamps[key] for key in newer}  # older stamps are settled by this listing
+        return [(key, obj) for key, obj in current.items() if key not in fresh]
 
     def keys(self, kind: str) -> list[Key]:
         """Every stored (namespace, name) of a kind."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,12 +242,30 @@ def _require_root() -> None:
         )
 
 
+@contextlib.contextmanager
+def _exclusive(cfg: ClusterConfig) -> Iterator[None]:
+    # Parallel test workers (and a `make demo` beside a test run) call `up` at once: one starts what is
+    # missing, the others then find it healthy and reuse it, instead of all starting a second apiserver.
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with (cfg.state_dir / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
     """Start (or reuse) every component and wait until all are healthy; return seconds taken."""
     _require_root()
     started = time.monotonic()
+    with _exclusive(cfg):
+        _up(cfg, out)
+    return time.monotonic() - started
+
+
+def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     bin_dir = ensure_binaries()
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
     (cfg.state_dir / ".gitignore").write_text("*\n")
     ids = _identities(cfg)
     for who, path in (
@@ -285,11 +305,21 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
         60,
         cfg.logs_dir / "kube-controller-manager.log",
     )
-    return time.monotonic() - started
 
 
 def down(cfg: ClusterConfig, out: Callable[[str], None] = print, *, purge: bool = False) -> None:
     """Stop exactly the processes `up` started, then remove pod namespaces and the bridge."""
+    if cfg.state_dir.exists():
+        with _exclusive(cfg):
+            _down(cfg, out)
+    else:
+        _down(cfg, out)
+    if purge and cfg.state_dir.exists():
+        shutil.rmtree(cfg.state_dir)
+        out(f"  removed {cfg.state_dir}")
+
+
+def _down(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     for component in reversed(COMPONENTS):
         if _process(cfg, component).stop(grace_seconds=20 if component == "node-agent" else 10):
             out(f"  {component:<24} stopped")
@@ -297,9 +327,6 @@ def down(cfg: ClusterConfig, out: Callable[[str], None] = print, *, purge: bool 
         network.delete_namespace(netns)
     network.delete_bridge(cfg.bridge)
     (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
-    if purge and cfg.state_dir.exists():
-        shutil.rmtree(cfg.state_dir)
-        out(f"  removed {cfg.state_dir}")
 
 
 def status(cfg: ClusterConfig) -> dict[str, str]:

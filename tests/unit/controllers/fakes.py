@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mlops_operator.controllers.runtime import Runtime, Settings
+from mlops_operator.controllers.runtime import Runtime
+from mlops_operator.controllers.settings import Settings
 from mlops_operator.integrations.mlflow import MlflowError, RunInfo
 
 Obj = dict[str, Any]
