@@ -28,6 +28,7 @@ from ..planning.plan import Meta, Obj, Plan
 from ..planning.serving import ServerSettings, track_name
 from ..planning.trainingrun import model_version_name
 from . import metrics
+from .children import STORE_KINDS, collection_of
 from .runtime import Runtime, runtime
 
 MAX_CACHED_PROFILES = 256
@@ -124,16 +125,16 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
 def _tracks(rt: Runtime, meta: Meta) -> Tracks:
     """The serving objects from the store; one this Deployment does not control is a name conflict, not a track."""
     found: dict[str, Obj | None] = {}
-    for field, kind, name, path in (
-        ("stable", "ServingDeployment", track_name(meta.name, "stable"), "/apis/apps/v1"),
-        ("canary", "ServingDeployment", track_name(meta.name, "canary"), "/apis/apps/v1"),
-        ("service", "Service", meta.name, "/api/v1"),
+    for field, api_version, kind, name in (
+        ("stable", "apps/v1", "Deployment", track_name(meta.name, "stable")),
+        ("canary", "apps/v1", "Deployment", track_name(meta.name, "canary")),
+        ("service", "v1", "Service", meta.name),
     ):
-        obj = rt.store.get(kind, meta.namespace, name)
-        conflict = foreign("Service" if kind == "Service" else "Deployment", obj, meta.uid)
+        obj = rt.store.get(STORE_KINDS.get(kind, kind), meta.namespace, name)
+        conflict = foreign(kind, obj, meta.uid)
         if conflict is not None:
-            plural = "services" if kind == "Service" else "deployments"
-            rt.note_conflict(meta.uid, f"{path}/namespaces/{meta.namespace}/{plural}/{name}", conflict)
+            child = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": meta.namespace}}
+            rt.note_conflict(meta.uid, f"{collection_of(child)}/{name}", conflict)
             obj = None
         found[field] = obj
     return Tracks(**found)
