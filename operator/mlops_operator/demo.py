@@ -27,8 +27,11 @@ DEMO_REPLICAS = 2
 DEMO_DRIFT = {"method": "psi", "window": "1m", "interval": "15s", "minSamples": 1000, "consecutiveWindows": 2}
 
 
-def demo_manifests(data_uri: str, registered_model: str = "iris-classifier") -> list[Obj]:
-    """The iris example (Dataset, TrainingRun, Deployment) pointed at local data, with demo-sized timings."""
+def demo_manifests(
+    data_uri: str, registered_model: str = "iris-classifier", latency_p99_max: float | None = None
+) -> list[Obj]:
+    """The iris example (Dataset, TrainingRun, Deployment) pointed at local data, with demo-sized timings;
+    `latency_p99_max` replaces the example's canary latency bound (seconds)."""
     dataset = yaml.safe_load((REPO / "examples" / "iris" / "dataset.yaml").read_text())
     dataset["spec"]["source"]["uri"] = data_uri
     training = yaml.safe_load((REPO / "examples" / "iris" / "trainingrun.yaml").read_text())
@@ -44,6 +47,10 @@ def demo_manifests(data_uri: str, registered_model: str = "iris-classifier") -> 
     canary = spec["strategy"]["canary"]
     canary["steps"] = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 100}]
     canary["analysis"]["interval"] = "10s"
+    if latency_p99_max is not None:
+        for metric in canary["analysis"]["metrics"]:
+            if metric.get("builtin") == "latencyP99Seconds":
+                metric["max"] = latency_p99_max
     spec["monitoring"] = {"drift": dict(DEMO_DRIFT)}
     spec["retraining"] = {"enabled": True, "cooldown": "30m"}
     return [dataset, training, deployment]

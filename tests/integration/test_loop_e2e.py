@@ -66,7 +66,9 @@ def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
     lines: list[str] = []
     result = run_loop(
         settings,
-        demo_manifests(f"file://{data}", model),
+        # The suite's workers share 2 cores with the cluster: a p99 of a few hundred ms is CPU starvation, not the
+        # model; this test is about the loop, so it takes the bound test_serving.py uses (2 s).
+        demo_manifests(f"file://{data}", model, latency_p99_max=2.0),
         lambda m: kube.apply(yaml.safe_dump(m), namespace),
         lines.append,
     )

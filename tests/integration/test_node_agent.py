@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from mlops_operator.localcluster.processes import ManagedProcess, is_alive
 
 from .conftest import Kube, wait_for
@@ -47,6 +48,7 @@ def _container_pids() -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines() if "time.sleep(3600)" in line and "ip netns" not in line]
 
 
+@pytest.mark.outage  # every test's pods run under the one node agent
 def test_killed_agent_is_restarted_and_pods_recover(kube: Kube, namespace: str) -> None:
     state_dir = kube.kubeconfig.parent
     kube.apply(SLEEPER, namespace)

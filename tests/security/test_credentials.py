@@ -70,6 +70,7 @@ def deployment(model: str) -> str:
     )
 
 
+@pytest.mark.timeout(600)  # a second MLflow to start, then the whole pipeline, beside the other workers
 def test_the_whole_pipeline_runs_against_an_authenticated_mlflow(
     crds_installed: Kube,
     namespace: str,
