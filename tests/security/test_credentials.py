@@ -41,7 +41,8 @@ def auth_mlflow(crds_installed: Kube, tmp_path: Path) -> Iterator[tuple[str, Mlf
     with (tmp_path / "mlflow.log").open("ab") as log:
         server = subprocess.Popen(argv, env={**os.environ, **auth.env()}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for("the authenticated MLflow", lambda: _healthy(url) or server.poll() is not None, timeout=120)
+        # MLflow's start (imports, the auth database's migrations) takes minutes beside the other test workers.
+        wait_for("the authenticated MLflow", lambda: _healthy(url) or server.poll() is not None, timeout=300)
         assert server.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
         yield url, auth
     finally:
@@ -70,7 +71,7 @@ def deployment(model: str) -> str:
     )
 
 
-@pytest.mark.timeout(600)  # a second MLflow to start, then the whole pipeline, beside the other workers
+@pytest.mark.timeout(900)  # a second MLflow to start, then the whole pipeline, beside the other workers
 def test_the_whole_pipeline_runs_against_an_authenticated_mlflow(
     crds_installed: Kube,
     namespace: str,

@@ -124,6 +124,21 @@ def test_an_approved_newer_version_starts_a_canary_at_the_first_step() -> None:
     assert events(plan) == ["CanaryStarted"]
 
 
+def test_a_canary_whose_candidate_is_no_longer_approved_is_cancelled_saying_why() -> None:
+    running = deployment(canary_status(0, T0))
+    plan = plan_deployment(observe(running, holder=1, approved={}, stable_ready=3, canary_ready=1), T0)
+    assert plan.status["canaryVersion"] is None and plan.status["stableVersion"] == 1
+    cancelled = [e for e in plan.events if e.reason == "CanaryCancelled"]
+    assert len(cancelled) == 1 and "no other version is Approved (approved: none)" in cancelled[0].message
+    assert children(plan)["iris-canary"]["spec"]["replicas"] == 0
+    # While the candidate stays Approved the canary goes on, and an MLflow outage (holder unknown) cancels nothing.
+    for obs in (
+        observe(running, holder=1, approved=APPROVED, stable_ready=3, canary_ready=1),
+        observe(running, holder_error="MLflow down", approved={}, stable_ready=3, canary_ready=1),
+    ):
+        assert plan_deployment(obs, T0).status["canaryVersion"] == 2
+
+
 def test_step_advances_only_after_its_pause_with_the_canary_ready() -> None:
     passed = deployment(canary_status(0, T0, stepAnalysisPassed=True, lastAnalysisAt=stamp(T0 + timedelta(seconds=5))))
     obs = observe(passed, holder=1, approved=APPROVED, stable_ready=3, canary_ready=1)

@@ -73,7 +73,14 @@ def plan_rollout(
         _start_canary(plan, status, obs, target, stamp, problems)  # a newer candidate replaces the running canary
     elif target == stable:
         _clear_canary(status)
-        plan.events.append(Event("CanaryCancelled", f"version {stable} is wanted again; canary {canary} removed"))
+        why = (
+            "pinned in spec.model.version"
+            if obs.spec.model.version
+            else f"the alias names it and no other version is Approved (approved: {sorted(obs.approved) or 'none'})"
+        )
+        plan.events.append(
+            Event("CanaryCancelled", f"version {stable} is wanted again ({why}); canary {canary} removed")
+        )
     else:
         _progress_canary(plan, status, obs, now)
     _finish_first_rollout(plan, status, obs, stamp)
