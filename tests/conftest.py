@@ -18,10 +18,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if item.get_closest_marker(mark):
                 raise pytest.UsageError(f"{item.nodeid} carries @{mark}: every test must run and be able to fail")
         # An outage would fail the tests other workers run on the same cluster at that moment.
-        if parallel and item.get_closest_marker("outage"):
+        if parallel and (item.get_closest_marker("outage") or item.get_closest_marker("alone")):
             raise pytest.UsageError(
-                f"{item.nodeid} stops a shared cluster component: select it with `-m outage` and run it without -n "
-                "(`make test` runs `-m 'not outage' -n N`, then `-m outage`)"
+                f"{item.nodeid} must have the cluster to itself: select it with `-m 'outage or alone'` and run it "
+                "without -n (`make test` runs `-m 'not outage and not alone' -n N`, then `-m 'outage or alone'`)"
             )
 
 

@@ -71,6 +71,7 @@ def deployment(model: str) -> str:
     )
 
 
+@pytest.mark.alone  # beside 4 workers its second MLflow's requests time out (httpx ReadTimeout)
 @pytest.mark.timeout(900)  # a second MLflow to start, then the whole pipeline, beside the other workers
 def test_the_whole_pipeline_runs_against_an_authenticated_mlflow(
     crds_installed: Kube,
