@@ -43,8 +43,8 @@ integration: install binaries
 # The session fixture brings the local cluster up (or reuses a healthy one) and leaves it
 # running so the next run is warm; `make cluster-down` stops it.
 test: install binaries lint
-	$(BIN)/pytest tests -m "not outage and not alone" -n $(TEST_WORKERS) --dist worksteal
-	$(BIN)/pytest tests -m "outage or alone"
+	$(BIN)/pytest tests -m "not outage and not alone" -n $(TEST_WORKERS) --dist worksteal --durations 15
+	$(BIN)/pytest tests -m "outage or alone" --durations 0
 
 cluster-up: install binaries
 	$(BIN)/mlops-operator cluster up --state-dir $(STATE_DIR)

@@ -148,6 +148,7 @@ class Kill:
     stage: str
     moment: str  # "startup" or "working"
     crashed: bool  # the process had exited on its own before the kill
+    wall: str = ""  # UTC time of day, to read beside Event times
 
 
 class Killer(threading.Thread):
@@ -179,7 +180,15 @@ class Killer(threading.Thread):
                     return
                 crashed = not self.op.running()
                 self.op.kill()
-                self.kills.append(Kill(time.monotonic() - self.began, self.loop.stage, moment, crashed))
+                self.kills.append(
+                    Kill(
+                        time.monotonic() - self.began,
+                        self.loop.stage,
+                        moment,
+                        crashed,
+                        time.strftime("%H:%M:%S", time.gmtime()),
+                    )
+                )
                 time.sleep(self.rng.uniform(*DOWNTIME_SECONDS))
                 self.op.start()
                 self.last_restart = time.monotonic()
@@ -283,7 +292,7 @@ def test_random_sigkills_through_the_whole_loop_duplicate_nothing_and_converge(
         deployment_events = reasons(events_about(kube, namespace, "Deployment", "iris"))
         print(f"Deployment events: {dict(Counter(deployment_events))}")
         for once in ("CanaryStarted", "CanaryCompleted"):
-            assert deployment_events.count(once) <= 1, deployment_events
+            assert deployment_events.count(once) <= 1, _event_story(kube, namespace, loop, kills)
         for run in ("train-1", "train-2"):
             run_events = reasons(events_about(kube, namespace, "TrainingRun", run))
             assert run_events.count("JobCreated") <= 1 and run_events.count("Succeeded") <= 1, run_events
@@ -293,6 +302,20 @@ def test_random_sigkills_through_the_whole_loop_duplicate_nothing_and_converge(
             killer.join(timeout=60)
         op.stop()
         print(f"--- operator log (tail) ---\n{op.log_tail(60)}")
+
+
+def _event_story(kube: Kube, namespace: str, loop: Loop, kills: list[Kill]) -> str:
+    """Every Deployment and ModelVersion Event and every kill, in time order: why a canary started twice."""
+    lines = [
+        f"{e.get('firstTimestamp')}  Deployment/iris  {e['reason']}: {e.get('message')}"
+        for e in events_about(kube, namespace, "Deployment", "iris")
+    ]
+    for name in sorted(set(loop.modelversions.values())):
+        lines += [
+            f"{e.get('firstTimestamp')}  ModelVersion/{name}  {e['reason']}: {e.get('message')}"
+            for e in events_about(kube, namespace, "ModelVersion", name)
+        ]
+    return "\n".join(["events:", *sorted(lines), "kills (UTC): " + ", ".join(f"{k.wall}/{k.stage}" for k in kills)])
 
 
 def _healthy(url: str) -> bool:

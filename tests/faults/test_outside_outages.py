@@ -430,7 +430,7 @@ def test_canary_whose_pods_never_become_ready_aborts_at_the_progress_deadline(
         print(f"\ncanary start -> abort (CanaryNotReady, progressDeadline 30s): {abort_seconds:.0f}s")
         print(f"rollback: {final['rollbacks'][-1]['message']}")
         assert final["rollbacks"][-1]["reason"] == "CanaryNotReady", final["rollbacks"]
-        assert 30 <= abort_seconds <= 50, abort_seconds
+        assert 30 <= abort_seconds <= 60, abort_seconds  # detection waits for a reconcile; slower beside other workers
         assert not ready_canaries, f"a canary pod of the unloadable version became Ready: {ready_canaries}"
         assert_rolled_back_to_stable(kube, namespace, model, v1, broken, "CanaryNotReady", final)
 
