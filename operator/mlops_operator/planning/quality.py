@@ -245,7 +245,8 @@ class CanaryVerdict:
     canary_labels: float
     stable_labels: float
     margin: float
-    alpha: float
+    alpha: float  # of a pass (per look)
+    fail_alpha: float  # of a fail
     message: str
 
 
@@ -257,10 +258,11 @@ def _verdict(
     labels: tuple[float, float],
     margin_text: str,
     margin: float,
-    alpha: float,
+    alphas: tuple[float, float],
     why: str | None = None,
 ) -> CanaryVerdict:
     """pass when z shows non-inferiority at alpha, fail when the mirror test shows inferiority, else inconclusive."""
+    alpha, fail_alpha = alphas
     (cv, sv), (cn, sn) = values, labels
     shown = " vs ".join(
         f"{track} {'n/a' if v is None else f'{v:.3f}'} ({_labels(n)} labels)"
@@ -268,18 +270,22 @@ def _verdict(
     )
     if z is None:
         message = f"{metric} {shown}: {why}: inconclusive"
-        return CanaryVerdict("inconclusive", test, metric, None, None, cv, sv, cn, sn, margin, alpha, message)
+        return CanaryVerdict(
+            "inconclusive", test, metric, None, None, cv, sv, cn, sn, margin, alpha, fail_alpha, message
+        )
     p_within, p_worse = normal_sf(z), normal_sf(-z)
     if p_within < alpha:
         state: CanaryState = "pass"
         found = f"not worse than stable by {margin_text} (z {z:.2f}, p {p_within:.2g} < {alpha:g})"
-    elif p_worse < alpha:
+    elif p_worse < fail_alpha:
         state = "fail"
-        found = f"worse than stable by more than {margin_text} (z {z:.2f}, p {p_worse:.2g} < {alpha:g})"
+        found = f"worse than stable by more than {margin_text} (z {z:.2f}, p {p_worse:.2g} < {fail_alpha:g})"
     else:
         state = "inconclusive"
         found = f"within {margin_text} not shown yet (z {z:.2f}, p {p_within:.2g} >= {alpha:g}){why or ''}"
-    return CanaryVerdict(state, test, metric, z, p_within, cv, sv, cn, sn, margin, alpha, f"{metric} {shown}: {found}")
+    return CanaryVerdict(
+        state, test, metric, z, p_within, cv, sv, cn, sn, margin, alpha, fail_alpha, f"{metric} {shown}: {found}"
+    )
 
 
 def compare_accuracy(
@@ -289,21 +295,26 @@ def compare_accuracy(
     max_degradation: float,
     alpha: float,
     min_labels: int,
+    fail_alpha: float | None = None,
 ) -> CanaryVerdict:
-    """Farrington-Manning test of "canary accuracy >= stable's - max_degradation" (points, e.g. 0.03)."""
+    """Farrington-Manning test of "canary accuracy >= stable's - max_degradation" (points, e.g. 0.04).
+
+    A pass needs p < alpha; a fail p < fail_alpha (default alpha) in the mirror test.
+    """
     test, margin_text = "farrington-manning", f"{max_degradation:g}"
+    alphas = (alpha, alpha if fail_alpha is None else fail_alpha)
     values = (measure(canary, "accuracy").value, measure(stable, "accuracy").value)
     labels = (canary.labels, stable.labels)
     if reason := canary.missing or stable.missing:
-        return _verdict(test, "accuracy", None, values, labels, margin_text, max_degradation, alpha, reason)
+        return _verdict(test, "accuracy", None, values, labels, margin_text, max_degradation, alphas, reason)
     if min(labels) < max(1, min_labels):
         why = f"{min_labels:,} labels on each track needed"
-        return _verdict(test, "accuracy", None, values, labels, margin_text, max_degradation, alpha, why)
+        return _verdict(test, "accuracy", None, values, labels, margin_text, max_degradation, alphas, why)
     (xc, xs), (nc, ns) = (canary.right, stable.right), labels
     z = difference_score(xc, nc, xs, ns, -max_degradation)
     needed = labels_needed(xs / ns, max_degradation, alpha, ratio=ns / nc)
     hint = f"; about {needed:,} canary labels needed at this split" if needed > nc else ""
-    return _verdict(test, "accuracy", z, values, labels, margin_text, max_degradation, alpha, hint)
+    return _verdict(test, "accuracy", z, values, labels, margin_text, max_degradation, alphas, hint)
 
 
 def compare_errors(
@@ -313,24 +324,29 @@ def compare_errors(
     max_degradation: float,
     alpha: float,
     min_labels: int,
+    fail_alpha: float | None = None,
 ) -> CanaryVerdict:
-    """Mann-Whitney test of "canary |errors| <= (1 + max_degradation) x stable's" on the binned histograms."""
+    """Mann-Whitney test of "canary |errors| <= (1 + max_degradation) x stable's" on the binned histograms.
+
+    The margin is relative (0.1: 10 % larger errors); pass and fail as compare_accuracy's.
+    """
     test, margin_text = "mann-whitney", f"{100 * max_degradation:g} % in |error|"
+    alphas = (alpha, alpha if fail_alpha is None else fail_alpha)
     values = (measure(canary, "mae").value, measure(stable, "mae").value)
     ours, theirs = canary.histogram(), stable.histogram()
     if isinstance(ours, str) or isinstance(theirs, str):
         why = f"canary {ours}" if isinstance(ours, str) else f"stable {theirs}"
         labels = (canary.labels, stable.labels)
-        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alpha, why)
+        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alphas, why)
     labels = (float(sum(ours[1])), float(sum(theirs[1])))
     if ours[0] != theirs[0]:
         why = "the tracks' |error| buckets differ"
-        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alpha, why)
+        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alphas, why)
     if max_degradation < 0:
         raise ValueError("max_degradation must be >= 0")
     if min(labels) < max(1, min_labels):
         why = f"{min_labels:,} labels on each track needed"
-        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alpha, why)
+        return _verdict(test, "mae", None, values, labels, margin_text, max_degradation, alphas, why)
     scaled = scale_histogram(ours[0], theirs[1], 1.0 + max_degradation)
     z = mann_whitney_binned(ours[1], scaled).z(greater=False)
-    return _verdict(test, "mae", z, values, labels, margin_text, max_degradation, alpha)
+    return _verdict(test, "mae", z, values, labels, margin_text, max_degradation, alphas)

@@ -36,8 +36,8 @@ def per_look_alpha(alpha: float, looks: int) -> float:
 
 
 def max_looks(interval_seconds: float, pause_seconds: float, deadline_seconds: float) -> int:
-    """How many analyses a canary step can run before its progress deadline: one per interval."""
-    return max(1, int((pause_seconds + deadline_seconds) // max(1e-9, interval_seconds)))
+    """Analyses a canary step can run: one per interval, the first after the deadline included (it is judged first)."""
+    return max(1, int((pause_seconds + deadline_seconds) // max(1e-9, interval_seconds)) + 1)
 
 
 def restricted_proportions(x1: float, n1: float, x2: float, n2: float, delta: float) -> tuple[float, float]:
