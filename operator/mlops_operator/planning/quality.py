@@ -125,10 +125,12 @@ def _classification(counts: ClassificationCounts, metric: Metric, positive: str 
         return Measured(metric, counts.right / total if total else None, total, None if total else "no labels")
     if not counts.confusion:
         return Measured(metric, None, total, f"{metric} needs the confusion counts, which the window lacks")
-    classes = sorted({t for t, _ in counts.confusion} | {p for _, p in counts.confusion})
+    seen = [key for key, count in counts.confusion.items() if count > 0]  # a zero increase is a class not seen
+    classes = sorted({t for t, _ in seen} | {p for _, p in seen})
     tp = {c: 0.0 for c in classes}
     true_n, predicted_n = dict(tp), dict(tp)
-    for (true, predicted), count in counts.confusion.items():
+    for true, predicted in seen:
+        count = counts.confusion[(true, predicted)]
         true_n[true] += count
         predicted_n[predicted] += count
         if true == predicted:
