@@ -49,6 +49,7 @@ class Rollout:
     max_degradation: float = 0.04
     alpha: float = 0.05
     min_labels: int = 200
+    spend_alpha: bool = True  # False: every look at the full alpha, to see what the spending buys
     spend_fail_alpha: bool = False  # True: a fail also needs alpha / looks (slower to abort, no fewer holds)
 
     @property
@@ -58,8 +59,8 @@ class Rollout:
 
     @property
     def look_alpha(self) -> float:
-        """The significance of one look."""
-        return per_look_alpha(self.alpha, self.looks)
+        """The significance of a pass at one look."""
+        return per_look_alpha(self.alpha, self.looks) if self.spend_alpha else self.alpha
 
 
 def _stream(rng: np.random.Generator, rate: float, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +234,12 @@ def table(trials: int = 1000, seed: int = 0) -> str:
             d = detection_delays(rate, drop, m, trials=max(50, trials // 5), seed=seed)
             cells.append(f"{_quantile(d, 0.5):.0f} s / {_quantile(d, 0.9):.0f} s")
         lines.append(f"| {rate:g} | " + " | ".join(cells) + " |")
+    by_gap = {
+        points: false_alarm_rate(1.0, Monitoring(BASE_ACCURACY - points / 100), seed=seed) for points in (1, 2, 3)
+    }
+    gaps = ", ".join(f"min {points} pts below: {100 * rate:.2f} %" for points, rate in by_gap.items())
     lines += [
+        f"False alarms at 1 label/s by the bound's distance from the usual accuracy: {gaps}",
         "",
         f"Canary: steps {'/'.join(map(str, r.steps))} %, interval {r.interval:g}s, pause {r.pause:g}s, deadline"
         f" {r.deadline:g}s ({r.looks} looks, alpha {r.alpha:g} per step = {r.look_alpha:.4f} per look),"
