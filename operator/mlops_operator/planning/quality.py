@@ -278,13 +278,13 @@ def _verdict(
     p_within, p_worse = normal_sf(z), normal_sf(-z)
     if p_within < alpha:
         state: CanaryState = "pass"
-        found = f"not worse than stable by {margin_text} (z {z:.2f}, p {p_within:.2g} < {alpha:g})"
+        found = f"not worse than stable by {margin_text} (z {z:.2f}, p {p_within:.2g} < {alpha:.2g})"
     elif p_worse < fail_alpha:
         state = "fail"
-        found = f"worse than stable by more than {margin_text} (z {z:.2f}, p {p_worse:.2g} < {fail_alpha:g})"
+        found = f"worse than stable by more than {margin_text} (z {z:.2f}, p {p_worse:.2g} < {fail_alpha:.2g})"
     else:
         state = "inconclusive"
-        found = f"within {margin_text} not shown yet (z {z:.2f}, p {p_within:.2g} >= {alpha:g}){why or ''}"
+        found = f"within {margin_text} not shown yet (z {z:.2f}, p {p_within:.2g} >= {alpha:.2g}){why or ''}"
     return CanaryVerdict(
         state, test, metric, z, p_within, cv, sv, cn, sn, margin, alpha, fail_alpha, f"{metric} {shown}: {found}"
     )
