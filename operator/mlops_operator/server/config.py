@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import contract
 
@@ -23,6 +23,14 @@ ENV_MAX_INFLIGHT_BYTES = "MLOPS_MAX_INFLIGHT_BYTES"  # request-body bytes one wo
 ENV_BODY_TIMEOUT_S = "MLOPS_BODY_TIMEOUT_S"
 ENV_TRACK = "MLOPS_TRACK"  # stable | canary: a metric label
 ENV_DEPLOYMENT = "MLOPS_DEPLOYMENT"  # the deployments.mlops.dev name: a metric label
+ENV_NAMESPACE = "MLOPS_NAMESPACE"  # the Deployment's namespace: bound into prediction ids
+# Prediction ids and feedback (predictionids.py, feedback.py). The keys come from the namespace's workload
+# Secret (envFrom); without MLOPS_FEEDBACK_KEY predictions carry no ids and /feedback answers 409.
+ENV_FEEDBACK_KEY = "MLOPS_FEEDBACK_KEY"
+ENV_FEEDBACK_KEY_PREVIOUS = "MLOPS_FEEDBACK_KEY_PREVIOUS"  # verifies only: rotation
+ENV_FEEDBACK_MAX_AGE_S = "MLOPS_FEEDBACK_MAX_AGE_S"  # labels for older predictions are refused
+ENV_FEEDBACK_MAX_ITEMS = "MLOPS_FEEDBACK_MAX_ITEMS"  # labels per feedback request
+ENV_FEEDBACK_REPLAY_SIZE = "MLOPS_FEEDBACK_REPLAY_SIZE"  # ids one worker remembers, not to count twice
 ENV_METRICS = "MLOPS_METRICS"  # "false" turns off request metrics and drift counters
 ENV_DRIFT = "MLOPS_DRIFT"  # "false" keeps request metrics but skips the per-feature bin counters
 ENV_INLINE_BUDGET_MS = "MLOPS_INLINE_BUDGET_MS"
@@ -44,6 +52,10 @@ DEFAULT_INLINE_BUDGET_MS = 2.0
 # Drain delay + shutdown timeout + uvicorn's own ~0.7 s must fit in the pod's terminationGracePeriodSeconds (10).
 DEFAULT_DRAIN_DELAY_S = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 3
+DEFAULT_FEEDBACK_MAX_AGE_S = 7 * 24 * 3600.0
+DEFAULT_FEEDBACK_MAX_ITEMS = 10_000
+DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 35 MB per worker (feedback.ReplayGuard)
+MIN_FEEDBACK_KEY_BYTES = 16
 
 _FALSE = {"0", "false", "no", "off"}
 
@@ -75,6 +87,13 @@ class ServerConfig:
     drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     shutdown_timeout_s: int = DEFAULT_SHUTDOWN_TIMEOUT_S
     allow_unsafe_model_formats: bool = False
+    namespace: str = ""
+    # Secrets: kept out of repr, so that logging a configuration shows no key.
+    feedback_key: str = field(default="", repr=False)
+    feedback_key_previous: str = field(default="", repr=False)
+    feedback_max_age_s: float = DEFAULT_FEEDBACK_MAX_AGE_S
+    feedback_max_items: int = DEFAULT_FEEDBACK_MAX_ITEMS
+    feedback_replay_size: int = DEFAULT_FEEDBACK_REPLAY_SIZE
     # The loader's retry schedule when the registry is unreachable: doubling, capped.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -111,6 +130,16 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     return default if not raw else raw not in _FALSE
 
 
+def _key(env: Mapping[str, str], name: str) -> str:
+    """A feedback key (surrounding whitespace, as a Secret made from a file has, is not part of it)."""
+    key = env.get(name, "").strip()
+    if key and len(key.encode()) < MIN_FEEDBACK_KEY_BYTES:
+        # Refused rather than used: a short key would make every id forgeable by guessing it.
+        size = len(key.encode())
+        raise ConfigError(f"{name} has {size} bytes; a feedback key needs at least {MIN_FEEDBACK_KEY_BYTES}")
+    return key
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
     """The configuration in `env` (default: os.environ); raises ConfigError naming a bad variable."""
     env = os.environ if env is None else env
@@ -138,4 +167,10 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         drain_delay_s=_float(env, ENV_DRAIN_DELAY_S, DEFAULT_DRAIN_DELAY_S),
         shutdown_timeout_s=_int(env, ENV_SHUTDOWN_TIMEOUT_S, DEFAULT_SHUTDOWN_TIMEOUT_S, 0),
         allow_unsafe_model_formats=_bool(env, ENV_ALLOW_UNSAFE_MODEL_FORMATS, False),
+        namespace=env.get(ENV_NAMESPACE, "").strip(),
+        feedback_key=_key(env, ENV_FEEDBACK_KEY),
+        feedback_key_previous=_key(env, ENV_FEEDBACK_KEY_PREVIOUS),
+        feedback_max_age_s=_float(env, ENV_FEEDBACK_MAX_AGE_S, DEFAULT_FEEDBACK_MAX_AGE_S),
+        feedback_max_items=_int(env, ENV_FEEDBACK_MAX_ITEMS, DEFAULT_FEEDBACK_MAX_ITEMS, 1),
+        feedback_replay_size=_int(env, ENV_FEEDBACK_REPLAY_SIZE, DEFAULT_FEEDBACK_REPLAY_SIZE, 1),
     )

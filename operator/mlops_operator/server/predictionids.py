@@ -1,0 +1,256 @@
+"""Signed prediction ids: any replica of a Deployment verifies a label's id without a shared store.
+
+An id is the prediction itself, signed: the model version, the track, the issue time and the
+predicted class (or value), with a keyed MAC over it. What is not spelled into the id is bound into
+the MAC key: the key is derived from the Secret's key, the namespace, the Deployment and the served
+model name, so an id minted for another Deployment (or model, or namespace) fails verification.
+
+Format 1, base64url without padding, every part a multiple of 3 bytes so that base64 needs no padding
+and one response's prefix is encoded once for all of its rows:
+
+  prefix, one per response (18 bytes for a version of up to 2 digits on stable or canary)
+    format        1 byte    1
+    flags         1 byte    track (low nibble: 0 stable, 1 canary, 2 named) | prediction kind << 4
+    issued        4 bytes   seconds since the epoch, big-endian unsigned
+    version       1 byte length + ASCII
+    [track]       1 byte length + UTF-8, for a named track only
+    nonce         8-10 random bytes: to a multiple of 3; with the row, makes every id unique
+  per row (24 bytes for a regression, 24-27 for a short class label)
+    row           4 bytes   index of the row in its response, big-endian unsigned
+    prediction    kind 0: float64 big-endian | kind 1: 1 byte length + UTF-8 label (a length of 255
+                  means a 16-byte BLAKE2b digest of a longer label follows) + zero bytes to a multiple of 3
+    tag           12 bytes  keyed BLAKE2b-96 over everything before it
+
+The MAC key is HMAC-SHA256(secret, "mlops-prediction-id/1" 0 namespace 0 deployment 0 model). One
+response costs one prefix and, per row, one copy of a BLAKE2b state that has absorbed the prefix, one
+update and one digest; the rows are base64-encoded in one call (bench/prediction_ids.py measures it).
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import MIN_FEEDBACK_KEY_BYTES
+
+FORMAT = 1
+TAG_BYTES = 12  # 96-bit tags: a forger's chance per attempt is 2^-96
+NONCE_BYTES = 8  # at least; 8 to 10, so that the prefix is a multiple of 3 bytes
+DIGEST_BYTES = 16
+MAX_INLINE_LABEL = 254  # longer labels are carried as their digest (length byte 255)
+LONG_LABEL = 255
+MAX_ROWS = 2**32 - 1
+MIN_KEY_BYTES = MIN_FEEDBACK_KEY_BYTES
+MAX_ID_CHARS = 512  # the longest id minted (a 254-byte label) is 392 characters
+KIND_VALUE = 0  # a regression: the predicted number
+KIND_LABEL = 1  # a classification: the predicted class, as label_text gives it
+TRACK_CODES = {"stable": 0, "canary": 1}
+NAMED_TRACK = 2
+CONTEXT = b"mlops-prediction-id/1"
+
+# Why an id is refused (also the `reason` label of the rejected-feedback counter).
+MALFORMED = "malformed"
+SIGNATURE = "signature"
+
+_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+_HEAD = struct.Struct(">BBI")
+_VALUE_ROW = np.dtype([("row", ">u4"), ("value", ">f8")])
+_ROW = struct.Struct(">I")
+_ZEROS = (b"", b"\0", b"\0\0")
+
+
+class IdError(Exception):
+    """An id that cannot be trusted: `reason` is MALFORMED or SIGNATURE, `message` says what was wrong."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionId:
+    """A verified id: what was predicted, by which version and track, when."""
+
+    version: str
+    track: str
+    issued: int
+    kind: int  # KIND_VALUE or KIND_LABEL
+    value: float | None  # the prediction of a regression
+    label: str | None  # the predicted class, or None when only its digest is carried
+    label_digest: bytes | None  # for a class label longer than MAX_INLINE_LABEL bytes
+    tag: bytes  # unique per id: what the replay guard remembers
+
+
+def label_text(value: Any) -> str | None:
+    """A class label as the ids carry it: 1, 1.0 and "1"... compare equal as "1"; None for what is no label."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            return None
+        return str(int(number)) if number.is_integer() and abs(number) < 2**63 else repr(number)
+    return None
+
+
+def label_digest(text: str) -> bytes:
+    """The digest a long label is carried as."""
+    return hashlib.blake2b(text.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def derive_key(secret: bytes, namespace: str, deployment: str, model: str) -> bytes:
+    """The MAC key of one Deployment's model: ids of another Deployment, model or namespace do not verify."""
+    context = b"\0".join([CONTEXT, namespace.encode(), deployment.encode(), model.encode()])
+    return hmac.new(secret, context, "sha256").digest()
+
+
+def key_bytes(text: str) -> bytes:
+    """A key as the Secret holds it (surrounding whitespace, e.g. a file's newline, is not part of it)."""
+    return text.strip().encode()
+
+
+def _short(data: bytes, what: str) -> bytes:
+    if len(data) > 255:
+        raise ValueError(f"{what} is longer than 255 bytes")
+    return bytes([len(data)]) + data
+
+
+def _label_part(text: str) -> bytes:
+    """A row's prediction field for a class label, padded so that row + part + tag is a multiple of 3 bytes."""
+    raw = text.encode()
+    part = bytes([len(raw)]) + raw if len(raw) <= MAX_INLINE_LABEL else bytes([LONG_LABEL]) + label_digest(text)
+    return part + _ZEROS[-(4 + len(part) + TAG_BYTES) % 3]
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).decode("ascii")
+
+
+class IdSigner:
+    """Mints ids with the current key; verifies with the current key or the previous one (rotation)."""
+
+    def __init__(
+        self, key: bytes, previous: bytes | None = None, *, namespace: str = "", deployment: str = "", model: str = ""
+    ) -> None:
+        if len(key) < MIN_KEY_BYTES or (previous is not None and len(previous) < MIN_KEY_BYTES):
+            raise ValueError(f"a feedback key needs at least {MIN_KEY_BYTES} bytes")
+        keys = [key] if previous is None else [key, previous]
+        # A keyed BLAKE2b state per key, copied per id: keying costs a compression we then pay once.
+        self._macs = [
+            hashlib.blake2b(key=derive_key(k, namespace, deployment, model), digest_size=TAG_BYTES) for k in keys
+        ]
+
+    def _prefix(self, version: str, track: str, kind: int, issued: int) -> bytes:
+        code = TRACK_CODES.get(track, NAMED_TRACK)
+        head = _HEAD.pack(FORMAT, code | kind << 4, issued) + _short(version.encode(), "the model version")
+        if code == NAMED_TRACK:
+            head += _short(track.encode(), "the track")
+        return head + os.urandom(NONCE_BYTES + (-(len(head) + NONCE_BYTES)) % 3)
+
+    def mint(self, version: str, track: str, predictions: np.ndarray, issued: float, *, labels: bool) -> list[str]:
+        """One id per prediction (a 1-D array): class labels when `labels`, else numbers (a regression)."""
+        rows = len(predictions)
+        if rows > MAX_ROWS:
+            raise ValueError(f"{rows} rows: ids carry at most {MAX_ROWS}")
+        if not rows:
+            return []
+        prefix = self._prefix(version, track, KIND_LABEL if labels else KIND_VALUE, int(issued))
+        head = _b64(prefix)
+        state = self._macs[0].copy()
+        state.update(prefix)
+        copy = state.copy
+        parts: list[bytes] = []
+        append = parts.append
+        if not labels:
+            packed = np.empty(rows, dtype=_VALUE_ROW)
+            packed["row"] = np.arange(rows)
+            packed["value"] = predictions
+            raw = packed.tobytes()
+            for start in range(0, 12 * rows, 12):
+                body = raw[start : start + 12]
+                mac = copy()
+                mac.update(body)
+                append(body)
+                append(mac.digest())
+            text = _b64(b"".join(parts))
+            return [head + text[i : i + 32] for i in range(0, 32 * rows, 32)]
+        encoded: dict[Any, bytes] = {}
+        widths: list[int] = []
+        row = _ROW.pack
+        for index, value in enumerate(predictions.tolist()):
+            part = encoded.get(value)
+            if part is None:
+                text_label = label_text(value)
+                part = encoded[value] = _label_part(text_label if text_label is not None else str(value))
+            body = row(index) + part
+            mac = copy()
+            mac.update(body)
+            append(body)
+            append(mac.digest())
+            widths.append((len(body) + TAG_BYTES) // 3 * 4)
+        text = _b64(b"".join(parts))
+        ids, at = [], 0
+        for width in widths:
+            ids.append(head + text[at : at + width])
+            at += width
+        return ids
+
+    def verify(self, text: Any) -> PredictionId:
+        """The id's contents once its tag verifies; IdError says why not. Times are not judged here."""
+        if not isinstance(text, str):
+            raise IdError(MALFORMED, f"an id is a string, got {type(text).__name__}")
+        if not 32 <= len(text) <= MAX_ID_CHARS or len(text) % 4 or not _ID_CHARS.fullmatch(text):
+            raise IdError(MALFORMED, "not a prediction id (base64url, 32 to 512 characters, a multiple of 4)")
+        raw = binascii.a2b_base64(text.translate(_FROM_URLSAFE))
+        if raw[0] != FORMAT:
+            raise IdError(MALFORMED, f"unknown id format {raw[0]}; this server reads format {FORMAT}")
+        signed, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+        for state in self._macs:
+            mac = state.copy()
+            mac.update(signed)
+            if hmac.compare_digest(mac.digest(), tag):
+                break
+        else:
+            raise IdError(SIGNATURE, "the id's signature does not verify: altered, forged, or from another deployment")
+        try:
+            return _parse(signed, tag)
+        except (IndexError, ValueError, UnicodeDecodeError) as error:  # signed by us, so only a bug gets here
+            raise IdError(MALFORMED, f"the id does not parse: {error}") from error
+
+
+def _parse(signed: bytes, tag: bytes) -> PredictionId:
+    _, flags, issued = _HEAD.unpack_from(signed)
+    at = _HEAD.size
+    version = signed[at + 1 : at + 1 + signed[at]].decode()
+    at += 1 + signed[at]
+    code, kind = flags & 0x0F, flags >> 4
+    if code == NAMED_TRACK:
+        track = signed[at + 1 : at + 1 + signed[at]].decode()
+        at += 1 + signed[at]
+    else:
+        track = next(name for name, c in TRACK_CODES.items() if c == code)
+    at += NONCE_BYTES + (-at - NONCE_BYTES) % 3 + 4  # nonce, row
+    if kind == KIND_VALUE:
+        (value,) = struct.unpack_from(">d", signed, at)
+        return PredictionId(version, track, issued, kind, value, None, None, tag)
+    if kind != KIND_LABEL:
+        raise ValueError(f"unknown prediction kind {kind}")
+    length = signed[at]
+    if length == LONG_LABEL:
+        return PredictionId(version, track, issued, kind, None, None, signed[at + 1 : at + 1 + DIGEST_BYTES], tag)
+    return PredictionId(version, track, issued, kind, None, signed[at + 1 : at + 1 + length].decode(), None, tag)
