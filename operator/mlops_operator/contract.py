@@ -96,3 +96,18 @@ METRIC_REQUESTS = "mlops_server_requests_total"
 METRIC_DURATION = "mlops_server_request_duration_seconds"
 METRIC_FEATURE_BINS = "mlops_server_feature_bin_total"
 METRIC_FEATURE_NULLS = "mlops_server_feature_nulls_total"
+# Labels for signed prediction ids (server/feedback.py). Labels: model, version, track, deployment (+ namespace
+# from the scrape) where version and track are those in each id — a canary's prediction labelled through a
+# stable pod counts for the canary — except on the rejected counter, which carries the refusing server's own.
+METRIC_FEEDBACK = "mlops_server_feedback_total"  # classification: + outcome (FEEDBACK_CORRECT | FEEDBACK_INCORRECT)
+METRIC_FEEDBACK_CONFUSION = "mlops_server_feedback_confusion_total"  # + true_class, predicted_class
+# Regression, error = prediction - label: a histogram of |error| (its _sum and _count: the absolute-error sum and
+# the number of labels), the squared-error sum, and the signed error as two monotonic sums (bias = (over - under)
+# / count): a counter cannot go down, so the negative errors are summed apart.
+METRIC_FEEDBACK_ABSOLUTE_ERROR = "mlops_server_feedback_absolute_error"
+METRIC_FEEDBACK_SQUARED_ERROR = "mlops_server_feedback_squared_error_total"
+METRIC_FEEDBACK_OVERPREDICTION = "mlops_server_feedback_overprediction_total"  # sum of error where error > 0
+METRIC_FEEDBACK_UNDERPREDICTION = "mlops_server_feedback_underprediction_total"  # sum of -error where error < 0
+METRIC_FEEDBACK_REJECTED = "mlops_server_feedback_rejected_total"  # + reason (server/feedback.py REASONS)
+FEEDBACK_CORRECT = "correct"
+FEEDBACK_INCORRECT = "incorrect"

@@ -120,8 +120,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 def make_app(registry: Registry, uri: str = "models:/iris-classifier/1", **overrides: Any) -> ServerApp:
     """A loaded app (loading waited for) with test-friendly settings."""
-    config = ServerConfig(model_uri=uri, tracking_uri=registry.tracking_uri, track="canary", deployment="iris",
-                          **overrides)  # fmt: skip
+    settings = {"track": "canary", "deployment": "iris", **overrides}
+    config = ServerConfig(model_uri=uri, tracking_uri=registry.tracking_uri, **settings)
     app = ServerApp(config)
     app.start()
     assert app.loader.wait(60), app.loader.reason

@@ -25,6 +25,7 @@ import orjson
 
 from .batching import Batcher
 from .config import ServerConfig, config_from_env
+from .feedback import NOT_CONFIGURED, Feedback, FeedbackError, ids_header, split_requested
 from .invocations import decode_invocations, encode_predictions
 from .limits import (
     BodyTooLargeError,
@@ -40,7 +41,7 @@ from .loader import FAILED, READY, BackgroundLoader
 from .metrics import OUTCOME_NOT_READY, OUTCOME_REJECTED, ServerMetrics, outcome_of
 from .model import LoadedModel, LoadError, load_model, parse_model_uri
 from .outputs import as_outputs, compute_outputs, prepare
-from .protocol_v2 import decode_infer_request, encode_infer_response, model_metadata
+from .protocol_v2 import ID_OUTPUT, decode_infer_request, encode_infer_response, model_metadata
 from .schema import Batch, InputError
 from .shutdown import Drain
 
@@ -49,10 +50,13 @@ log = logging.getLogger("mlops_operator.server")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-Response = tuple[int, bytes]
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes, Headers]
 
 SERVER_NAME = "mlops-server"
-_MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?/?$")
+_MODEL_PATH = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer|/feedback)?/?$"
+)
 _JSON = b"application/json"
 _CLOSE = (b"connection", b"close")
 RETRY_AFTER_SHED = b"1"
@@ -60,11 +64,11 @@ RETRY_AFTER_LOADING = b"5"
 FLUSH_INTERVAL_S = 1.0  # drift counts reach the Prometheus counters at most this late
 
 
-def _error(protocol: str, status: int, message: str) -> Response:
+def _error(protocol: str, status: int, message: str, *headers: tuple[bytes, bytes]) -> Answer:
     if protocol == "mlflow":
         code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
-        return status, orjson.dumps({"error_code": code, "message": message})
-    return status, orjson.dumps({"error": message})
+        return status, orjson.dumps({"error_code": code, "message": message}), list(headers)
+    return status, orjson.dumps({"error": message}), list(headers)
 
 
 class ServerApp:
@@ -86,9 +90,14 @@ class ServerApp:
         except LoadError as error:
             registered, bad_uri = "", error
         self.model_name = config.model_name or registered
+        feedback = bool(config.feedback_key)
         self.metrics = (
-            ServerMetrics(registered, config.track, config.deployment, drift=config.drift) if config.metrics else None
+            ServerMetrics(registered, config.track, config.deployment, drift=config.drift, feedback=feedback)
+            if config.metrics
+            else None
         )
+        # Signed prediction ids and labels for them (feedback.py); None without a key: no ids, /feedback 409.
+        self.feedback = Feedback.from_config(config, self.model_name, self.metrics.feedback if self.metrics else None)
         tracking_uri = config.tracking_uri or None
         self.loader = BackgroundLoader(
             load
@@ -201,6 +210,8 @@ class ServerApp:
                 status, body, content_type = route()
         elif path == "/invocations":
             status, body, extra = await self._inference(scope, receive, "mlflow", None)
+        elif path == "/feedback":
+            status, body, extra = await self._feedback(scope, receive, "mlflow")
         elif (match := _MODEL_PATH.match(path)) is not None:
             status, body, extra = await self._model_route(scope, receive, match)
         else:
@@ -236,7 +247,7 @@ class ServerApp:
         body, content_type = self.metrics.exposition()
         return 200, body, content_type.encode()
 
-    async def _model_route(self, scope: Scope, receive: Receive, match: re.Match[str]) -> tuple[int, bytes, list[Any]]:
+    async def _model_route(self, scope: Scope, receive: Receive, match: re.Match[str]) -> Answer:
         name, version, action = match["name"], match["version"], match["action"]
         model = self.model
         if name != self.model_name:
@@ -245,6 +256,10 @@ class ServerApp:
                 orjson.dumps({"error": f"model '{name}' not found; this server serves '{self.model_name}'"}),
             )
             return status, body, []
+        if action == "/feedback":  # for any version this Deployment served: each id names its own
+            if version is not None:
+                return _error("v2", 404, f"no versioned feedback: POST /v2/models/{name}/feedback")
+            return await self._feedback(scope, receive, "v2")
         if version is not None and model is not None and version != model.version:
             return 404, orjson.dumps({"error": f"version '{version}' not found; serving {model.version}"}), []
         if action == "/infer":
@@ -261,20 +276,19 @@ class ServerApp:
                 return 503, orjson.dumps({"name": name, "ready": False, "reason": "shutting down"}), []
             return 200, orjson.dumps({"name": name, "ready": True}), []
         platform = "sklearn" if model.flavor == "sklearn" else "mlflow"
-        return 200, model_metadata(name, model.version, platform, model.schema, model.outputs), []
+        outputs = [*model.outputs, (ID_OUTPUT, "BYTES")] if self.feedback is not None else model.outputs
+        return 200, model_metadata(name, model.version, platform, model.schema, outputs), []
 
     # -- inference ---------------------------------------------------------------------------------
-    async def _inference(
-        self, scope: Scope, receive: Receive, protocol: str, version: str | None
-    ) -> tuple[int, bytes, list[Any]]:
+    async def _inference(self, scope: Scope, receive: Receive, protocol: str, version: str | None) -> Answer:
         if scope["method"] != "POST":
-            return (*_error(protocol, 405, "use POST"), [])
+            return _error(protocol, 405, "use POST")
         start = time.perf_counter()
         model = self.model
         if model is None:
             self._count(OUTCOME_NOT_READY, None)
             why = "the model failed to load" if self.loader.state == FAILED else "the model is not loaded yet"
-            return (*_error(protocol, 503, f"{why}: {self.loader.reason}"), [(b"retry-after", RETRY_AFTER_LOADING)])
+            return _error(protocol, 503, f"{why}: {self.loader.reason}", (b"retry-after", RETRY_AFTER_LOADING))
         # The body is read before a slot is taken: a slow client holds bytes of the budget, never a slot.
         raw, refused = await self._receive_body(scope, receive, protocol)
         if refused is not None:
@@ -285,56 +299,57 @@ class ServerApp:
             if not self.limiter.try_acquire():
                 self._count(OUTCOME_REJECTED, None)
                 message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
-                return (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+                return _error(protocol, 503, message, (b"retry-after", RETRY_AFTER_SHED))
             try:
-                status, body = await self._score(raw, protocol, model)
+                status, body, extra = await self._score(raw, protocol, model)
             finally:
                 self.limiter.release()
         finally:
             self.body_budget.give_back(len(raw))
         self._count(outcome_of(status), time.perf_counter() - start)
-        return status, body, []
+        return status, body, extra
 
-    async def _receive_body(
-        self, scope: Scope, receive: Receive, protocol: str
-    ) -> tuple[bytes, tuple[int, bytes, list[Any]] | None]:
+    async def _receive_body(self, scope: Scope, receive: Receive, protocol: str) -> tuple[bytes, Answer | None]:
         """The request body, or the answer to a request whose body cannot be taken (4xx, or 503 to retry)."""
         headers = scope["headers"]
         if not json_content_type(headers):
-            return b"", (*_error(protocol, 415, "Content-Type must be application/json"), [])
+            return b"", _error(protocol, 415, "Content-Type must be application/json")
         limit = self.config.max_body_bytes
         length = declared_length(headers)
         if length is not None and length > limit:
-            return b"", (*_error(protocol, 413, f"request body of {length} bytes exceeds the limit of {limit}"), [])
+            return b"", _error(protocol, 413, f"request body of {length} bytes exceeds the limit of {limit}")
         timeout = self.config.body_timeout_s
         try:
             async with asyncio.timeout(timeout):
                 return await read_body(receive, limit, self.body_budget), None
         except TimeoutError:
-            return b"", (*_error(protocol, 408, f"the request body did not arrive within {timeout:g}s"), [])
+            return b"", _error(protocol, 408, f"the request body did not arrive within {timeout:g}s")
         except BodyTooLargeError:
-            return b"", (*_error(protocol, 413, f"request body exceeds the limit of {limit} bytes"), [])
+            return b"", _error(protocol, 413, f"request body exceeds the limit of {limit} bytes")
         except BudgetExceededError:
             message = f"overloaded: this worker holds {self.body_budget.limit} bytes of request bodies; retry"
-            return b"", (*_error(protocol, 503, message), [(b"retry-after", RETRY_AFTER_SHED)])
+            return b"", _error(protocol, 503, message, (b"retry-after", RETRY_AFTER_SHED))
         except ClientGoneError:
-            return b"", (*_error(protocol, 400, "the client went away before sending the body"), [])
+            return b"", _error(protocol, 400, "the client went away before sending the body")
 
     def _count(self, outcome: str, seconds: float | None) -> None:
         if self.metrics is not None:
             self.metrics.request(outcome, seconds)
 
-    async def _score(self, raw: bytes, protocol: str, model: LoadedModel) -> Response:
+    async def _score(self, raw: bytes, protocol: str, model: LoadedModel) -> Answer:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             return _error(protocol, 400, f"the body is not valid JSON: {error}")
         requested: list[str] | None = None
         request_id: str | None = None
+        want_ids = self.feedback is not None
         try:
             if protocol == "v2":
                 request = decode_infer_request(payload, model.schema)
                 batch, requested, request_id = request.batch, request.outputs, request.request_id
+                if want_ids:
+                    requested, want_ids = split_requested(requested)
             else:
                 batch = decode_invocations(payload, model.schema)
         except InputError as error:
@@ -356,9 +371,29 @@ class ServerApp:
         except Exception as error:
             log.exception("predict failed")
             return _error(protocol, 500, f"prediction failed: {type(error).__name__}: {error}")
+        ids = self.feedback.ids(model, outputs) if self.feedback is not None and want_ids else None
         if protocol == "v2":
-            return 200, encode_infer_response(self.model_name, model.version, request_id, outputs)
-        return 200, encode_predictions(outputs)
+            return 200, encode_infer_response(self.model_name, model.version, request_id, outputs, ids), []
+        return 200, encode_predictions(outputs, ids), ids_header(ids) if ids else []
+
+    async def _feedback(self, scope: Scope, receive: Receive, protocol: str) -> Answer:
+        """Labels for prediction ids (feedback.py): 200 with per-item results, or a 4xx for the whole body."""
+        if scope["method"] != "POST":
+            return _error(protocol, 405, "feedback takes POST")
+        if self.feedback is None:
+            return _error(protocol, 409, NOT_CONFIGURED)
+        model = self.model
+        if model is None:  # its classes bound the confusion labels
+            return _error(protocol, 503, "the model is not loaded yet", (b"retry-after", RETRY_AFTER_LOADING))
+        raw, refused = await self._receive_body(scope, receive, protocol)
+        if refused is not None:
+            return refused
+        try:
+            return 200, self.feedback.handle(raw, model), []
+        except FeedbackError as error:
+            return _error(protocol, error.status, error.message)
+        finally:
+            self.body_budget.give_back(len(raw))
 
     async def _predict(
         self, model: LoadedModel, batch: Batch, requested: list[str] | None

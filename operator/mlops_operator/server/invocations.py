@@ -17,6 +17,7 @@ import orjson
 from .schema import Batch, InputError, InputSchema, batch_from_columns, batch_from_rows, check_names
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+IDS_FIELD = "prediction_ids"  # signed prediction ids, one per row, when feedback is configured (feedback.py)
 
 
 def decode_invocations(payload: Any, schema: InputSchema) -> Batch:
@@ -106,8 +107,11 @@ def decode_instances(value: Any, schema: InputSchema, key: str) -> Batch:
     return batch_from_rows(schema, value)
 
 
-def encode_predictions(outputs: list[tuple[str, np.ndarray]]) -> bytes:
-    """{"predictions": ...} as `mlflow models serve` answers: a list, or records for several outputs."""
+def encode_predictions(outputs: list[tuple[str, np.ndarray]], ids: list[str] | None = None) -> bytes:
+    """{"predictions": ...} as `mlflow models serve` answers: a list, or records for several outputs.
+
+    With `ids` (feedback.py), "prediction_ids" is a list next to it, one id per row (MLflow's clients read
+    "predictions" only)."""
     if len(outputs) == 1:
         array = outputs[0][1]
         body: Any = array if array.dtype.kind in "biuf" else array.tolist()
@@ -115,4 +119,6 @@ def encode_predictions(outputs: list[tuple[str, np.ndarray]]) -> bytes:
         columns = {name: array.tolist() for name, array in outputs}
         rows = len(next(iter(columns.values())))
         body = [{name: values[i] for name, values in columns.items()} for i in range(rows)]
-    return orjson.dumps({"predictions": body}, option=orjson.OPT_SERIALIZE_NUMPY)
+    if ids is None:
+        return orjson.dumps({"predictions": body}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({"predictions": body, IDS_FIELD: ids}, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -22,6 +22,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .. import contract
 from ..profile import Profile, bin_labels, is_null
 from .schema import INT_TYPES, Batch, InputSchema
 
@@ -47,6 +48,8 @@ ERROR_OUTCOMES = (OUTCOME_SERVER_ERROR, OUTCOME_REJECTED, OUTCOME_NOT_READY)
 SMALL_BATCH = 64
 # Above this many comparisons (rows x features x edges) a batch is binned feature by feature.
 VECTOR_LIMIT = 2_000_000
+# |prediction - label| of a regression, in the target's own unit, so buckets span 1e-3 .. 1e6 (1, 2.5, 5 a decade).
+ERROR_BUCKETS = (*(float(f"{m}e{e}") for e in range(-3, 6) for m in (1, 2.5, 5)), 1e6)
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -115,7 +118,7 @@ def bin_counts(bins: np.ndarray, size: int) -> list[tuple[int, int]]:
 class ServerMetrics:
     """The server's metric families and, once a model is loaded, its label-bound children."""
 
-    def __init__(self, model: str, track: str, deployment: str, *, drift: bool = True) -> None:
+    def __init__(self, model: str, track: str, deployment: str, *, drift: bool = True, feedback: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.drift = drift
         self._lock = threading.Lock()
@@ -143,11 +146,15 @@ class ServerMetrics:
             [*LABELS, "feature"],
             registry=self.registry,
         )
+        # Registered only when ids are minted: a server without a key exposes no empty families.
+        self.feedback = FeedbackMetrics(self.registry, self._static) if feedback else None
         self.bind("")
 
     def bind(self, version: str, schema: InputSchema | None = None, profile: Profile | None = None) -> None:
         """Pre-resolve the children for `version` so the hot path never builds label tuples."""
         labels = {**self._static, "version": version}
+        if self.feedback is not None:
+            self.feedback.version = version
         self._outcomes = {o: self.requests.labels(**labels, outcome=o) for o in OUTCOMES}
         self._duration = self.duration.labels(**labels)
         self._rows = self.rows.labels(**labels)
@@ -280,3 +287,84 @@ class ServerMetrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class FeedbackMetrics:
+    """Counters of labelled predictions (feedback.py): version and track are the id's, model and deployment ours."""
+
+    def __init__(self, registry: CollectorRegistry, static: dict[str, str]) -> None:
+        self._model, self._deployment, self._track = static["model"], static["deployment"], static["track"]
+        self.version = ""  # of the model this server serves: the labels of what it rejects
+        self.outcomes = Counter(
+            _base(contract.METRIC_FEEDBACK),
+            "Classification labels by whether the prediction was right.",
+            [*LABELS, "outcome"],
+            registry=registry,
+        )
+        self.confusion = Counter(
+            _base(contract.METRIC_FEEDBACK_CONFUSION),
+            "Classification labels by true and predicted class (classes the model does not know: __other__).",
+            [*LABELS, "true_class", "predicted_class"],
+            registry=registry,
+        )
+        self.absolute_error = Histogram(
+            contract.METRIC_FEEDBACK_ABSOLUTE_ERROR,
+            "Regression labels: |prediction - label|.",
+            LABELS,
+            buckets=ERROR_BUCKETS,
+            registry=registry,
+        )
+        self.squared_error = Counter(
+            _base(contract.METRIC_FEEDBACK_SQUARED_ERROR),
+            "Regression labels: sum of (prediction - label)^2.",
+            LABELS,
+            registry=registry,
+        )
+        self.overprediction = Counter(
+            _base(contract.METRIC_FEEDBACK_OVERPREDICTION),
+            "Regression labels: sum of prediction - label where > 0.",
+            LABELS,
+            registry=registry,
+        )
+        self.underprediction = Counter(
+            _base(contract.METRIC_FEEDBACK_UNDERPREDICTION),
+            "Regression labels: sum of label - prediction where > 0.",
+            LABELS,
+            registry=registry,
+        )
+        self.rejected_items = Counter(
+            _base(contract.METRIC_FEEDBACK_REJECTED),
+            "Feedback items refused, by reason (labels: the refusing server's version and track).",
+            [*LABELS, "reason"],
+            registry=registry,
+        )
+        # Label children by label values: .labels() builds and hashes a tuple of strings each time.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, family: Any, *values: str) -> Any:
+        key = (str(id(family)), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*values)  # in the family's label order
+        return child
+
+    def classified(self, version: str, track: str, true_class: str, predicted_class: str, correct: bool) -> None:
+        """One classification label (classes already bounded to what the model knows)."""
+        outcome = contract.FEEDBACK_CORRECT if correct else contract.FEEDBACK_INCORRECT
+        ids = (self._model, version, track, self._deployment)
+        self._child(self.outcomes, *ids, outcome).inc()
+        self._child(self.confusion, *ids, true_class, predicted_class).inc()
+
+    def regressed(self, version: str, track: str, error: float) -> None:
+        """One regression label; `error` is prediction - label, finite."""
+        ids = (self._model, version, track, self._deployment)
+        self._child(self.absolute_error, *ids).observe(abs(error))
+        self._child(self.squared_error, *ids).inc(error * error)
+        if error > 0:
+            self._child(self.overprediction, *ids).inc(error)
+        elif error < 0:
+            self._child(self.underprediction, *ids).inc(-error)
+
+    def rejected(self, reason: str, count: int = 1) -> None:
+        """Items refused for `reason`."""
+        self._child(self.rejected_items, self._model, self.version, self._track, self._deployment, reason).inc(count)

@@ -76,6 +76,7 @@ class LoadedModel:
     predict_proba: Predict | None = None
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (name, OIP datatype), for metadata
     cost: PredictCost | None = None  # measured at load; None: always predict in a thread
+    classes: tuple[Any, ...] | None = None  # a classifier's classes_: bounds the feedback confusion labels
 
 
 def _classify(error: Exception, doing: str) -> LoadError:
@@ -197,6 +198,8 @@ def _load_local(
             raise LoadError("the model has no signature and no feature names; log it with a signature", retryable=False)
         predict, proba = sklearn_predictors(estimator, schema, sample_batch(schema, profile, 16))
         model = LoadedModel(name, version, run_id, "sklearn", schema, profile, predict, proba)
+        classes = getattr(estimator, "classes_", None)  # a Pipeline's is its last step's
+        model.classes = None if classes is None else tuple(np.asarray(classes).tolist())
     else:
         import mlflow.pyfunc
 

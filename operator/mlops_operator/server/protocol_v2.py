@@ -47,6 +47,7 @@ COLUMN_DATATYPES = {
 NUMPY_DATATYPES = {"f": {4: "FP32", 2: "FP16"}, "i": {4: "INT32", 2: "INT16", 1: "INT8"}, "u": {}}
 DEFAULT_OUTPUT = "predict"
 PROBA_OUTPUT = "predict_proba"
+ID_OUTPUT = "prediction_id"  # signed prediction ids, one per row, when feedback is configured (feedback.py)
 
 
 @dataclass
@@ -199,14 +200,21 @@ def _text(value: Any) -> Any:
 
 
 def encode_infer_response(
-    model_name: str, version: str, request_id: str | None, outputs: list[tuple[str, np.ndarray]]
+    model_name: str,
+    version: str,
+    request_id: str | None,
+    outputs: list[tuple[str, np.ndarray]],
+    ids: list[str] | None = None,
 ) -> bytes:
-    """The JSON body of an inference response."""
+    """The JSON body of an inference response; prediction `ids` (feedback.py) as a last BYTES output."""
+    tensors = [encode_tensor(name, array) for name, array in outputs]
+    if ids is not None:
+        tensors.append({"name": ID_OUTPUT, "datatype": "BYTES", "shape": [len(ids)], "data": ids})
     body = {
         "model_name": model_name,
         "model_version": version,
         "id": request_id or uuid.uuid4().hex,
-        "outputs": [encode_tensor(name, array) for name, array in outputs],
+        "outputs": tensors,
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -1,0 +1,311 @@
+"""Feedback: true labels for signed prediction ids, counted into Prometheus by the version and track in each id.
+
+`POST /v2/models/{name}/feedback` (and `POST /feedback`, next to /invocations) takes
+
+    {"feedback": [{"id": "<a prediction id>", "label": <the true class, or the true value>}, ...]}
+
+A body that is not such an object (not JSON, no list, too many items) is refused whole with a 4xx
+naming the problem. Otherwise every item is judged on its own and the answer is 200 with
+
+    {"accepted": 2, "rejected": [{"index": 1, "reason": "expired", "message": "..."}]}
+
+so that one stale id does not cost a client its whole batch; a refused item can be sent again once
+fixed (an id is only remembered once its label was counted). Reasons: see REASONS.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..profile import OTHER_BIN
+from .config import ENV_FEEDBACK_KEY, ServerConfig
+from .metrics import FeedbackMetrics
+from .model import LoadedModel
+from .predictionids import (
+    KIND_VALUE,
+    MALFORMED,
+    SIGNATURE,
+    IdError,
+    IdSigner,
+    PredictionId,
+    key_bytes,
+    label_digest,
+    label_text,
+)
+from .protocol_v2 import DEFAULT_OUTPUT, ID_OUTPUT
+
+log = logging.getLogger("mlops_operator.server")
+
+NOT_CONFIGURED = f"feedback is not configured for this server (no {ENV_FEEDBACK_KEY})"
+IDS_HEADER = b"x-prediction-ids"  # comma-separated, only while it fits MAX_HEADER_BYTES
+MAX_HEADER_BYTES = 4096  # proxies refuse responses with headers of 8 KiB and more
+FUTURE_SKEW_S = 60.0  # ids issued up to this far ahead of this server's clock are taken
+MAX_LABEL_CHARS = 1024
+MAX_CLASSES = 100  # confusion labels: at most this many of the model's classes, then __other__
+ITEM_FIELDS = ("id", "label")
+
+EXPIRED = "expired"  # issued longer ago than the max age
+FUTURE = "future"  # issued later than now + FUTURE_SKEW_S
+DUPLICATE = "duplicate"  # this worker already counted a label for the id
+REPLAY_WINDOW = "replay_window"  # older than what this worker still remembers (ReplayGuard)
+LABEL = "label"  # the label does not fit the prediction
+BODY = "body"  # the whole request was refused (one count per request)
+REASONS = (MALFORMED, SIGNATURE, EXPIRED, FUTURE, DUPLICATE, REPLAY_WINDOW, LABEL, BODY)
+
+
+class FeedbackError(Exception):
+    """The request is refused as a whole: `status` 4xx, `message` names the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ReplayGuard:
+    """Ids one worker has counted a label for, remembered until they are too old to be taken anyway.
+
+    Ids are kept by minute of issue. A minute older than the max age is forgotten (its ids are refused as
+    expired). When more than `capacity` ids are remembered, the oldest minute is forgotten and every id
+    issued in or before it is refused from then on (REPLAY_WINDOW): one worker never counts a label
+    twice, at the price of refusing late labels when more are sent within the max age than it holds.
+    A key is 60 bits of the id's tag (≈ 65 bytes per id with the set's slot; a false duplicate among
+    500,000 ids has a chance of 1e-7).
+    """
+
+    BUCKET_S = 60
+
+    def __init__(self, capacity: int, max_age_s: float) -> None:
+        self.capacity = capacity
+        self.max_age_s = max_age_s
+        self.floor = -1  # ids issued at or before this second are refused
+        self.size = 0
+        self._buckets: dict[int, set[int]] = {}
+        self._order: list[int] = []  # a heap of the bucket numbers
+
+    def admit(self, tag: bytes, issued: int, now: float) -> str | None:
+        """Remember the id and return None, or the reason it cannot be counted (again)."""
+        horizon = now - self.max_age_s
+        while self._order and (self._order[0] + 1) * self.BUCKET_S <= horizon:
+            self._drop()
+        if issued <= self.floor:
+            return REPLAY_WINDOW
+        key = int.from_bytes(tag[:8], "big") >> 4
+        number = issued // self.BUCKET_S
+        bucket = self._buckets.get(number)
+        if bucket is None:
+            bucket = self._buckets[number] = set()
+            heapq.heappush(self._order, number)
+        elif key in bucket:
+            return DUPLICATE
+        bucket.add(key)
+        self.size += 1
+        while self.size > self.capacity:
+            self.floor = max(self.floor, (self._drop() + 1) * self.BUCKET_S - 1)
+        return None
+
+    def _drop(self) -> int:
+        number = heapq.heappop(self._order)
+        self.size -= len(self._buckets.pop(number))
+        return number
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """How old a labelled prediction may be, how many labels a request carries, how many ids are remembered."""
+
+    max_age_s: float
+    max_items: int
+    replay_size: int
+    future_skew_s: float = FUTURE_SKEW_S
+
+
+def split_requested(requested: list[str] | None) -> tuple[list[str] | None, bool]:
+    """The OIP outputs to compute without the id output, and whether ids are wanted (all outputs, or named)."""
+    if requested is None:
+        return None, True
+    if ID_OUTPUT not in requested:
+        return requested, False
+    rest = [name for name in requested if name != ID_OUTPUT]
+    # The ids sign the predicted values, so predict runs (and is returned) whenever ids are asked for.
+    return (rest if DEFAULT_OUTPUT in rest else [DEFAULT_OUTPUT, *rest]), True
+
+
+def ids_header(ids: list[str]) -> list[tuple[bytes, bytes]]:
+    """The X-Prediction-Ids header while it stays small (the body always carries every id)."""
+    if sum(len(i) + 1 for i in ids) > MAX_HEADER_BYTES:
+        return []
+    return [(IDS_HEADER, ",".join(ids).encode("ascii"))]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class Feedback:
+    """Mints the ids of a worker's predictions and counts the labels sent for them."""
+
+    def __init__(
+        self,
+        signer: IdSigner,
+        settings: FeedbackSettings,
+        track: str,
+        metrics: FeedbackMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.signer = signer
+        self.settings = settings
+        self.track = track
+        self.metrics = metrics
+        self.clock = clock
+        self.replay = ReplayGuard(settings.replay_size, settings.max_age_s)
+        self._classes: tuple[int, frozenset[str], dict[bytes, str]] = (0, frozenset(), {})
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, model_name: str, metrics: FeedbackMetrics | None) -> Feedback | None:
+        """Feedback when a key is configured, else None (no ids, and /feedback answers 409)."""
+        if not config.feedback_key:
+            return None
+        signer = IdSigner(
+            key_bytes(config.feedback_key),
+            key_bytes(config.feedback_key_previous) if config.feedback_key_previous else None,
+            namespace=config.namespace,
+            deployment=config.deployment,
+            model=model_name,
+        )
+        settings = FeedbackSettings(config.feedback_max_age_s, config.feedback_max_items, config.feedback_replay_size)
+        return cls(signer, settings, config.track, metrics)
+
+    # -- ids -----------------------------------------------------------------------------------------
+    def ids(self, model: LoadedModel, outputs: list[tuple[str, np.ndarray]]) -> list[str] | None:
+        """One id per predicted row, or None when the outputs hold no one-value-per-row `predict`."""
+        predicted = [array for name, array in outputs if name == DEFAULT_OUTPUT]
+        if len(predicted) != 1:
+            return None
+        values = predicted[0]
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values.reshape(-1)
+        if values.ndim != 1:
+            return None
+        labels = model.classes is not None or values.dtype.kind != "f"
+        try:
+            return self.signer.mint(model.version, self.track, values, self.clock(), labels=labels)
+        except ValueError as error:  # e.g. a version name over 255 bytes: serve the prediction without ids
+            log.warning("predictions carry no ids: %s", error)
+            return None
+
+    # -- labels --------------------------------------------------------------------------------------
+    def handle(self, raw: bytes, model: LoadedModel) -> bytes:
+        """The answer to a feedback body (200); FeedbackError refuses the request as a whole."""
+        try:
+            items = self._items(raw)
+        except FeedbackError:
+            if self.metrics is not None:
+                self.metrics.rejected(BODY)
+            raise
+        now = self.clock()
+        known, digests = self._known(model)
+        rejected: list[dict[str, Any]] = []
+        reasons: Counter[str] = Counter()
+        for index, item in enumerate(items):
+            refused = self._judge(item, now, known, digests)
+            if refused is not None:
+                reason, message = refused
+                reasons[reason] += 1
+                rejected.append({"index": index, "reason": reason, "message": message})
+        if self.metrics is not None:
+            for reason, count in reasons.items():
+                self.metrics.rejected(reason, count)
+        return orjson.dumps({"accepted": len(items) - len(rejected), "rejected": rejected})
+
+    def _items(self, raw: bytes) -> list[Any]:
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise FeedbackError(400, f"the body is not valid JSON: {error}") from error
+        shape = 'a JSON object {"feedback": [{"id": ..., "label": ...}, ...]}'
+        if not isinstance(payload, dict):
+            raise FeedbackError(400, f"the body must be {shape}")
+        unknown = [key for key in payload if key != "feedback"]
+        if unknown:
+            raise FeedbackError(400, f"unknown field '{unknown[0]:.40}'; the body must be {shape}")
+        items = payload.get("feedback")
+        if not isinstance(items, list):
+            raise FeedbackError(400, f"'feedback' must be a list of {{id, label}} objects; the body must be {shape}")
+        if not items:
+            raise FeedbackError(422, "'feedback' has no items")
+        if len(items) > self.settings.max_items:
+            raise FeedbackError(413, f"{len(items)} feedback items exceed the limit of {self.settings.max_items}")
+        return items
+
+    def _known(self, model: LoadedModel) -> tuple[frozenset[str], dict[bytes, str]]:
+        """The model's classes as label texts (at most MAX_CLASSES), and those carried as digests."""
+        if self._classes[0] != id(model):
+            texts = [label_text(c) for c in (model.classes or ())[:MAX_CLASSES]]
+            known = frozenset(t for t in texts if t is not None)
+            self._classes = (id(model), known, {label_digest(t): t for t in known})
+        return self._classes[1], self._classes[2]
+
+    def _judge(self, item: Any, now: float, known: frozenset[str], digests: dict[bytes, str]) -> tuple[str, str] | None:
+        """None when the item's label was counted, else (reason, message)."""
+        if not isinstance(item, dict) or "id" not in item or "label" not in item:
+            return MALFORMED, 'an item is an object {"id": ..., "label": ...}'
+        extra = [key for key in item if key not in ITEM_FIELDS]
+        if extra:
+            return MALFORMED, f"unknown field '{extra[0]:.40}'; an item has only 'id' and 'label'"
+        try:
+            pid = self.signer.verify(item["id"])
+        except IdError as error:
+            return error.reason, error.message
+        age, limit = now - pid.issued, self.settings.max_age_s
+        if age > limit:
+            return EXPIRED, f"the prediction is {age / 3600:.1f} h old; labels are taken up to {limit / 3600:g} h"
+        if -age > self.settings.future_skew_s:
+            return FUTURE, f"the id was issued {-age:.0f} s ahead of this server's clock"
+        label = item["label"]
+        if pid.kind == KIND_VALUE:
+            number = _number(label)
+            if number is None:
+                return LABEL, "a regression's label is a finite number"
+            miss = float(pid.value or 0.0) - number
+            if not math.isfinite(miss * miss):
+                return LABEL, "the prediction or the label is out of range (its error is not finite)"
+            refused = self._count(pid, now)
+            if refused is None and self.metrics is not None:
+                self.metrics.regressed(pid.version, pid.track, miss)
+            return refused
+        text = label_text(label)
+        if text is None or len(text) > MAX_LABEL_CHARS:
+            return LABEL, f"a class label is a string, number or boolean (at most {MAX_LABEL_CHARS} characters)"
+        predicted = pid.label if pid.label is not None else digests.get(pid.label_digest or b"")
+        correct = text == pid.label if pid.label is not None else label_digest(text) == pid.label_digest
+        refused = self._count(pid, now)
+        if refused is None and self.metrics is not None:
+            true_class = text if text in known else OTHER_BIN
+            predicted_class = predicted if predicted is not None and predicted in known else OTHER_BIN
+            self.metrics.classified(pid.version, pid.track, true_class, predicted_class, correct)
+        return refused
+
+    def _count(self, pid: PredictionId, now: float) -> tuple[str, str] | None:
+        reason = self.replay.admit(pid.tag, pid.issued, now)
+        if reason == DUPLICATE:
+            return reason, "a label for this id was counted already"
+        if reason == REPLAY_WINDOW:
+            return reason, "the id is older than what this server remembers of the ids it counted; send labels sooner"
+        return None

@@ -1,0 +1,344 @@
+"""Prediction ids and feedback on the real ASGI app (a real sqlite MLflow model): ids in both protocols, labels
+counted by the id's version and track, every refusal with its reason, 4xx never 5xx, and no key: no ids."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlops_operator import contract
+from mlops_operator.server.app import ServerApp
+from mlops_operator.server.config import ConfigError, ServerConfig, config_from_env
+from mlops_operator.server.feedback import (
+    DUPLICATE,
+    NOT_CONFIGURED,
+    REASONS,
+    REPLAY_WINDOW,
+    ReplayGuard,
+    ids_header,
+    split_requested,
+)
+from mlops_operator.server.predictionids import IdSigner
+
+from ..test_server_app import call, sample
+from ..test_server_registry import Registry, iris_app, make_app, registry
+
+__all__ = ["iris_app", "registry"]  # fixtures, imported for pytest
+
+KEY = "a-feedback-key-of-32-characters!"
+OLD_KEY = "the-previous-feedback-key-000000"
+INFER = "/v2/models/iris-classifier/infer"
+FEEDBACK = "/v2/models/iris-classifier/feedback"
+IRIS = {"model": "iris-classifier", "deployment": "iris"}
+
+
+def keyed(registry: Registry, uri: str = "models:/iris-classifier/1", **overrides: Any) -> ServerApp:
+    """A loaded app that mints ids (make_app: track canary, deployment iris)."""
+    return make_app(registry, uri, feedback_key=KEY, **overrides)
+
+
+@pytest.fixture(scope="module")
+def iris_keyed(registry: Registry) -> Iterator[ServerApp]:
+    app = keyed(registry)
+    yield app
+    app.stop()
+
+
+def predict_ids(app: ServerApp, rows: list[list[float]]) -> tuple[list[Any], list[str]]:
+    response = call(app, "POST", "/invocations", json={"instances": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["predictions"], body["prediction_ids"]
+
+
+def send(app: ServerApp, items: list[dict[str, Any]], path: str = "/feedback") -> dict[str, Any]:
+    response = call(app, "POST", path, json={"feedback": items})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_predictions_carry_signed_ids_in_both_protocols(registry: Registry, iris_keyed: ServerApp) -> None:
+    frame = registry.iris_x.iloc[::30]
+    expected = registry.iris_model.predict(frame).tolist()
+    response = call(iris_keyed, "POST", "/invocations", json={"instances": frame.to_numpy().tolist()})
+    body = response.json()
+    assert body["predictions"] == expected and len(body["prediction_ids"]) == len(frame)
+    assert response.headers["x-prediction-ids"] == ",".join(body["prediction_ids"])
+    assert iris_keyed.feedback is not None
+    for text, label in zip(body["prediction_ids"], expected, strict=True):
+        pid = iris_keyed.feedback.signer.verify(text)
+        assert (pid.version, pid.track, pid.label) == ("1", "canary", label)
+        assert abs(pid.issued - time.time()) < 60
+
+    request = {"id": "req-9", "inputs": [{"name": "input-0", "shape": [len(frame), 4], "datatype": "FP64",
+                                          "data": frame.to_numpy().tolist()}]}  # fmt: skip
+    outputs = call(iris_keyed, "POST", INFER, json=request).json()
+    assert outputs["id"] == "req-9" and [o["name"] for o in outputs["outputs"]] == ["predict", "prediction_id"]
+    ids = outputs["outputs"][1]
+    assert ids["datatype"] == "BYTES" and ids["shape"] == [len(frame)] and len(set(ids["data"])) == len(frame)
+    assert [iris_keyed.feedback.signer.verify(i).label for i in ids["data"]] == expected
+    only_proba = call(iris_keyed, "POST", INFER, json={**request, "outputs": [{"name": "predict_proba"}]}).json()
+    assert [o["name"] for o in only_proba["outputs"]] == ["predict_proba"]  # outputs named: ids only when named
+    named = [{"name": "predict_proba"}, {"name": "prediction_id"}]
+    asked = call(iris_keyed, "POST", INFER, json={**request, "outputs": named}).json()
+    assert [o["name"] for o in asked["outputs"]] == ["predict", "predict_proba", "prediction_id"]
+    meta = call(iris_keyed, "GET", "/v2/models/iris-classifier").json()
+    assert meta["outputs"][-1] == {"name": "prediction_id", "datatype": "BYTES", "shape": [-1]}
+    many = call(iris_keyed, "POST", "/invocations", json={"instances": registry.iris_x.to_numpy().tolist()})
+    assert len(many.json()["prediction_ids"]) == 150 and "x-prediction-ids" not in many.headers  # over 4 KiB
+
+
+def test_without_a_key_no_ids_and_feedback_answers_409(iris_app: ServerApp) -> None:
+    response = call(iris_app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert response.json() == {"predictions": ["setosa"]} and "x-prediction-ids" not in response.headers
+    outputs = call(iris_app, "POST", INFER, json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                                              "data": [[5.1, 3.5, 1.4, 0.2]]}]}).json()  # fmt: skip
+    assert [o["name"] for o in outputs["outputs"]] == ["predict"]
+    named = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}],
+             "outputs": [{"name": "prediction_id"}]}  # fmt: skip
+    assert call(iris_app, "POST", INFER, json=named).status_code == 400  # an unknown output here
+    assert "prediction_id" not in json.dumps(call(iris_app, "GET", "/v2/models/iris-classifier").json())
+    mlflow = call(iris_app, "POST", "/feedback", json={"feedback": [{"id": "x", "label": "setosa"}]})
+    assert mlflow.status_code == 409 and mlflow.json()["message"] == NOT_CONFIGURED
+    v2 = call(iris_app, "POST", FEEDBACK, json={"feedback": [{"id": "x", "label": "setosa"}]})
+    assert v2.status_code == 409 and v2.json() == {"error": NOT_CONFIGURED}
+    assert "feedback" not in call(iris_app, "GET", "/metrics").text  # no empty families either
+
+
+def test_classification_labels_count_correct_incorrect_and_confusion(registry: Registry) -> None:
+    app = keyed(registry)
+    try:
+        frame = registry.iris_x.iloc[::3]
+        predicted, ids = predict_ids(app, frame.to_numpy().tolist())
+        classes = list(registry.iris_model.classes_)
+        # Every fourth label names the class after the predicted one: those predictions were wrong.
+        truth = [classes[(classes.index(p) + (k % 4 == 0)) % 3] for k, p in enumerate(predicted)]
+        items = [{"id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
+        items[0]["label"] = "unicorn"  # a class the model does not know: counted as __other__
+        result = send(app, items, FEEDBACK)
+        assert result == {"accepted": len(items), "rejected": []}
+        text = call(app, "GET", "/metrics").text
+        labels = {**IRIS, "version": "1", "track": "canary"}
+        right = sum(p == t["label"] for p, t in zip(predicted, items, strict=True))
+        assert sample(text, contract.METRIC_FEEDBACK, **labels, outcome="correct") == right > 0
+        assert sample(text, contract.METRIC_FEEDBACK, **labels, outcome="incorrect") == len(items) - right > 0
+        bounded = [t["label"] if t["label"] != "unicorn" else "__other__" for t in items]
+        pairs = Counter(zip(bounded, predicted, strict=True))
+        for (true_class, predicted_class), count in pairs.items():
+            got = sample(text, contract.METRIC_FEEDBACK_CONFUSION, **labels, true_class=true_class,
+                         predicted_class=predicted_class)  # fmt: skip
+            assert got == count, (true_class, predicted_class)
+        assert sample(text, contract.METRIC_FEEDBACK_CONFUSION, **labels) == len(items)
+        assert "unicorn" not in text
+    finally:
+        app.stop()
+
+
+def test_a_canary_prediction_labelled_at_a_stable_pod_counts_for_the_canary(registry: Registry) -> None:
+    canary, stable = keyed(registry), keyed(registry, track="stable")
+    try:
+        predicted, ids = predict_ids(canary, [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+        result = send(stable, [{"id": i, "label": p} for i, p in zip(ids, predicted, strict=True)])
+        assert result["accepted"] == 2
+        text = call(stable, "GET", "/metrics").text
+        assert sample(text, contract.METRIC_FEEDBACK, **IRIS, version="1", track="canary", outcome="correct") == 2
+        assert sample(text, contract.METRIC_FEEDBACK, track="stable") == 0
+        assert send(canary, [{"id": ids[0], "label": predicted[0]}])["accepted"] == 1  # per worker: the limit
+    finally:
+        canary.stop()
+        stable.stop()
+
+
+def test_regression_labels_sum_errors_into_counters_and_a_histogram(registry: Registry) -> None:
+    app = keyed(registry, "models:/diabetes-regressor/1")
+    try:
+        frame = registry.diabetes_x.iloc[:40]
+        request = {"inputs": [{"name": c, "shape": [40], "datatype": "FP64", "data": frame[c].tolist()}
+                              for c in frame.columns]}  # fmt: skip
+        outputs = call(app, "POST", "/v2/models/diabetes-regressor/infer", json=request).json()["outputs"]
+        predicted, ids = np.asarray(outputs[0]["data"]), outputs[1]["data"]
+        truth = predicted + np.linspace(-60, 60, 40)  # errors from 60 down to -60
+        result = send(app, [{"id": i, "label": float(t)} for i, t in zip(ids, truth, strict=True)],
+                      "/v2/models/diabetes-regressor/feedback")  # fmt: skip
+        assert result == {"accepted": 40, "rejected": []}
+        errors = predicted - truth
+        text = call(app, "GET", "/metrics").text
+        labels = {"model": "diabetes-regressor", "deployment": "iris", "version": "1", "track": "canary"}
+        histogram = contract.METRIC_FEEDBACK_ABSOLUTE_ERROR
+        assert sample(text, f"{histogram}_count", **labels) == 40
+        assert sample(text, f"{histogram}_sum", **labels) == pytest.approx(np.abs(errors).sum())
+        assert sample(text, f"{histogram}_bucket", **labels, le="50.0") == np.sum(np.abs(errors) <= 50)
+        assert sample(text, contract.METRIC_FEEDBACK_SQUARED_ERROR, **labels) == pytest.approx((errors**2).sum())
+        over = sample(text, contract.METRIC_FEEDBACK_OVERPREDICTION, **labels)
+        under = sample(text, contract.METRIC_FEEDBACK_UNDERPREDICTION, **labels)
+        assert over == pytest.approx(errors[errors > 0].sum()) and under == pytest.approx(-errors[errors < 0].sum())
+        assert over - under == pytest.approx(errors.sum(), abs=1e-6)
+        assert sample(text, contract.METRIC_FEEDBACK) == 0  # no classification counts for a regression
+        wrong = send(app, [{"id": ids[0], "label": "high"}, {"id": ids[1], "label": True}])
+        assert [r["reason"] for r in wrong["rejected"]] == ["label", "label"]
+    finally:
+        app.stop()
+
+
+def test_every_refused_item_says_why_and_is_counted_by_reason(registry: Registry) -> None:
+    app = keyed(registry, feedback_key_previous=OLD_KEY, feedback_max_age_s=3600)
+    try:
+        _, ids = predict_ids(app, [[5.1, 3.5, 1.4, 0.2]] * 3)
+        assert app.feedback is not None
+        mint = app.feedback.signer.mint
+        setosa = np.asarray(["setosa"], dtype=object)
+        now = time.time()
+        old = IdSigner(OLD_KEY.encode(), deployment="iris", model="iris-classifier").mint
+        forged = IdSigner(b"not-the-key-of-this-deployment!!", deployment="iris", model="iris-classifier").mint
+        other = IdSigner(KEY.encode(), deployment="iris-2", model="iris-classifier").mint
+        items = [
+            {"id": ids[0], "label": "setosa"},  # 0 accepted
+            {"id": ids[0], "label": "setosa"},  # 1 the same id again, in the same batch
+            {"id": mint("1", "canary", setosa, now - 7200, labels=True)[0], "label": "setosa"},  # 2 expired
+            {"id": mint("1", "canary", setosa, now + 3600, labels=True)[0], "label": "setosa"},  # 3 future
+            {"id": forged("1", "canary", setosa, now, labels=True)[0], "label": "setosa"},  # 4
+            {"id": other("1", "canary", setosa, now, labels=True)[0], "label": "setosa"},  # 5 another Deployment
+            {"id": ids[1][:-2] + ("AA" if ids[1][-2:] != "AA" else "BB"), "label": "setosa"},  # 6 altered
+            {"id": "not an id", "label": "setosa"},  # 7
+            {"id": ids[2], "label": ["setosa"]},  # 8 not a label
+            {"id": ids[2]},  # 9 no label
+            {"id": ids[2], "label": "setosa", "weight": 2},  # 10 an unknown field
+            "setosa",  # 11
+            {"id": old("1", "stable", setosa, now, labels=True)[0], "label": "virginica"},  # 12 previous key: accepted
+            {"id": ids[2], "label": "setosa"},  # 13 accepted: the refusals above did not use the id up
+        ]
+        result = send(app, items)
+        reasons = {r["index"]: r["reason"] for r in result["rejected"]}
+        assert reasons == {
+            1: "duplicate", 2: "expired", 3: "future", 4: "signature", 5: "signature", 6: "signature",
+            7: "malformed", 8: "label", 9: "malformed", 10: "malformed", 11: "malformed",
+        }  # fmt: skip
+        assert result["accepted"] == 3 and all(r["message"] for r in result["rejected"])
+        assert "labels are taken up to 1 h" in next(r["message"] for r in result["rejected"] if r["index"] == 2)
+        assert send(app, [{"id": ids[0], "label": "setosa"}])["rejected"][0]["reason"] == "duplicate"
+        text = call(app, "GET", "/metrics").text
+        rejected = contract.METRIC_FEEDBACK_REJECTED
+        for reason, count in {"duplicate": 2, "signature": 3, "malformed": 4, "label": 1, "expired": 1}.items():
+            assert sample(text, rejected, **IRIS, version="1", track="canary", reason=reason) == count, reason
+        assert sample(text, contract.METRIC_FEEDBACK, **IRIS, version="1", track="stable", outcome="incorrect") == 1
+    finally:
+        app.stop()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "needle"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[]", 400, "JSON object"),
+        (b'{"feedback": {}}', 400, "'feedback' must be a list"),
+        (b'{"feedback": []}', 422, "no items"),
+        (b'{"feedback": [], "labels": []}', 400, "unknown field 'labels'"),
+        (json.dumps({"feedback": [{"id": "x", "label": 1}] * 6}).encode(), 413, "limit of 5"),
+        (json.dumps({"feedback": [{"id": "x" * 100, "label": 1}] * 60}).encode(), 413, "exceeds the limit of 5000"),
+    ],
+)
+def test_a_malformed_body_is_refused_whole_with_a_4xx_naming_the_problem(
+    feedback_limits: ServerApp, raw: bytes, status: int, needle: str
+) -> None:
+    for path, field in (("/feedback", "message"), (FEEDBACK, "error")):
+        response = call(feedback_limits, "POST", path, content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == status and needle in response.json()[field], (path, response.text)
+    if status != 413 or b"x" * 100 not in raw:  # refused by the feedback handler (not by the body limit): counted
+        text = call(feedback_limits, "GET", "/metrics").text
+        assert sample(text, contract.METRIC_FEEDBACK_REJECTED, reason="body") >= 2
+
+
+@pytest.fixture(scope="module")
+def feedback_limits(registry: Registry) -> Iterator[ServerApp]:
+    app = keyed(registry, feedback_max_items=5, max_body_bytes=5000)
+    yield app
+    app.stop()
+
+
+def test_methods_paths_and_content_type(feedback_limits: ServerApp) -> None:
+    assert call(feedback_limits, "GET", "/feedback").status_code == 405
+    assert call(feedback_limits, "GET", FEEDBACK).status_code == 405
+    assert call(feedback_limits, "POST", "/v2/models/pets/feedback", json={}).status_code == 404
+    assert call(feedback_limits, "POST", "/v2/models/iris-classifier/versions/1/feedback", json={}).status_code == 404
+    csv = call(feedback_limits, "POST", "/feedback", content=b"id,label", headers={"content-type": "text/csv"})
+    assert csv.status_code == 415 and "application/json" in csv.json()["message"]
+
+
+def test_replay_guard_counts_once_forgets_by_age_and_refuses_what_it_forgot() -> None:
+    guard = ReplayGuard(capacity=3, max_age_s=600)
+    now = 10_000.0
+    assert guard.admit(b"a" * 12, 9_990, now) is None
+    assert guard.admit(b"a" * 12, 9_990, now) == DUPLICATE
+    assert guard.admit(b"b" * 12, 9_700, now) is None
+    # Ten minutes on, both are older than the max age (refused as expired upstream) and forgotten.
+    assert guard.admit(b"c" * 12, 10_650, now + 700) is None and guard.size == 1 and guard.floor == -1
+    for tag in (b"d", b"e", b"f"):  # over capacity: the oldest minute goes, and so does every id issued in it
+        guard.admit(tag * 12, 10_700 if tag != b"f" else 10_800, now + 800)
+    assert guard.size <= 3 and guard.floor >= 10_650
+    assert guard.admit(b"c" * 12, 10_650, now + 800) == REPLAY_WINDOW  # forgotten: refused, not counted again
+
+
+def test_outputs_asked_for_and_the_header_bound() -> None:
+    assert split_requested(None) == (None, True)
+    assert split_requested(["predict_proba"]) == (["predict_proba"], False)
+    assert split_requested(["prediction_id"]) == (["predict"], True)
+    assert split_requested(["predict_proba", "prediction_id"]) == (["predict", "predict_proba"], True)
+    assert split_requested(["predict_proba", "predict", "prediction_id"]) == (["predict_proba", "predict"], True)
+    ids = IdSigner(KEY.encode()).mint("1", "stable", np.zeros(100), time.time(), labels=False)
+    assert ids_header(ids[:2]) == [(b"x-prediction-ids", ",".join(ids[:2]).encode())]
+    assert ids_header(ids) == []  # 100 ids would be 5.7 KB of header
+
+
+def test_config_keys_are_checked_stripped_and_never_shown() -> None:
+    env = {"MLOPS_MODEL_URI": "models:/m/1", "MLOPS_FEEDBACK_KEY": f"  {KEY}\n", "MLOPS_NAMESPACE": "team-a"}
+    config = config_from_env(env)
+    assert config.feedback_key == KEY and config.namespace == "team-a" and config.feedback_max_age_s == 7 * 86400
+    assert KEY not in repr(config) and "feedback_key=" not in repr(config)
+    with pytest.raises(ConfigError, match="MLOPS_FEEDBACK_KEY_PREVIOUS has 5 bytes"):
+        config_from_env({**env, "MLOPS_FEEDBACK_KEY_PREVIOUS": "short"})
+    assert not ServerConfig(model_uri="models:/m/1").feedback_key
+
+
+# -- property: whatever the feedback body, the answer is never a 5xx -----------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@pytest.fixture(scope="module")
+def valid_ids(iris_keyed: ServerApp) -> list[str]:
+    return predict_ids(iris_keyed, [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])[1]
+
+
+ids = st.sampled_from([0, 1]) | st.text(max_size=70) | json_values
+items = st.fixed_dictionaries({"id": ids}, optional={"label": json_values, "other": json_values}) | json_values
+bodies = st.fixed_dictionaries({"feedback": st.lists(items, max_size=6)}) | json_values
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, path=st.sampled_from(["/feedback", FEEDBACK]))
+def test_feedback_bodies_get_2xx_or_4xx_never_5xx(
+    iris_keyed: ServerApp, valid_ids: list[str], body: Any, path: str
+) -> None:
+    if isinstance(body, dict) and isinstance(body.get("feedback"), list):
+        for item in body["feedback"]:  # real ids too, so that labels of every kind meet a verified id
+            if isinstance(item, dict) and type(item.get("id")) is int and item["id"] in (0, 1):
+                item["id"] = valid_ids[item["id"]]
+    raw = json.dumps(body, allow_nan=True).encode()
+    response = call(iris_keyed, "POST", path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code < 500, (body, response.text)
+    answer = response.json()
+    assert answer
+    if response.status_code == 200:
+        assert answer["accepted"] + len(answer["rejected"]) == len(body["feedback"])
+        assert all(r["reason"] in REASONS for r in answer["rejected"])
