@@ -91,19 +91,24 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    report = asyncio.run(
-        send_traffic(
-            args.namespace,
-            args.deployment,
-            args.data,
-            rate=args.rate,
-            duration=args.duration,
-            shifts=shifts,
-            malformed=args.malformed,
-            drop=set(args.drop),
-            seed=args.seed,
+    try:
+        report = asyncio.run(
+            send_traffic(
+                args.namespace,
+                args.deployment,
+                args.data,
+                rate=args.rate,
+                duration=args.duration,
+                shifts=shifts,
+                malformed=args.malformed,
+                drop=set(args.drop),
+                seed=args.seed,
+                labels=args.labels,
+            )
         )
-    )
+    except ValueError as error:  # a column that is not in the data (--labels, --shift)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(report.summary())
     return 0 if report.sent else 1
 
@@ -185,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--shift", action="append", default=[], help="FEATURE=DELTA: add DELTA std devs to a feature")
     tr.add_argument("--malformed", type=float, default=0.0, help="fraction of malformed requests (0..1)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--labels",
+        metavar="COLUMN",
+        help="the CSV column of true labels: not sent as an input, but as feedback for each prediction's id",
+    )
     tr.set_defaults(func=_cmd_traffic)
 
     dr = sub.add_parser("drift-replay", help="replay a CSV through the drift detector: false alarms and detection")
