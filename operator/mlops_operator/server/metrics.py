@@ -339,10 +339,10 @@ class FeedbackMetrics:
             registry=registry,
         )
         # Label children by label values: .labels() builds and hashes a tuple of strings each time.
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, family: Any, *values: str) -> Any:
-        key = (str(id(family)), *values)
+        key = (family, *values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = family.labels(*values)  # in the family's label order
