@@ -21,7 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ IDS_HEADER = b"x-prediction-ids"  # comma-separated, only while it fits MAX_HEAD
 MAX_HEADER_BYTES = 4096  # proxies refuse responses with headers of 8 KiB and more
 FUTURE_SKEW_S = 60.0  # ids issued up to this far ahead of this server's clock are taken
 MAX_LABEL_CHARS = 1024
+# Larger errors are refused: the squared-error counter must not overflow to +Inf (1e200 per label leaves room).
+MAX_ERROR = 1e100
 MAX_CLASSES = 100  # confusion labels: at most this many of the model's classes, then __other__
 ITEM_FIELDS = ("id", "label")
 
@@ -118,6 +120,24 @@ class ReplayGuard:
         number = heapq.heappop(self._order)
         self.size -= len(self._buckets.pop(number))
         return number
+
+
+@dataclass
+class Tally:
+    """One request's labels, counted into Prometheus once per label set (not once per label)."""
+
+    classes: Counter[tuple[str, str, str, str, bool]] = field(default_factory=Counter)  # version, track, classes
+    errors: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (version, track): prediction - label
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def count_into(self, metrics: FeedbackMetrics) -> None:
+        """Add the tally to the counters."""
+        for (version, track, true_class, predicted_class, correct), count in self.classes.items():
+            metrics.classified(version, track, true_class, predicted_class, correct, count)
+        for (version, track), errors in self.errors.items():
+            metrics.regressed(version, track, errors)
+        for reason, count in self.rejected.items():
+            metrics.rejected(reason, count)
 
 
 @dataclass(frozen=True)
@@ -222,16 +242,15 @@ class Feedback:
         now = self.clock()
         known, digests = self._known(model)
         rejected: list[dict[str, Any]] = []
-        reasons: Counter[str] = Counter()
+        tally = Tally()
         for index, item in enumerate(items):
-            refused = self._judge(item, now, known, digests)
+            refused = self._judge(item, now, known, digests, tally)
             if refused is not None:
                 reason, message = refused
-                reasons[reason] += 1
+                tally.rejected[reason] += 1
                 rejected.append({"index": index, "reason": reason, "message": message})
         if self.metrics is not None:
-            for reason, count in reasons.items():
-                self.metrics.rejected(reason, count)
+            tally.count_into(self.metrics)
         return orjson.dumps({"accepted": len(items) - len(rejected), "rejected": rejected})
 
     def _items(self, raw: bytes) -> list[Any]:
@@ -262,7 +281,9 @@ class Feedback:
             self._classes = (id(model), known, {label_digest(t): t for t in known})
         return self._classes[1], self._classes[2]
 
-    def _judge(self, item: Any, now: float, known: frozenset[str], digests: dict[bytes, str]) -> tuple[str, str] | None:
+    def _judge(
+        self, item: Any, now: float, known: frozenset[str], digests: dict[bytes, str], tally: Tally
+    ) -> tuple[str, str] | None:
         """None when the item's label was counted, else (reason, message)."""
         if not isinstance(item, dict) or "id" not in item or "label" not in item:
             return MALFORMED, 'an item is an object {"id": ..., "label": ...}'
@@ -284,11 +305,11 @@ class Feedback:
             if number is None:
                 return LABEL, "a regression's label is a finite number"
             miss = float(pid.value or 0.0) - number
-            if not math.isfinite(miss * miss):
-                return LABEL, "the prediction or the label is out of range (its error is not finite)"
+            if not abs(miss) <= MAX_ERROR:  # NaN too
+                return LABEL, f"the error (prediction - label) is not a number within ±{MAX_ERROR:g}"
             refused = self._count(pid, now)
-            if refused is None and self.metrics is not None:
-                self.metrics.regressed(pid.version, pid.track, miss)
+            if refused is None:
+                tally.errors.setdefault((pid.version, pid.track), []).append(miss)
             return refused
         text = label_text(label)
         if text is None or len(text) > MAX_LABEL_CHARS:
@@ -296,10 +317,10 @@ class Feedback:
         predicted = pid.label if pid.label is not None else digests.get(pid.label_digest or b"")
         correct = text == pid.label if pid.label is not None else label_digest(text) == pid.label_digest
         refused = self._count(pid, now)
-        if refused is None and self.metrics is not None:
+        if refused is None:
             true_class = text if text in known else OTHER_BIN
             predicted_class = predicted if predicted is not None and predicted in known else OTHER_BIN
-            self.metrics.classified(pid.version, pid.track, true_class, predicted_class, correct)
+            tally.classes[(pid.version, pid.track, true_class, predicted_class, correct)] += 1
         return refused
 
     def _count(self, pid: PredictionId, now: float) -> tuple[str, str] | None:

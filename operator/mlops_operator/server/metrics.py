@@ -348,22 +348,28 @@ class FeedbackMetrics:
             child = self._children[key] = family.labels(*values)  # in the family's label order
         return child
 
-    def classified(self, version: str, track: str, true_class: str, predicted_class: str, correct: bool) -> None:
-        """One classification label (classes already bounded to what the model knows)."""
+    def classified(
+        self, version: str, track: str, true_class: str, predicted_class: str, correct: bool, count: int = 1
+    ) -> None:
+        """`count` classification labels alike (classes already bounded to what the model knows)."""
         outcome = contract.FEEDBACK_CORRECT if correct else contract.FEEDBACK_INCORRECT
         ids = (self._model, version, track, self._deployment)
-        self._child(self.outcomes, *ids, outcome).inc()
-        self._child(self.confusion, *ids, true_class, predicted_class).inc()
+        self._child(self.outcomes, *ids, outcome).inc(count)
+        self._child(self.confusion, *ids, true_class, predicted_class).inc(count)
 
-    def regressed(self, version: str, track: str, error: float) -> None:
-        """One regression label; `error` is prediction - label, finite."""
+    def regressed(self, version: str, track: str, errors: list[float]) -> None:
+        """Regression labels of one version and track; each error is prediction - label, finite."""
         ids = (self._model, version, track, self._deployment)
-        self._child(self.absolute_error, *ids).observe(abs(error))
-        self._child(self.squared_error, *ids).inc(error * error)
-        if error > 0:
-            self._child(self.overprediction, *ids).inc(error)
-        elif error < 0:
-            self._child(self.underprediction, *ids).inc(-error)
+        histogram = self._child(self.absolute_error, *ids)
+        for error in errors:
+            histogram.observe(abs(error))
+        self._child(self.squared_error, *ids).inc(sum(e * e for e in errors))
+        over = sum(e for e in errors if e > 0)
+        under = -sum(e for e in errors if e < 0)
+        if over:
+            self._child(self.overprediction, *ids).inc(over)
+        if under:
+            self._child(self.underprediction, *ids).inc(under)
 
     def rejected(self, reason: str, count: int = 1) -> None:
         """Items refused for `reason`."""

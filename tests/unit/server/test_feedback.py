@@ -182,8 +182,11 @@ def test_regression_labels_sum_errors_into_counters_and_a_histogram(registry: Re
         assert over == pytest.approx(errors[errors > 0].sum()) and under == pytest.approx(-errors[errors < 0].sum())
         assert over - under == pytest.approx(errors.sum(), abs=1e-6)
         assert sample(text, contract.METRIC_FEEDBACK) == 0  # no classification counts for a regression
-        wrong = send(app, [{"id": ids[0], "label": "high"}, {"id": ids[1], "label": True}])
-        assert [r["reason"] for r in wrong["rejected"]] == ["label", "label"]
+        wrong = send(
+            app, [{"id": ids[0], "label": "high"}, {"id": ids[1], "label": True}, {"id": ids[2], "label": 1e300}]
+        )
+        assert [r["reason"] for r in wrong["rejected"]] == ["label", "label", "label"]  # 1e300: squares overflow
+        assert sample(call(app, "GET", "/metrics").text, contract.METRIC_FEEDBACK_REJECTED, reason="label") == 3
     finally:
         app.stop()
 
