@@ -54,7 +54,7 @@ DEFAULT_DRAIN_DELAY_S = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 3
 DEFAULT_FEEDBACK_MAX_AGE_S = 7 * 24 * 3600.0
 DEFAULT_FEEDBACK_MAX_ITEMS = 10_000
-DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 35 MB per worker (feedback.ReplayGuard)
+DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 40 MB per worker when full (feedback.ReplayGuard)
 MIN_FEEDBACK_KEY_BYTES = 16
 
 _FALSE = {"0", "false", "no", "off"}

@@ -81,8 +81,8 @@ class ReplayGuard:
     expired). When more than `capacity` ids are remembered, the oldest minute is forgotten and every id
     issued in or before it is refused from then on (REPLAY_WINDOW): one worker never counts a label
     twice, at the price of refusing late labels when more are sent within the max age than it holds.
-    A key is 60 bits of the id's tag (≈ 65 bytes per id with the set's slot; a false duplicate among
-    500,000 ids has a chance of 1e-7).
+    A key is 60 bits of the id's tag: ≈ 80 bytes per id with its set slot (40 MB for 500,000, measured
+    with tracemalloc), and a false duplicate among 500,000 ids has a chance of 1e-7.
     """
 
     BUCKET_S = 60
