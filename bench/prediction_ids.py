@@ -12,6 +12,7 @@ nothing: its only cost is one attribute test per request.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 import timeit
@@ -69,9 +70,12 @@ def main() -> None:
     ids = signer.mint("3", "canary", labels[1000], now, labels=True)
     body = orjson.dumps({"feedback": [{"id": i, "label": CLASSES[k % 3]} for k, i in enumerate(ids)]})
 
+    loop = asyncio.new_event_loop()
+
     def judge() -> None:  # a fresh replay guard each time: every label counts, none is a duplicate
         metrics = FeedbackMetrics(CollectorRegistry(), {"model": "iris", "track": "stable", "deployment": "iris"})
-        Feedback(signer, FeedbackSettings(7 * 86400, 10_000, 500_000), "stable", metrics).handle(body, model)
+        feedback = Feedback(signer, FeedbackSettings(7 * 86400, 10_000, 500_000), "stable", metrics)
+        loop.run_until_complete(feedback.handle(body, model))
 
     rows.append(("judge a feedback body of 1000 labels", median_seconds(judge, runs, 3)))
     width = max(len(name) for name, _ in rows)

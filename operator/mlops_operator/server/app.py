@@ -389,7 +389,7 @@ class ServerApp:
         if refused is not None:
             return refused
         try:
-            return 200, self.feedback.handle(raw, model), []
+            return 200, await self.feedback.handle(raw, model), []
         except FeedbackError as error:
             return _error(protocol, error.status, error.message)
         finally:

@@ -3,12 +3,14 @@ counted by the id's version and track, every refusal with its reason, 4xx never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +29,7 @@ from mlops_operator.server.feedback import (
 )
 from mlops_operator.server.predictionids import IdSigner
 
-from ..test_server_app import call, sample
+from ..test_server_app import _send, call, sample
 from ..test_server_registry import Registry, iris_app, make_app, registry
 
 __all__ = ["iris_app", "registry"]  # fixtures, imported for pytest
@@ -234,6 +236,31 @@ def test_every_refused_item_says_why_and_is_counted_by_reason(registry: Registry
         assert sample(text, contract.METRIC_FEEDBACK, **IRIS, version="1", track="stable", outcome="incorrect") == 1
     finally:
         app.stop()
+
+
+def test_a_large_feedback_batch_lets_predictions_through_meanwhile(iris_keyed: ServerApp) -> None:
+    """10,000 labels are judged 256 at a time: a prediction sent meanwhile is answered before they are."""
+    assert iris_keyed.feedback is not None
+    labels = np.asarray(["setosa", "virginica"] * 5000, dtype=object)
+    ids = iris_keyed.feedback.signer.mint("1", "canary", labels, time.time(), labels=True)
+    big = json.dumps({"feedback": [{"id": i, "label": "setosa"} for i in ids]}).encode()
+    done: list[str] = []
+
+    async def request(name: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = await _send(iris_keyed, *args, **kwargs)
+        done.append(name)
+        return response
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        labelled = asyncio.create_task(request("feedback", "POST", "/feedback", content=big))
+        while iris_keyed.body_budget.in_use == 0 and not labelled.done():  # the body is in: judging starts
+            await asyncio.sleep(0)
+        predicted = await request("predict", "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        return await labelled, predicted
+
+    labelled, predicted = asyncio.run(scenario())
+    assert labelled.status_code == 200 and labelled.json()["accepted"] == 10_000 and predicted.status_code == 200
+    assert done == ["predict", "feedback"]
 
 
 @pytest.mark.parametrize(
