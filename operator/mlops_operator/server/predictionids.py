@@ -69,6 +69,7 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _HEAD = struct.Struct(">BBI")
 _VALUE_ROW = struct.Struct(">Id")
 _ROW = struct.Struct(">I")
+_FLOAT = struct.Struct(">d")
 _TRACK_NAMES = {code: name for name, code in TRACK_CODES.items()}
 _ZEROS = (b"", b"\0", b"\0\0")
 
@@ -235,7 +236,10 @@ class IdSigner:
             raise IdError(MALFORMED, f"an id is a string, got {type(text).__name__}")
         if not 32 <= len(text) <= MAX_ID_CHARS or len(text) % 4 or not _ID_CHARS.fullmatch(text):
             raise IdError(MALFORMED, "not a prediction id (base64url, 32 to 512 characters, a multiple of 4)")
-        raw = binascii.a2b_base64(text.encode("ascii").translate(_FROM_URLSAFE))
+        try:  # the characters and length are checked above; a decoding error is a malformed id all the same
+            raw = binascii.a2b_base64(text.encode("ascii").translate(_FROM_URLSAFE))
+        except binascii.Error as error:
+            raise IdError(MALFORMED, f"not base64url: {error}") from error
         if raw[0] != FORMAT:
             raise IdError(MALFORMED, f"unknown id format {raw[0]}; this server reads format {FORMAT}")
         signed, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
@@ -246,30 +250,57 @@ class IdSigner:
                 break
         else:
             raise IdError(SIGNATURE, "the id's signature does not verify: altered, forged, or from another deployment")
+        # Signed by this Deployment's key, so only a bug or a leaked key gets a malformed body here: _parse checks
+        # every length and code itself; the net below is for whatever it missed, never an exception to the caller.
         try:
             return _parse(signed, tag)
-        except (IndexError, ValueError, UnicodeDecodeError) as error:  # signed by us, so only a bug gets here
-            raise IdError(MALFORMED, f"the id does not parse: {error}") from error
+        except IdError:
+            raise
+        except (IndexError, KeyError, ValueError, struct.error) as error:  # UnicodeDecodeError is a ValueError
+            raise IdError(MALFORMED, f"the id does not parse: {type(error).__name__}: {error}") from error
+
+
+def _malformed(message: str) -> IdError:
+    return IdError(MALFORMED, f"the id does not parse: {message}")
+
+
+def _text_field(signed: bytes, at: int, what: str) -> tuple[str, int]:
+    """A 1-byte length and that many bytes of UTF-8 at `at`, and the position after them."""
+    if at >= len(signed) or at + 1 + signed[at] > len(signed):
+        raise _malformed(f"the {what} runs past the end")
+    end = at + 1 + signed[at]
+    return signed[at + 1 : end].decode(), end
 
 
 def _parse(signed: bytes, tag: bytes) -> PredictionId:
+    """The fields of a verified id's signed part; IdError (MALFORMED) unless every field has its exact length."""
+    if len(signed) < _HEAD.size:
+        raise _malformed("too short")
     _, flags, issued = _HEAD.unpack_from(signed)
-    at = _HEAD.size
-    version = signed[at + 1 : at + 1 + signed[at]].decode()
-    at += 1 + signed[at]
+    version, at = _text_field(signed, _HEAD.size, "model version")
     code, kind = flags & 0x0F, flags >> 4
     if code == NAMED_TRACK:
-        track = signed[at + 1 : at + 1 + signed[at]].decode()
-        at += 1 + signed[at]
-    else:
+        track, at = _text_field(signed, at, "track")
+    elif code in _TRACK_NAMES:
         track = _TRACK_NAMES[code]
+    else:
+        raise _malformed(f"unknown track code {code}")
     at += NONCE_BYTES + (-at - NONCE_BYTES) % 3 + 4  # nonce, row
     if kind == KIND_VALUE:
-        (value,) = struct.unpack_from(">d", signed, at)
+        if len(signed) != at + _FLOAT.size:
+            raise _malformed(f"a value id has {_FLOAT.size} bytes of prediction, this one {len(signed) - at}")
+        (value,) = _FLOAT.unpack_from(signed, at)
         return PredictionId(version, track, issued, kind, value, None, None, tag)
     if kind != KIND_LABEL:
-        raise ValueError(f"unknown prediction kind {kind}")
+        raise _malformed(f"unknown prediction kind {kind}")
+    if at >= len(signed):
+        raise _malformed("no predicted label")
     length = signed[at]
+    size = DIGEST_BYTES if length == LONG_LABEL else length
+    end = at + 1 + size
+    padding = signed[end:]
+    if end > len(signed) or padding != _ZEROS[-(5 + size + TAG_BYTES) % 3]:
+        raise _malformed("the predicted label does not have its length and padding")
     if length == LONG_LABEL:
-        return PredictionId(version, track, issued, kind, None, None, signed[at + 1 : at + 1 + DIGEST_BYTES], tag)
-    return PredictionId(version, track, issued, kind, None, signed[at + 1 : at + 1 + length].decode(), None, tag)
+        return PredictionId(version, track, issued, kind, None, None, signed[at + 1 : end], tag)
+    return PredictionId(version, track, issued, kind, None, signed[at + 1 : end].decode(), None, tag)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,14 +24,22 @@ from mlops_operator.server.feedback import (
     NOT_CONFIGURED,
     REASONS,
     REPLAY_WINDOW,
+    Feedback,
+    FeedbackSettings,
     ReplayGuard,
     ids_header,
     split_requested,
 )
+from mlops_operator.server.metrics import FeedbackMetrics
+from mlops_operator.server.model import LoadedModel
 from mlops_operator.server.predictionids import IdSigner
+from mlops_operator.server.schema import Column, InputSchema
+from prometheus_client import CollectorRegistry, generate_latest
 
 from ..test_server_app import _send, call, sample
 from ..test_server_registry import Registry, iris_app, make_app, registry
+from .test_predictionids import KEY as PURE_KEY
+from .test_predictionids import NAMES, signed_id
 
 __all__ = ["iris_app", "registry"]  # fixtures, imported for pytest
 
@@ -39,6 +48,36 @@ OLD_KEY = "the-previous-feedback-key-000000"
 INFER = "/v2/models/iris-classifier/infer"
 FEEDBACK = "/v2/models/iris-classifier/feedback"
 IRIS = {"model": "iris-classifier", "deployment": "iris"}
+
+
+IRIS_CLASSES = ("setosa", "versicolor", "virginica")
+
+
+class Standalone:
+    """Feedback without a server (no model file, no HTTP): its own signer, metrics, clock and model classes."""
+
+    def __init__(self, classes: tuple[Any, ...] | None = IRIS_CLASSES, clock: Any = time.time, **settings: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = FeedbackMetrics(self.registry, {"model": "iris", "track": "stable", "deployment": "iris"})
+        limits = {"max_age_s": 3600.0, "max_items": 10_000, "replay_size": 100_000, **settings}
+        self.feedback = Feedback(IdSigner(PURE_KEY, **NAMES), FeedbackSettings(**limits), "stable", self.metrics, clock)
+        schema = InputSchema((Column("x", "double"),))
+        self.model = LoadedModel("iris", "1", "", "sklearn", schema, None, lambda b: None, classes=classes)
+
+    def mint(self, predictions: list[Any], issued: float | None = None, labels: bool = True) -> list[str]:
+        values = np.asarray(predictions, dtype=object if labels else None)
+        return self.feedback.signer.mint(
+            "1", "stable", values, time.time() if issued is None else issued, labels=labels
+        )
+
+    def send(self, items: list[Any]) -> dict[str, Any]:
+        result: dict[str, Any] = orjson.loads(
+            asyncio.run(self.feedback.handle(json.dumps({"feedback": items}).encode(), self.model))
+        )
+        return result
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
 
 
 def keyed(registry: Registry, uri: str = "models:/iris-classifier/1", **overrides: Any) -> ServerApp:
@@ -372,3 +411,18 @@ def test_feedback_bodies_get_2xx_or_4xx_never_5xx(
     if response.status_code == 200:
         assert answer["accepted"] + len(answer["rejected"]) == len(body["feedback"])
         assert all(r["reason"] in REASONS for r in answer["rejected"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    flags=st.integers(min_value=0, max_value=255),
+    rest=st.binary(min_size=10, max_size=370),
+    label=st.sampled_from(["setosa", "", 1, -2.5, True, None, [1]]) | st.text(max_size=8),
+)
+def test_signed_ids_of_any_body_are_judged_per_item_never_raised(flags: int, rest: bytes, label: Any) -> None:
+    """Ids with a valid tag over any body (a leaked key, a bug): each item is accepted or refused with a reason."""
+    body = bytes([1, flags]) + rest
+    body = body[: len(body) - len(body) % 3]
+    answer = Standalone().send([{"id": signed_id(body), "label": label}, {"id": signed_id(body[:-3]), "label": 1}])
+    assert answer["accepted"] + len(answer["rejected"]) == 2
+    assert all(r["reason"] in REASONS for r in answer["rejected"])

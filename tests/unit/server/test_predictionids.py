@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlops_operator.server.predictionids import (
     MALFORMED,
     MAX_ID_CHARS,
     SIGNATURE,
     IdError,
     IdSigner,
+    PredictionId,
+    derive_key,
     label_digest,
     label_text,
 )
@@ -97,3 +102,74 @@ def test_rotation_the_previous_key_verifies_an_unknown_one_does_not() -> None:
     assert refused(signer(KEY, previous=b"p" * 32), old) == SIGNATURE
     with pytest.raises(ValueError, match="at least 16 bytes"):
         IdSigner(b"short")
+
+
+# -- property: whatever the text, verify answers a PredictionId or an IdError, never another exception -------
+NAMES = {"namespace": "team-a", "deployment": "iris", "model": "iris-classifier"}
+VALID = [
+    *signer().mint("3", "canary", np.asarray(["setosa", "é" * 200, "x" * 300], dtype=object), NOW, labels=True),
+    *signer().mint("12", "blue", np.asarray([151.25]), NOW, labels=False),
+]
+
+
+def signed_id(body: bytes) -> str:
+    """`body` as an id with a valid tag: what only a holder of the key (or a bug) could send."""
+    tag = hashlib.blake2s(body, key=derive_key(KEY, **NAMES), digest_size=12).digest()
+    return base64.urlsafe_b64encode(body + tag).decode()
+
+
+def judged(text: object) -> PredictionId | str:
+    try:
+        return signer().verify(text)
+    except IdError as error:
+        assert error.reason in (MALFORMED, SIGNATURE) and error.message
+        return error.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=600) | st.binary(max_size=450).map(lambda b: base64.urlsafe_b64encode(b).decode()))
+def test_random_text_is_refused_never_raised(text: str) -> None:
+    assert isinstance(judged(text), str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    valid=st.sampled_from(VALID),
+    at=st.integers(min_value=0, max_value=600),
+    cut=st.integers(min_value=0, max_value=8),
+    insert=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!", max_size=8),
+)
+def test_altered_valid_ids_are_refused_never_raised(valid: str, at: int, cut: int, insert: str) -> None:
+    at = min(at, len(valid))
+    altered = valid[:at] + insert + valid[at + cut :]
+    result = judged(altered)
+    assert isinstance(result, str) or altered == valid, altered
+
+
+@settings(max_examples=500, deadline=None)
+@given(flags=st.integers(min_value=0, max_value=255), rest=st.binary(min_size=10, max_size=370))
+def test_signed_ids_of_any_body_parse_or_are_refused_as_malformed(flags: int, rest: bytes) -> None:
+    body = bytes([1, flags]) + rest  # format 1 and a valid tag: only the parser stands between body and answer
+    body = body[: len(body) - len(body) % 3]  # with the 12-byte tag a multiple of 3: base64 without padding
+    result = judged(signed_id(body))
+    assert result == MALFORMED or isinstance(result, PredictionId), result
+
+
+def test_signed_bodies_that_tripped_the_parser_are_refused_as_malformed() -> None:
+    issued_version = int(NOW).to_bytes(4, "big") + b"\x013"  # version "3": 8 bytes of prefix, then a 10-byte nonce
+    nonce_row = b"\0" * 10 + b"\0\0\0\0"
+    for flags, fields in (
+        (0x03, b"\0" * 8),  # track code 3: was a KeyError
+        (0x00, b"\0" * 5),  # a value of 5 bytes: was a struct.error
+        (0x10, b"\x09ab\0\0"),  # a label longer than what follows: was read as "ab\0\0"
+        (0x10, b"\x02ab" + b"\0" * 5),  # padding of 5 bytes
+        (0x10, b"\x02ab\0x"),  # padding that is not zeros
+        (0x10, b"\x02\xff\xfe\0\0"),  # a label that is not UTF-8
+        (0x20, b"\0" * 8),  # kind 2
+    ):
+        body = bytes([1, flags]) + issued_version + nonce_row + fields
+        assert judged(signed_id(body)) == MALFORMED, (flags, fields)
+    past_the_end = bytes([1, 0]) + int(NOW).to_bytes(4, "big") + b"\x30" + b"\0" * 20  # a 48-byte version
+    assert judged(signed_id(past_the_end)) == MALFORMED  # was a struct.error
+    (valid,) = signer().mint("3", "stable", np.asarray([1.5]), NOW, labels=False)
+    assert judged(valid) == signer().verify(valid)  # the strict parser still reads what is minted
