@@ -158,7 +158,7 @@ class IdSigner:
         # response). Two workers' ranges of 2^80 overlap with a chance of (responses / 2^80).
         self._nonces = itertools.count(int.from_bytes(os.urandom(10), "big"))
         self._fields: dict[tuple[str, str], tuple[int, bytes, int]] = {}
-        self._labels: dict[Any, tuple[bytes, int]] = {}
+        self._labels: dict[tuple[type, Any], tuple[bytes, int]] = {}
         # A keyed BLAKE2s state per key, copied per id: keying costs a compression we then pay once.
         self._macs = [
             hashlib.blake2s(key=derive_key(k, namespace, deployment, model), digest_size=TAG_BYTES) for k in keys
@@ -204,9 +204,11 @@ class IdSigner:
         row = _ROW.pack
         known = self._labels
         for index, value in enumerate(predictions.tolist()):
-            label = known.get(value)
+            # Keyed by type and value: True == 1 == 1.0 hash alike, but True is the class "True", 1 the class "1".
+            key = (type(value), value)
+            label = known.get(key)
             if label is None:
-                label = self._label(value)
+                label = self._label(key)
             body = row(index) + label[0]
             mac = copy()
             mac.update(body)
@@ -221,13 +223,14 @@ class IdSigner:
             at += width
         return ids
 
-    def _label(self, value: Any) -> tuple[bytes, int]:
+    def _label(self, key: tuple[type, Any]) -> tuple[bytes, int]:
         """A predicted class's row field and the width of its row in characters (kept for the next response)."""
+        value = key[1]
         text = label_text(value)
         part = _label_part(text if text is not None else str(value))
         label = (part, (4 + len(part) + TAG_BYTES) // 3 * 4)
         if len(self._labels) < MAX_CACHED_LABELS:  # a model's classes; bounded for models that predict text
-            self._labels[value] = label
+            self._labels[key] = label
         return label
 
     def verify(self, text: Any) -> PredictionId:

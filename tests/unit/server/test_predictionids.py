@@ -69,6 +69,13 @@ def test_integer_and_numeric_labels_compare_as_text() -> None:
     assert label_text(float("nan")) is None and label_text(None) is None and label_text([1]) is None
 
 
+def test_labels_equal_in_python_but_of_other_types_are_not_confused_by_the_cache() -> None:
+    minting = signer()
+    for batch in ([1, True, 1.0, 0, False, 0.5], [True, 1], [False, 0.0, 0]):  # each class once cached
+        ids = minting.mint("1", "stable", np.asarray(batch, dtype=object), NOW, labels=True)
+        assert [signer().verify(i).label for i in ids] == [label_text(v) for v in batch], batch
+
+
 def test_an_altered_byte_anywhere_is_refused() -> None:
     (text,) = signer().mint("1", "canary", np.asarray(["setosa"], dtype=object), NOW, labels=True)
     raw = base64.urlsafe_b64decode(text)
