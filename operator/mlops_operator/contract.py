@@ -109,5 +109,7 @@ METRIC_FEEDBACK_SQUARED_ERROR = "mlops_server_feedback_squared_error_total"
 METRIC_FEEDBACK_OVERPREDICTION = "mlops_server_feedback_overprediction_total"  # sum of error where error > 0
 METRIC_FEEDBACK_UNDERPREDICTION = "mlops_server_feedback_underprediction_total"  # sum of -error where error < 0
 METRIC_FEEDBACK_REJECTED = "mlops_server_feedback_rejected_total"  # + reason (server/feedback.py REASONS)
+# Predictions answered without ids because minting them failed (the serving server's version and track).
+METRIC_PREDICTION_IDS_FAILED = "mlops_server_prediction_ids_failed_total"
 FEEDBACK_CORRECT = "correct"
 FEEDBACK_INCORRECT = "incorrect"

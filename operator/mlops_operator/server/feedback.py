@@ -197,6 +197,7 @@ class Feedback:
         self.metrics = metrics
         self.clock = clock
         self.replay = ReplayGuard(settings.replay_size, settings.max_age_s)
+        self._logged: set[type[BaseException]] = set()  # kinds of minting failure logged already
         self._classes: tuple[int, frozenset[str], dict[bytes, str]] = (0, frozenset(), {})
 
     @classmethod
@@ -228,8 +229,18 @@ class Feedback:
         labels = model.classes is not None or values.dtype.kind != "f"
         try:
             return self.signer.mint(model.version, self.track, values, self.clock(), labels=labels)
-        except ValueError as error:  # e.g. a version name over 255 bytes: serve the prediction without ids
-            log.warning("predictions carry no ids: %s", error)
+        except Exception as error:
+            # A prediction never fails because of its id: whatever minting trips on (a version name over 255
+            # bytes, a prediction that is not hashable or not packable, a clock past 2106: ValueError, TypeError,
+            # struct.error, OverflowError...), the prediction is answered without ids. Not with fallback ids: an
+            # id is the signed prediction and a label is judged against the prediction it carries, so an id
+            # without one could never be counted. The client sees no ids; the rows are counted
+            # (METRIC_PREDICTION_IDS_FAILED) and each kind of failure is logged once, not once per request.
+            if self.metrics is not None:
+                self.metrics.ids_failed(len(values))
+            if type(error) not in self._logged:
+                self._logged.add(type(error))
+                log.warning("predictions are answered without ids: minting failed: %s: %s", type(error).__name__, error)
             return None
 
     # -- labels --------------------------------------------------------------------------------------

@@ -338,6 +338,12 @@ class FeedbackMetrics:
             [*LABELS, "reason"],
             registry=registry,
         )
+        self.unsigned = Counter(
+            _base(contract.METRIC_PREDICTION_IDS_FAILED),
+            "Predictions answered without an id because minting it failed (the server's log says why).",
+            LABELS,
+            registry=registry,
+        )
         # Label children by label values: .labels() builds and hashes a tuple of strings each time.
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -370,6 +376,10 @@ class FeedbackMetrics:
             self._child(self.overprediction, *ids).inc(over)
         if under:
             self._child(self.underprediction, *ids).inc(under)
+
+    def ids_failed(self, rows: int) -> None:
+        """`rows` predictions answered without ids."""
+        self._child(self.unsigned, self._model, self.version, self._track, self._deployment).inc(rows)
 
     def rejected(self, reason: str, count: int = 1) -> None:
         """Items refused for `reason`."""

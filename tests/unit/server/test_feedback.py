@@ -137,6 +137,45 @@ def test_predictions_carry_signed_ids_in_both_protocols(registry: Registry, iris
     assert len(many.json()["prediction_ids"]) == 150 and "x-prediction-ids" not in many.headers  # over 4 KiB
 
 
+def objects(*values: Any) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+@pytest.mark.parametrize(
+    ("issued", "predicted"),
+    [
+        (2.0**32, objects("setosa", "virginica")),  # issued after 2106: the time does not pack (struct.error)
+        (float("inf"), objects("setosa", "virginica")),  # OverflowError
+        (None, objects(["setosa"], ["virginica"])),  # predictions that are not hashable: TypeError
+        (None, objects("setosa", 10**5000)),  # beyond int's 4300 digits: ValueError
+    ],
+)
+def test_predictions_whose_ids_cannot_be_minted_get_none_and_are_counted(
+    issued: float | None, predicted: np.ndarray
+) -> None:
+    alone = Standalone(clock=time.time if issued is None else lambda: issued)
+    assert alone.feedback.ids(alone.model, [("predict", predicted)]) is None
+    assert sample(alone.text(), contract.METRIC_PREDICTION_IDS_FAILED, model="iris", track="stable") == 2
+    alone.feedback.clock = time.time
+    assert len(alone.feedback.ids(alone.model, [("predict", objects("setosa"))]) or []) == 1  # the next one has
+
+
+def test_a_prediction_never_fails_because_of_its_id(iris_keyed: ServerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert iris_keyed.feedback is not None
+    monkeypatch.setattr(iris_keyed.feedback, "clock", lambda: 2.0**32)  # ids cannot be minted
+    before = sample(call(iris_keyed, "GET", "/metrics").text, contract.METRIC_PREDICTION_IDS_FAILED)
+    response = call(iris_keyed, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]] * 2})
+    assert response.status_code == 200 and response.json() == {"predictions": ["setosa", "setosa"]}
+    assert "x-prediction-ids" not in response.headers
+    request = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}
+    outputs = call(iris_keyed, "POST", INFER, json=request)
+    assert outputs.status_code == 200 and [o["name"] for o in outputs.json()["outputs"]] == ["predict"]
+    after = sample(call(iris_keyed, "GET", "/metrics").text, contract.METRIC_PREDICTION_IDS_FAILED, **IRIS)
+    assert after - before == 3
+
+
 def test_without_a_key_no_ids_and_feedback_answers_409(iris_app: ServerApp) -> None:
     response = call(iris_app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert response.json() == {"predictions": ["setosa"]} and "x-prediction-ids" not in response.headers
