@@ -25,7 +25,7 @@ import orjson
 
 from .batching import Batcher
 from .config import ServerConfig, config_from_env
-from .feedback import NOT_CONFIGURED, Feedback, FeedbackError, ids_header, split_requested
+from .feedback import NOT_CONFIGURED, OVERLOADED, Feedback, FeedbackError, ids_header, split_requested
 from .invocations import decode_invocations, encode_predictions
 from .limits import (
     BodyTooLargeError,
@@ -81,6 +81,9 @@ class ServerApp:
         self.draining = False  # SIGTERM received: not ready, still serving (shutdown.py)
         self.drain = Drain(config.drain_delay_s, self._begin_drain)
         self.limiter = InflightLimiter(config.max_inflight)
+        # Feedback requests are shed by a limiter of their own: a flood of labels gets 503s, never the slots
+        # of predictions (which a shared limiter would give it), and at most this many bodies are judged at once.
+        self.feedback_limiter = InflightLimiter(config.feedback_max_inflight)
         self.body_budget = BytesBudget(config.max_inflight_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._inline_budget_s = config.inline_budget_ms / 1000.0
@@ -385,13 +388,22 @@ class ServerApp:
         model = self.model
         if model is None:  # its classes bound the confusion labels
             return _error(protocol, 503, "the model is not loaded yet", (b"retry-after", RETRY_AFTER_LOADING))
+        # As for predictions, the body is read before a slot is taken: a slow client holds bytes, never a slot.
         raw, refused = await self._receive_body(scope, receive, protocol)
         if refused is not None:
             return refused
         try:
-            return 200, await self.feedback.handle(raw, model), []
-        except FeedbackError as error:
-            return _error(protocol, error.status, error.message)
+            if not self.feedback_limiter.try_acquire():
+                if self.feedback.metrics is not None:
+                    self.feedback.metrics.rejected(OVERLOADED)
+                message = f"overloaded: {self.feedback_limiter.limit} feedback requests in flight in this worker; retry"
+                return _error(protocol, 503, message, (b"retry-after", RETRY_AFTER_SHED))
+            try:
+                return 200, await self.feedback.handle(raw, model), []
+            except FeedbackError as error:
+                return _error(protocol, error.status, error.message)
+            finally:
+                self.feedback_limiter.release()
         finally:
             self.body_budget.give_back(len(raw))
 

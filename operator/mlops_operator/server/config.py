@@ -31,6 +31,7 @@ ENV_FEEDBACK_KEY_PREVIOUS = "MLOPS_FEEDBACK_KEY_PREVIOUS"  # verifies only: rota
 ENV_FEEDBACK_MAX_AGE_S = "MLOPS_FEEDBACK_MAX_AGE_S"  # labels for older predictions are refused
 ENV_FEEDBACK_MAX_ITEMS = "MLOPS_FEEDBACK_MAX_ITEMS"  # labels per feedback request
 ENV_FEEDBACK_REPLAY_SIZE = "MLOPS_FEEDBACK_REPLAY_SIZE"  # ids one worker remembers, not to count twice
+ENV_FEEDBACK_MAX_INFLIGHT = "MLOPS_FEEDBACK_MAX_INFLIGHT"  # feedback requests one worker judges at once
 ENV_METRICS = "MLOPS_METRICS"  # "false" turns off request metrics and drift counters
 ENV_DRIFT = "MLOPS_DRIFT"  # "false" keeps request metrics but skips the per-feature bin counters
 ENV_INLINE_BUDGET_MS = "MLOPS_INLINE_BUDGET_MS"
@@ -54,6 +55,9 @@ DEFAULT_DRAIN_DELAY_S = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 3
 DEFAULT_FEEDBACK_MAX_AGE_S = 7 * 24 * 3600.0
 DEFAULT_FEEDBACK_MAX_ITEMS = 10_000
+# Feedback has its own in-flight limit, apart from predictions': a flood of labels is shed (503) without
+# taking the slots predictions need. 4 bodies of 10,000 labels are 0.3-0.6 s of judging, 256 labels a turn.
+DEFAULT_FEEDBACK_MAX_INFLIGHT = 4
 DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 40 MB per worker when full (feedback.ReplayGuard)
 MIN_FEEDBACK_KEY_BYTES = 16
 
@@ -94,6 +98,7 @@ class ServerConfig:
     feedback_max_age_s: float = DEFAULT_FEEDBACK_MAX_AGE_S
     feedback_max_items: int = DEFAULT_FEEDBACK_MAX_ITEMS
     feedback_replay_size: int = DEFAULT_FEEDBACK_REPLAY_SIZE
+    feedback_max_inflight: int = DEFAULT_FEEDBACK_MAX_INFLIGHT
     # The loader's retry schedule when the registry is unreachable: doubling, capped.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -173,4 +178,5 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         feedback_max_age_s=_float(env, ENV_FEEDBACK_MAX_AGE_S, DEFAULT_FEEDBACK_MAX_AGE_S),
         feedback_max_items=_int(env, ENV_FEEDBACK_MAX_ITEMS, DEFAULT_FEEDBACK_MAX_ITEMS, 1),
         feedback_replay_size=_int(env, ENV_FEEDBACK_REPLAY_SIZE, DEFAULT_FEEDBACK_REPLAY_SIZE, 1),
+        feedback_max_inflight=_int(env, ENV_FEEDBACK_MAX_INFLIGHT, DEFAULT_FEEDBACK_MAX_INFLIGHT, 1),
     )

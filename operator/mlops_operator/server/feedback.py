@@ -64,7 +64,8 @@ DUPLICATE = "duplicate"  # this worker already counted a label for the id
 REPLAY_WINDOW = "replay_window"  # older than what this worker still remembers (ReplayGuard)
 LABEL = "label"  # the label does not fit the prediction
 BODY = "body"  # the whole request was refused (one count per request)
-REASONS = (MALFORMED, SIGNATURE, EXPIRED, FUTURE, DUPLICATE, REPLAY_WINDOW, LABEL, BODY)
+OVERLOADED = "overloaded"  # the whole request was shed, 503 (one count per request)
+REASONS = (MALFORMED, SIGNATURE, EXPIRED, FUTURE, DUPLICATE, REPLAY_WINDOW, LABEL, BODY, OVERLOADED)
 
 
 class FeedbackError(Exception):

@@ -341,6 +341,33 @@ def test_a_large_feedback_batch_lets_predictions_through_meanwhile(iris_keyed: S
     assert done == ["predict", "feedback"]
 
 
+def test_feedback_past_its_in_flight_limit_is_shed_with_503_and_predictions_are_not(iris_keyed: ServerApp) -> None:
+    """Six bodies at once against the default of 4 feedback requests in flight: 2 are shed (503 + Retry-After,
+    counted), and a prediction sent meanwhile takes a slot of its own limiter."""
+    assert iris_keyed.feedback is not None
+    labels = np.asarray(["setosa"] * 3000, dtype=object)
+    ids = iris_keyed.feedback.signer.mint("1", "canary", labels, time.time(), labels=True)
+    big = json.dumps({"feedback": [{"id": i, "label": "setosa"} for i in ids]}).encode()
+    metric = contract.METRIC_FEEDBACK_REJECTED
+    shed_before = sample(call(iris_keyed, "GET", "/metrics").text, metric, reason="overloaded")
+    headers = {"content-type": "application/json"}
+
+    async def scenario() -> tuple[list[httpx.Response], httpx.Response]:
+        paths = ["/feedback", FEEDBACK] * 3
+        flood = [asyncio.create_task(_send(iris_keyed, "POST", p, content=big, headers=headers)) for p in paths]
+        predicted = await _send(iris_keyed, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        return list(await asyncio.gather(*flood)), predicted
+
+    answers, predicted = asyncio.run(scenario())
+    assert sorted(a.status_code for a in answers) == [200] * 4 + [503] * 2
+    for shed in (a for a in answers if a.status_code == 503):
+        assert shed.headers["retry-after"] == "1" and "feedback requests in flight" in shed.text, shed.text
+    assert sum(a.json()["accepted"] for a in answers if a.status_code == 200) == 3000  # then duplicates
+    assert predicted.status_code == 200
+    assert iris_keyed.feedback_limiter.inflight == 0 and iris_keyed.limiter.inflight == 0  # slots given back
+    assert sample(call(iris_keyed, "GET", "/metrics").text, metric, reason="overloaded") - shed_before == 2
+
+
 @pytest.mark.parametrize(
     ("raw", "status", "needle"),
     [
@@ -410,6 +437,9 @@ def test_config_keys_are_checked_stripped_and_never_shown() -> None:
     config = config_from_env(env)
     assert config.feedback_key == KEY and config.namespace == "team-a" and config.feedback_max_age_s == 7 * 86400
     assert KEY not in repr(config) and "feedback_key=" not in repr(config)
+    assert config_from_env({**env, "MLOPS_FEEDBACK_MAX_INFLIGHT": "2"}).feedback_max_inflight == 2
+    with pytest.raises(ConfigError, match="MLOPS_FEEDBACK_MAX_INFLIGHT=0 must be at least 1"):
+        config_from_env({**env, "MLOPS_FEEDBACK_MAX_INFLIGHT": "0"})
     with pytest.raises(ConfigError, match="MLOPS_FEEDBACK_KEY_PREVIOUS has 5 bytes"):
         config_from_env({**env, "MLOPS_FEEDBACK_KEY_PREVIOUS": "short"})
     assert not ServerConfig(model_uri="models:/m/1").feedback_key
