@@ -63,9 +63,10 @@ FUTURE = "future"  # issued later than now + FUTURE_SKEW_S
 DUPLICATE = "duplicate"  # this worker already counted a label for the id
 REPLAY_WINDOW = "replay_window"  # older than what this worker still remembers (ReplayGuard)
 LABEL = "label"  # the label does not fit the prediction
+UNKNOWN_CLASS = "unknown_class"  # a classifier's label names none of the model's classes
 BODY = "body"  # the whole request was refused (one count per request)
 OVERLOADED = "overloaded"  # the whole request was shed, 503 (one count per request)
-REASONS = (MALFORMED, SIGNATURE, EXPIRED, FUTURE, DUPLICATE, REPLAY_WINDOW, LABEL, BODY, OVERLOADED)
+REASONS = (MALFORMED, SIGNATURE, EXPIRED, FUTURE, DUPLICATE, REPLAY_WINDOW, LABEL, UNKNOWN_CLASS, BODY, OVERLOADED)
 
 
 class FeedbackError(Exception):
@@ -144,6 +145,23 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class Classes:
+    """A classifier's classes as label texts: all of them (None: unknown), those the confusion counters name
+    (the first MAX_CLASSES; others are OTHER_BIN), and every class by the digest a long label is carried as."""
+
+    texts: frozenset[str] | None
+    confusion: frozenset[str]
+    digests: dict[bytes, str]
+
+    @classmethod
+    def of(cls, classes: tuple[Any, ...] | None) -> Classes:
+        if classes is None:
+            return cls(None, frozenset(), {})
+        texts = [t for t in (label_text(c) for c in classes) if t is not None]
+        return cls(frozenset(texts), frozenset(texts[:MAX_CLASSES]), {label_digest(t): t for t in texts})
+
+
+@dataclass(frozen=True)
 class FeedbackSettings:
     """How old a labelled prediction may be, how many labels a request carries, how many ids are remembered."""
 
@@ -199,7 +217,7 @@ class Feedback:
         self.clock = clock
         self.replay = ReplayGuard(settings.replay_size, settings.max_age_s)
         self._logged: set[type[BaseException]] = set()  # kinds of minting failure logged already
-        self._classes: tuple[int, frozenset[str], dict[bytes, str]] = (0, frozenset(), {})
+        self._classes: tuple[int, Classes] = (0, Classes(None, frozenset(), {}))
 
     @classmethod
     def from_config(cls, config: ServerConfig, model_name: str, metrics: FeedbackMetrics | None) -> Feedback | None:
@@ -257,13 +275,13 @@ class Feedback:
                 self.metrics.rejected(BODY)
             raise
         now = self.clock()
-        known, digests = self._known(model)
+        classes = self._known(model)
         rejected: list[dict[str, Any]] = []
         tally = Tally()
         for index, item in enumerate(items):
             if index and not index % JUDGE_CHUNK:
                 await asyncio.sleep(0)
-            refused = self._judge(item, now, known, digests, tally)
+            refused = self._judge(item, now, classes, tally)
             if refused is not None:
                 reason, message = refused
                 tally.rejected[reason] += 1
@@ -292,17 +310,13 @@ class Feedback:
             raise FeedbackError(413, f"{len(items)} feedback items exceed the limit of {self.settings.max_items}")
         return items
 
-    def _known(self, model: LoadedModel) -> tuple[frozenset[str], dict[bytes, str]]:
-        """The model's classes as label texts (at most MAX_CLASSES), and those carried as digests."""
+    def _known(self, model: LoadedModel) -> Classes:
+        """The model's classes as label texts (kept until another model is served)."""
         if self._classes[0] != id(model):
-            texts = [label_text(c) for c in (model.classes or ())[:MAX_CLASSES]]
-            known = frozenset(t for t in texts if t is not None)
-            self._classes = (id(model), known, {label_digest(t): t for t in known})
-        return self._classes[1], self._classes[2]
+            self._classes = (id(model), Classes.of(model.classes))
+        return self._classes[1]
 
-    def _judge(
-        self, item: Any, now: float, known: frozenset[str], digests: dict[bytes, str], tally: Tally
-    ) -> tuple[str, str] | None:
+    def _judge(self, item: Any, now: float, classes: Classes, tally: Tally) -> tuple[str, str] | None:
         """None when the item's label was counted, else (reason, message)."""
         if not isinstance(item, dict) or "id" not in item or "label" not in item:
             return MALFORMED, 'an item is an object {"id": ..., "label": ...}'
@@ -333,10 +347,16 @@ class Feedback:
         text = label_text(label)
         if text is None or len(text) > MAX_LABEL_CHARS:
             return LABEL, f"a class label is a string, number or boolean (at most {MAX_LABEL_CHARS} characters)"
-        predicted = pid.label if pid.label is not None else digests.get(pid.label_digest or b"")
         correct = text == pid.label if pid.label is not None else label_digest(text) == pid.label_digest
+        # A label naming no class of the model is refused, not counted as a wrong prediction: it is a client's
+        # mistake (a typo, another model's labels), and counted it would lower the accuracy. The predicted class is
+        # one the id's version had, so a label equal to it is taken even if the model served here lacks it.
+        if classes.texts is not None and text not in classes.texts and not correct:
+            return UNKNOWN_CLASS, f"'{text:.40}' is not a class of the model (it has {len(classes.texts)})"
+        predicted = pid.label if pid.label is not None else classes.digests.get(pid.label_digest or b"")
         refused = self._count(pid, now)
         if refused is None:
+            known = classes.confusion
             true_class = text if text in known else OTHER_BIN
             predicted_class = predicted if predicted is not None and predicted in known else OTHER_BIN
             tally.classes[(pid.version, pid.track, true_class, predicted_class, correct)] += 1

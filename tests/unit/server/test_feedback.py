@@ -202,24 +202,51 @@ def test_classification_labels_count_correct_incorrect_and_confusion(registry: R
         # Every fourth label names the class after the predicted one: those predictions were wrong.
         truth = [classes[(classes.index(p) + (k % 4 == 0)) % 3] for k, p in enumerate(predicted)]
         items = [{"id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
-        items[0]["label"] = "unicorn"  # a class the model does not know: counted as __other__
+        items[0]["label"] = "unicorn"  # a class the model does not have: refused, not counted as a wrong prediction
         result = send(app, items, FEEDBACK)
-        assert result == {"accepted": len(items), "rejected": []}
+        assert result["accepted"] == len(items) - 1 and [r["reason"] for r in result["rejected"]] == ["unknown_class"]
+        assert result["rejected"][0]["index"] == 0 and "'unicorn' is not a class" in result["rejected"][0]["message"]
+        counted = items[1:]
         text = call(app, "GET", "/metrics").text
         labels = {**IRIS, "version": "1", "track": "canary"}
-        right = sum(p == t["label"] for p, t in zip(predicted, items, strict=True))
+        right = sum(p == t["label"] for p, t in zip(predicted[1:], counted, strict=True))
         assert sample(text, contract.METRIC_FEEDBACK, **labels, outcome="correct") == right > 0
-        assert sample(text, contract.METRIC_FEEDBACK, **labels, outcome="incorrect") == len(items) - right > 0
-        bounded = [t["label"] if t["label"] != "unicorn" else "__other__" for t in items]
-        pairs = Counter(zip(bounded, predicted, strict=True))
+        assert sample(text, contract.METRIC_FEEDBACK, **labels, outcome="incorrect") == len(counted) - right > 0
+        pairs = Counter(zip([t["label"] for t in counted], predicted[1:], strict=True))
         for (true_class, predicted_class), count in pairs.items():
             got = sample(text, contract.METRIC_FEEDBACK_CONFUSION, **labels, true_class=true_class,
                          predicted_class=predicted_class)  # fmt: skip
             assert got == count, (true_class, predicted_class)
-        assert sample(text, contract.METRIC_FEEDBACK_CONFUSION, **labels) == len(items)
+        assert sample(text, contract.METRIC_FEEDBACK_CONFUSION, **labels) == len(counted)
+        assert sample(text, contract.METRIC_FEEDBACK_REJECTED, **IRIS, reason="unknown_class") == 1
+        assert send(app, [{"id": ids[0], "label": predicted[0]}])["accepted"] == 1  # refused, its id not used up
         assert "unicorn" not in text
     finally:
         app.stop()
+
+
+def test_a_label_naming_no_class_of_the_model_is_refused_unless_the_id_predicted_it() -> None:
+    alone = Standalone()
+    ids = alone.mint(["setosa", "setosa", "retired", "setosa", "setosa"])  # "retired": another version's class
+    answer = alone.send(
+        [
+            {"id": ids[0], "label": "unicorn"},
+            {"id": ids[1], "label": 7},
+            {"id": ids[2], "label": "retired"},  # what the id's version predicted: a class it had
+            {"id": ids[3], "label": "virginica"},
+            {"id": ids[4], "label": "setosa"},
+        ]
+    )
+    assert answer["accepted"] == 3 and [(r["index"], r["reason"]) for r in answer["rejected"]] == [
+        (0, "unknown_class"),
+        (1, "unknown_class"),
+    ]
+    text = alone.text()
+    assert sample(text, contract.METRIC_FEEDBACK_REJECTED, reason="unknown_class") == 2
+    assert sample(text, contract.METRIC_FEEDBACK, outcome="incorrect") == 1  # only virginica for setosa
+    assert sample(text, contract.METRIC_FEEDBACK_CONFUSION, true_class="__other__", predicted_class="__other__") == 1
+    no_classes = Standalone(classes=None)  # a model without classes_: any label is taken
+    assert no_classes.send([{"id": no_classes.mint(["a"])[0], "label": "b"}]) == {"accepted": 1, "rejected": []}
 
 
 def test_a_canary_prediction_labelled_at_a_stable_pod_counts_for_the_canary(registry: Registry) -> None:
