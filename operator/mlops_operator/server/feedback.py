@@ -55,7 +55,12 @@ MAX_LABEL_CHARS = 1024
 # Larger errors are refused: the squared-error counter must not overflow to +Inf (1e200 per label leaves room).
 MAX_ERROR = 1e100
 JUDGE_CHUNK = 256  # labels judged between two turns of the event loop
-MAX_CLASSES = 100  # confusion labels: at most this many of the model's classes, then __other__
+# The confusion counters name at most this many of a model's classes (its first, in classes_ order); labels and
+# predictions of the others are counted under OTHER_BIN, so a label is never lost for the cap (its correct or
+# incorrect outcome counts as is). Why 20: the confusion is classes^2 series per version and track, times every
+# pod that reports them; 20 classes are at most 21^2 = 441 series (with OTHER_BIN), 100 were 10,201, enough
+# per pod and version to weigh on a Prometheus shared by many Deployments.
+MAX_CLASSES = 20
 ITEM_FIELDS = ("id", "label")
 
 EXPIRED = "expired"  # issued longer ago than the max age

@@ -249,6 +249,32 @@ def test_a_label_naming_no_class_of_the_model_is_refused_unless_the_id_predicted
     assert no_classes.send([{"id": no_classes.mint(["a"])[0], "label": "b"}]) == {"accepted": 1, "rejected": []}
 
 
+def test_classes_beyond_the_confusion_cap_are_counted_under_other() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    classes = tuple(f"c{k:02}" for k in range(25))
+    alone = Standalone(classes=classes)
+    predicted = [p for p in classes for _ in classes]
+    truth = [t for _ in classes for t in classes]
+    answer = alone.send([{"id": i, "label": t} for i, t in zip(alone.mint(predicted), truth, strict=True)])
+    assert answer == {"accepted": 625, "rejected": []}  # beyond the cap, labels are counted, not refused
+    text = alone.text()
+    assert sample(text, contract.METRIC_FEEDBACK, outcome="correct") == 25
+    assert sample(text, contract.METRIC_FEEDBACK, outcome="incorrect") == 600
+    series = {
+        (s.labels["true_class"], s.labels["predicted_class"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == contract.METRIC_FEEDBACK_CONFUSION
+    }
+    named = {*classes[:20], "__other__"}
+    assert len(series) == 21**2 and {c for pair in series for c in pair} == named  # 441 series, not 625
+    assert (
+        series[("c00", "c01")] == 1 and series[("c00", "__other__")] == 5 and series[("__other__", "__other__")] == 25
+    )
+    assert sum(series.values()) == 625
+
+
 def test_a_canary_prediction_labelled_at_a_stable_pod_counts_for_the_canary(registry: Registry) -> None:
     canary, stable = keyed(registry), keyed(registry, track="stable")
     try:
