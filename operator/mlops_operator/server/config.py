@@ -58,7 +58,7 @@ DEFAULT_FEEDBACK_MAX_ITEMS = 10_000
 # Feedback has its own in-flight limit, apart from predictions': a flood of labels is shed (503) without
 # taking the slots predictions need. 4 bodies of 10,000 labels are 0.3-0.6 s of judging, 256 labels a turn.
 DEFAULT_FEEDBACK_MAX_INFLIGHT = 4
-DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 40 MB per worker when full (feedback.ReplayGuard)
+DEFAULT_FEEDBACK_REPLAY_SIZE = 500_000  # about 4 MB per worker when full (feedback.ReplayGuard)
 MIN_FEEDBACK_KEY_BYTES = 16
 
 _FALSE = {"0", "false", "no", "off"}

@@ -83,51 +83,99 @@ class FeedbackError(Exception):
         self.message = message
 
 
+MIN_BUCKET_S = 60  # the replay guard's buckets of issue time: a minute, or longer for long max ages
+MAX_BUCKETS = 1024  # ... so that at most this many buckets span the max age (7 days: 591 s buckets)
+MERGE_AT = 4096  # digests the replay guard keeps in sets before merging them into its sorted arrays
+_NO_DIGESTS = np.empty(0, dtype=np.uint64)
+
+
+class _Bucket:
+    """The digests of one bucket's ids: sorted in an array, the latest in a set until merged."""
+
+    __slots__ = ("digests", "pending")
+
+    def __init__(self) -> None:
+        self.digests = _NO_DIGESTS
+        self.pending: set[int] = set()
+
+    def holds(self, key: int) -> bool:
+        if key in self.pending:
+            return True
+        digests = self.digests
+        if not digests.size:
+            return False
+        wanted = np.uint64(key)
+        at = int(digests.searchsorted(wanted))
+        return at < digests.size and bool(digests[at] == wanted)
+
+    def merge(self) -> None:
+        new = np.sort(np.fromiter(self.pending, dtype=np.uint64, count=len(self.pending)))
+        self.digests = np.insert(self.digests, self.digests.searchsorted(new), new)  # none of them is there yet
+        self.pending = set()
+
+    def __len__(self) -> int:
+        return len(self.digests) + len(self.pending)
+
+
 class ReplayGuard:
     """Ids one worker has counted a label for, remembered until they are too old to be taken anyway.
 
-    Ids are kept by minute of issue. A minute older than the max age is forgotten (its ids are refused as
-    expired). When more than `capacity` ids are remembered, the oldest minute is forgotten and every id
-    issued in or before it is refused from then on (REPLAY_WINDOW): one worker never counts a label
-    twice, at the price of refusing late labels when more are sent within the max age than it holds.
-    A key is 60 bits of the id's tag: ≈ 80 bytes per id with its set slot (40 MB for 500,000, measured
-    with tracemalloc), and a false duplicate among 500,000 ids has a chance of 1e-7.
-    """
+    An id is remembered as a 64-bit digest: the first 8 bytes of its tag, a MAC and so uniformly spread (a
+    false duplicate among the n ids of one bucket has a chance of n^2 / 2^65: 7e-9 for 500,000). Digests are
+    kept by bucket of issue time (MIN_BUCKET_S, or max age / MAX_BUCKETS when that is longer); a bucket wholly
+    older than the max age is forgotten (its ids are refused as expired). Within a bucket the digests are a
+    sorted numpy uint64 array, 8 bytes an id, and the latest ones a set, merged into the arrays once MERGE_AT
+    are pending: a lookup is a set test and a binary search.
 
-    BUCKET_S = 60
+    Bounded: at most `capacity` ids, in 8 x capacity bytes of arrays (4 MB for 500,000; twice that for an
+    instant while the largest bucket merges), plus at most MERGE_AT pending digests (≈ 0.3 MB) and per bucket
+    ≈ 0.3 KB. When more ids would be remembered, the oldest bucket is forgotten and every id issued in or
+    before it is refused from then on (REPLAY_WINDOW): one worker never counts a label twice, at the price
+    of refusing late labels when more are sent within the max age than it holds.
+    """
 
     def __init__(self, capacity: int, max_age_s: float) -> None:
         self.capacity = capacity
         self.max_age_s = max_age_s
+        self.bucket_s = max(MIN_BUCKET_S, math.ceil(max_age_s / MAX_BUCKETS))
         self.floor = -1  # ids issued at or before this second are refused
         self.size = 0
-        self._buckets: dict[int, set[int]] = {}
+        self.pending = 0
+        self._buckets: dict[int, _Bucket] = {}
         self._order: list[int] = []  # a heap of the bucket numbers
 
     def admit(self, tag: bytes, issued: int, now: float) -> str | None:
         """Remember the id and return None, or the reason it cannot be counted (again)."""
         horizon = now - self.max_age_s
-        while self._order and (self._order[0] + 1) * self.BUCKET_S <= horizon:
+        while self._order and (self._order[0] + 1) * self.bucket_s <= horizon:
             self._drop()
         if issued <= self.floor:
             return REPLAY_WINDOW
-        key = int.from_bytes(tag[:8], "big") >> 4
-        number = issued // self.BUCKET_S
+        key = int.from_bytes(tag[:8], "big")
+        number = issued // self.bucket_s
         bucket = self._buckets.get(number)
         if bucket is None:
-            bucket = self._buckets[number] = set()
+            bucket = self._buckets[number] = _Bucket()
             heapq.heappush(self._order, number)
-        elif key in bucket:
+        elif bucket.holds(key):
             return DUPLICATE
-        bucket.add(key)
+        bucket.pending.add(key)
         self.size += 1
+        self.pending += 1
         while self.size > self.capacity:
-            self.floor = max(self.floor, (self._drop() + 1) * self.BUCKET_S - 1)
+            self.floor = max(self.floor, (self._drop() + 1) * self.bucket_s - 1)
+        if self.pending >= MERGE_AT:
+            for held in self._buckets.values():
+                if held.pending:
+                    held.merge()
+            self.pending = 0
         return None
 
     def _drop(self) -> int:
         number = heapq.heappop(self._order)
-        self.size -= len(self._buckets.pop(number))
+        bucket = self._buckets.pop(number)
+        self.size -= len(bucket)
+        self.pending -= len(bucket.pending)
         return number
 
 

@@ -474,6 +474,34 @@ def test_replay_guard_counts_once_forgets_by_age_and_refuses_what_it_forgot() ->
     assert guard.admit(b"c" * 12, 10_650, now + 800) == REPLAY_WINDOW  # forgotten: refused, not counted again
 
 
+def test_replay_guard_holds_8_bytes_an_id_and_never_more_than_its_capacity() -> None:
+    import gc
+    import tracemalloc
+
+    count, now = 100_000, 1_800_000_000.0
+    tags = np.random.default_rng(7).bytes(8 * count)
+    issued = [int(now) - 60 * (k % 100) for k in range(count)]  # 100 minutes of predictions
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        guard = ReplayGuard(capacity=count, max_age_s=7 * 86400)
+        for k in range(count):
+            assert guard.admit(tags[8 * k : 8 * k + 8], issued[k], now) is None
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert guard.size == count and guard.floor == -1
+    assert held < 12 * count, f"{held / count:.1f} bytes an id"  # 8 in arrays, pending sets and buckets aside
+    for k in range(0, count, 997):  # every one remembered
+        assert guard.admit(tags[8 * k : 8 * k + 8], issued[k], now) == DUPLICATE
+    more = np.random.default_rng(8).bytes(8 * 5000)
+    for k in range(5000):  # newer ids past the capacity: the oldest buckets go, the size stays bounded
+        guard.admit(more[8 * k : 8 * k + 8], int(now) + 1, now + 1)
+        assert guard.size <= count
+    assert guard.floor >= issued[99] and guard.admit(tags[8 * 99 : 8 * 100], issued[99], now + 1) == REPLAY_WINDOW
+
+
 def test_outputs_asked_for_and_the_header_bound() -> None:
     assert split_requested(None) == (None, True)
     assert split_requested(["predict_proba"]) == (["predict_proba"], False)
