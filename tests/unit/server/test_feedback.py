@@ -176,6 +176,27 @@ def test_a_prediction_never_fails_because_of_its_id(iris_keyed: ServerApp, monke
     assert after - before == 3
 
 
+def test_ids_of_large_answers_are_minted_in_the_prediction_thread(
+    iris_keyed: ServerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    assert iris_keyed.feedback is not None
+    minted_in: list[tuple[int, str]] = []
+    ids = iris_keyed.feedback.ids
+
+    def recorded(model: Any, outputs: list[tuple[str, np.ndarray]]) -> list[str] | None:
+        minted_in.append((len(outputs[0][1]), threading.current_thread().name))
+        return ids(model, outputs)
+
+    monkeypatch.setattr(iris_keyed.feedback, "ids", recorded)
+    for rows in (1000, 1001):
+        _, got = predict_ids(iris_keyed, [[5.1, 3.5, 1.4, 0.2]] * rows)
+        assert len(got) == len(set(got)) == rows and iris_keyed.feedback.signer.verify(got[-1]).label == "setosa"
+    assert minted_in[0] == (1000, threading.current_thread().name)  # on the event loop, the test's thread here
+    assert minted_in[1][0] == 1001 and minted_in[1][1].startswith("predict")
+
+
 def test_without_a_key_no_ids_and_feedback_answers_409(iris_app: ServerApp) -> None:
     response = call(iris_app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert response.json() == {"predictions": ["setosa"]} and "x-prediction-ids" not in response.headers
