@@ -25,7 +25,15 @@ import orjson
 
 from .batching import Batcher
 from .config import ServerConfig, config_from_env
-from .feedback import NOT_CONFIGURED, OVERLOADED, Feedback, FeedbackError, ids_header, split_requested
+from .feedback import (
+    NOT_CONFIGURED,
+    OVERLOADED,
+    Feedback,
+    FeedbackError,
+    ids_header,
+    ids_turned_off,
+    split_requested,
+)
 from .invocations import decode_invocations, encode_predictions
 from .limits import (
     BodyTooLargeError,
@@ -308,7 +316,7 @@ class ServerApp:
                 message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
                 return _error(protocol, 503, message, (b"retry-after", RETRY_AFTER_SHED))
             try:
-                status, body, extra = await self._score(raw, protocol, model)
+                status, body, extra = await self._score(raw, protocol, model, scope["headers"])
             finally:
                 self.limiter.release()
         finally:
@@ -343,7 +351,7 @@ class ServerApp:
         if self.metrics is not None:
             self.metrics.request(outcome, seconds)
 
-    async def _score(self, raw: bytes, protocol: str, model: LoadedModel) -> Answer:
+    async def _score(self, raw: bytes, protocol: str, model: LoadedModel, headers: Headers) -> Answer:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -357,8 +365,11 @@ class ServerApp:
                 batch, requested, request_id = request.batch, request.outputs, request.request_id
                 if want_ids:
                     requested, want_ids = split_requested(requested)
+                off = ids_turned_off(headers, payload.get("parameters"), "parameters")
             else:
                 batch = decode_invocations(payload, model.schema)
+                off = ids_turned_off(headers, payload.get("params"), "params")
+            want_ids = want_ids and not off  # turned off wins, even over a prediction_id output asked for
         except InputError as error:
             return _error(protocol, error.status, error.message)
         except Exception as error:  # decoding only touches the request: anything it trips on is the input's fault

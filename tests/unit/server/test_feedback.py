@@ -197,6 +197,34 @@ def test_ids_of_large_answers_are_minted_in_the_prediction_thread(
     assert minted_in[1][0] == 1001 and minted_in[1][1].startswith("predict")
 
 
+def test_a_request_turns_its_ids_off_by_header_or_parameter(iris_keyed: ServerApp, iris_app: ServerApp) -> None:
+    rows = [[5.1, 3.5, 1.4, 0.2]]
+    off = {"x-prediction-ids": "None "}
+    for body, headers in (({"instances": rows}, off), ({"instances": rows, "params": {"prediction_ids": False}}, {})):
+        response = call(iris_keyed, "POST", "/invocations", json=body, headers=headers)
+        assert response.status_code == 200 and response.json() == {"predictions": ["setosa"]}, response.text
+        assert "x-prediction-ids" not in response.headers
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": rows}
+    named = [{"name": "prediction_id"}]
+    for body, headers in (
+        ({"inputs": [tensor]}, off),
+        ({"inputs": [tensor], "parameters": {"prediction_ids": False}}, {}),
+        ({"inputs": [tensor], "parameters": {"prediction_ids": False}, "outputs": named}, {}),  # off wins
+    ):
+        response = call(iris_keyed, "POST", INFER, json=body, headers=headers)
+        assert response.status_code == 200 and [o["name"] for o in response.json()["outputs"]] == ["predict"]
+    kept = call(iris_keyed, "POST", INFER, json={"inputs": [tensor], "parameters": {"prediction_ids": True}})
+    assert [o["name"] for o in kept.json()["outputs"]] == ["predict", "prediction_id"]
+    for app in (iris_keyed, iris_app):  # refused alike with or without a key
+        bad = call(app, "POST", "/invocations", json={"instances": rows, "params": {"prediction_ids": "no"}})
+        assert bad.status_code == 400 and "'params.prediction_ids' must be true or false" in bad.json()["message"]
+        bad = call(app, "POST", INFER, json={"inputs": [tensor], "parameters": {"prediction_ids": 0}})
+        assert bad.status_code == 400 and "'parameters.prediction_ids'" in bad.json()["error"]
+        bad = call(app, "POST", "/invocations", json={"instances": rows}, headers={"x-prediction-ids": "all"})
+        assert bad.status_code == 400 and "takes 'none'" in bad.json()["message"]
+    assert call(iris_app, "POST", "/invocations", json={"instances": rows}, headers=off).status_code == 200
+
+
 def test_without_a_key_no_ids_and_feedback_answers_409(iris_app: ServerApp) -> None:
     response = call(iris_app, "POST", "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert response.json() == {"predictions": ["setosa"]} and "x-prediction-ids" not in response.headers
