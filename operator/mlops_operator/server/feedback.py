@@ -66,8 +66,10 @@ JUDGE_CHUNK = 256  # labels judged between two turns of the event loop
 # predictions of the others are counted under OTHER_BIN, so a label is never lost for the cap (its correct or
 # incorrect outcome counts as is). Why 20: the confusion is classes^2 series per version and track, times every
 # pod that reports them; 20 classes are at most 21^2 = 441 series (with OTHER_BIN), 100 were 10,201, enough
-# per pod and version to weigh on a Prometheus shared by many Deployments.
+# per pod and version to weigh on a Prometheus shared by many Deployments. The diagonal stays the correct
+# predictions: a wrong prediction between two classes beyond the cap has OTHER_INCORRECT as its predicted class.
 MAX_CLASSES = 20
+OTHER_INCORRECT = "__other_incorrect__"
 ITEM_FIELDS = ("id", "label")
 
 EXPIRED = "expired"  # issued longer ago than the max age
@@ -439,6 +441,8 @@ class Feedback:
             known = classes.confusion
             true_class = text if text in known else OTHER_BIN
             predicted_class = predicted if predicted is not None and predicted in known else OTHER_BIN
+            if true_class == predicted_class and not correct:  # two classes beyond the cap: off the diagonal
+                predicted_class = OTHER_INCORRECT
             tally.classes[(pid.version, pid.track, true_class, predicted_class, correct)] += 1
         return refused
 

@@ -317,11 +317,12 @@ def test_classes_beyond_the_confusion_cap_are_counted_under_other() -> None:
         if s.name == contract.METRIC_FEEDBACK_CONFUSION
     }
     named = {*classes[:20], "__other__"}
-    assert len(series) == 21**2 and {c for pair in series for c in pair} == named  # 441 series, not 625
-    assert (
-        series[("c00", "c01")] == 1 and series[("c00", "__other__")] == 5 and series[("__other__", "__other__")] == 25
-    )
-    assert sum(series.values()) == 625
+    assert len(series) == 21**2 + 1  # 442 series, not 625
+    assert {t for t, _ in series} == named and {p for _, p in series} == {*named, "__other_incorrect__"}
+    assert series[("c00", "c01")] == 1 and series[("c00", "__other__")] == 5
+    assert series[("__other__", "__other__")] == 5  # the diagonal is the correct predictions, beyond the cap too
+    assert series[("__other__", "__other_incorrect__")] == 20  # wrong, between two classes beyond the cap
+    assert sum(series.values()) == 625 and sum(v for (t, p), v in series.items() if t == p) == 25
 
 
 def test_a_canary_prediction_labelled_at_a_stable_pod_counts_for_the_canary(registry: Registry) -> None:
