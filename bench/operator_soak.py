@@ -48,13 +48,11 @@ def heap_growth(before: Path, after: Path, top: int = 15) -> list[str]:
     new = tracemalloc.Snapshot.load(str(after)).filter_traces(keep)
     lines = []
     for stat in new.compare_to(old, "traceback")[:top]:
-        frames = [
-            f"{Path(f.filename).name}:{f.lineno}"
-            for f in stat.traceback
-            if "site-packages/" not in f.filename or "mlops_operator" in f.filename
-        ]
-        origin = " < ".join(frames[:3]) or str(stat.traceback[0])
-        lines.append(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+6d} blocks  {stat.traceback[0]}  [{origin}]")
+        # Frames run oldest to newest: the allocation is the last, the first one outside the stdlib says why.
+        newest_first = list(stat.traceback)[::-1]
+        frames = [f"{Path(f.filename).name}:{f.lineno}" for f in newest_first if "/python3.11/" not in f.filename]
+        origin = " < ".join(frames[:3]) or str(newest_first[0])
+        lines.append(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+6d} blocks  {newest_first[0]}  [{origin}]")
     return lines
 
 
@@ -111,6 +109,7 @@ def main() -> None:
             print(f"cycle {cycles:3d}  t={samples[-1][0]:6.0f}s  rss={samples[-1][1]:.1f} MiB{heap}", flush=True)
         _, peak = rss_mib(proc.pid)
         final = _signal_and_read(proc.pid, signal.SIGUSR2, trace_dir / "snapshot-2") if baseline else None
+        holders = _signal_and_read(proc.pid, signal.SIGHUP, trace_dir / "holders").read_text() if args.trace else ""
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -127,6 +126,10 @@ def main() -> None:
         third_h = max(1, len(heaps) // 3)
         h_first, h_last = (statistics.median(part) for part in (heaps[:third_h], heaps[-third_h:]))
         print(f"  Python heap (tracemalloc) median first third {h_first:.2f} MiB, last third {h_last:.2f} MiB")
+    if holders:
+        print("  what holds Kubernetes objects at the end (namespace empty):")
+        for line in holders.splitlines():
+            print(f"    {line}")
     if baseline and final:
         print("  heap growth from cycle 3 to the end, by allocation site:")
         for line in heap_growth(baseline, final):

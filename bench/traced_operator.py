@@ -1,11 +1,14 @@
 """`python -m mlops_operator` under tracemalloc, for the soak (not shipped): where the Python heap grows.
 
 SIGUSR1 writes the traced heap size (bytes) to `$MLOPS_TRACE_DIR/heap`; SIGUSR2 dumps a snapshot to
-`$MLOPS_TRACE_DIR/snapshot-<n>`. Signals, not an endpoint, so the operator's own code is not touched.
+`$MLOPS_TRACE_DIR/snapshot-<n>`; SIGHUP writes `$MLOPS_TRACE_DIR/holders`: how many Kubernetes bodies and
+watch events are alive and what holds a sample of them (tracemalloc says where memory was allocated, not
+who keeps it). Signals, not an endpoint, so the operator's own code is not touched.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import runpy
@@ -16,6 +19,36 @@ from pathlib import Path
 from types import FrameType
 
 FRAMES = 12
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, dict):
+        keys = sorted(map(str, obj))[:6]
+        return f"dict{keys}"
+    if isinstance(obj, (list, tuple, set)):
+        return f"{type(obj).__name__}[{len(obj)}]"
+    if isinstance(obj, FrameType):
+        return f"frame {obj.f_code.co_filename.rsplit('/', 2)[-1]}:{obj.f_lineno} {obj.f_code.co_name}"
+    return type(obj).__qualname__
+
+
+def holders_report(sample: int = 12, depth: int = 5) -> str:
+    """Live bodies and watch events, and the referrer chain of a sample of them."""
+    gc.collect()
+    bodies = [o for o in gc.get_objects() if isinstance(o, dict) and "metadata" in o and "apiVersion" in o]
+    events = [o for o in gc.get_objects() if isinstance(o, dict) and "type" in o and isinstance(o.get("object"), dict)]
+    lines = [f"bodies {len(bodies)}, watch events {len(events)}"]
+    for obj in events[: sample // 2] + bodies[: sample // 2]:
+        chain, current, seen = [], obj, {id(bodies), id(events)}
+        for _ in range(depth):
+            referrers = [r for r in gc.get_referrers(current) if id(r) not in seen and not isinstance(r, FrameType)]
+            if not referrers:
+                break
+            current = referrers[0]
+            seen.add(id(current))
+            chain.append(_describe(current))
+        lines.append(f"{_describe(obj)} <- " + " <- ".join(chain))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -31,7 +64,12 @@ def main() -> None:
         tracemalloc.take_snapshot().dump(str(out / f"snapshot-{n}.tmp"))
         (out / f"snapshot-{n}.tmp").replace(out / f"snapshot-{n}")
 
+    def holders(_signum: int, _frame: FrameType | None) -> None:
+        (out / "holders.tmp").write_text(holders_report())
+        (out / "holders.tmp").replace(out / "holders")
+
     tracemalloc.start(FRAMES)
+    signal.signal(signal.SIGHUP, holders)
     signal.signal(signal.SIGUSR1, heap)
     signal.signal(signal.SIGUSR2, snapshot)
     sys.argv = ["mlops_operator", *sys.argv[1:]]

@@ -119,3 +119,18 @@ def test_categorical_metrics_and_switches(registry: Registry) -> None:
     finally:
         for each in (app, quiet, off):
             each.stop()
+
+
+def test_the_servers_own_feedback_series_start_at_zero_before_any_label() -> None:
+    # increase() cannot see a counter's first value: a series born at 120 would lose 120 labels.
+    served = ServerMetrics("m", "canary", "d", feedback=True)
+    text = served.exposition()[0].decode()
+    assert "mlops_server_feedback_total{" not in text, "no version bound yet: nothing to start"
+    served.bind("3")
+    text = served.exposition()[0].decode()
+    for outcome in ("correct", "incorrect"):
+        labels = f'deployment="d",model="m",outcome="{outcome}",track="canary",version="3"'
+        assert f"mlops_server_feedback_total{{{labels}}} 0.0" in text, text
+    assert 'mlops_server_feedback_absolute_error_count{deployment="d",model="m",track="canary",version="3"} 0.0' in text
+    assert 'mlops_server_feedback_squared_error_total{deployment="d",model="m",track="canary",version="3"} 0.0' in text
+    assert ServerMetrics("m", "canary", "d").exposition()[0].decode().count("mlops_server_feedback") == 0

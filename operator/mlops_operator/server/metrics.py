@@ -155,6 +155,8 @@ class ServerMetrics:
         labels = {**self._static, "version": version}
         if self.feedback is not None:
             self.feedback.version = version
+            if version:
+                self.feedback.start_at_zero(version)
         self._outcomes = {o: self.requests.labels(**labels, outcome=o) for o in OUTCOMES}
         self._duration = self.duration.labels(**labels)
         self._rows = self.rows.labels(**labels)
@@ -353,6 +355,15 @@ class FeedbackMetrics:
         if child is None:
             child = self._children[key] = family.labels(*values)  # in the family's label order
         return child
+
+    def start_at_zero(self, version: str) -> None:
+        """Export this server's own (version, track) series at 0 before any label: Prometheus' increase()
+        cannot see a counter's first value, so a series born at 120 would lose those 120 labels."""
+        ids = (self._model, version, self._track, self._deployment)
+        for outcome in (contract.FEEDBACK_CORRECT, contract.FEEDBACK_INCORRECT):
+            self._child(self.outcomes, *ids, outcome)
+        for family in (self.absolute_error, self.squared_error, self.overprediction, self.underprediction):
+            self._child(family, *ids)
 
     def classified(
         self, version: str, track: str, true_class: str, predicted_class: str, correct: bool, count: int = 1
