@@ -17,6 +17,7 @@ from mlops_operator.planning.observed import (
     DatasetObserved,
     DeploymentObserved,
     DriftReadings,
+    PerformanceReadings,
     RetrainingObserved,
     Tracks,
     TrainingDataset,
@@ -54,6 +55,7 @@ def observe(
     canary: dict[str, Any] | None = None,
     readings: list[MetricReading] | None = None,
     drift: DriftReadings | None = None,
+    performance: PerformanceReadings | None = None,
     retraining: RetrainingObserved | None = None,
     prometheus_url: str | None = PROMETHEUS,
     ownership: ModelOwnership | None = None,
@@ -77,6 +79,7 @@ def observe(
         ownership_error=ownership_error,
         analysis=readings,
         drift=drift,
+        performance=performance,
         retraining=retraining or RetrainingObserved(),
     )
 

@@ -42,11 +42,55 @@ class CanaryStep(ApiModel):
     pause: Duration | None = None
 
 
+LIVE_QUALITY_BUILTINS = ("liveAccuracy", "liveErrors")
+# maxDegradation by builtin: accuracy points for liveAccuracy, a relative |error| increase for liveErrors
+# (docs/quality-signals.md: the trade-off behind each).
+DEFAULT_MAX_DEGRADATION: dict[str, float] = {"liveAccuracy": 0.04, "liveErrors": 0.1}
+_LIVE = "has(self.builtin) && self.builtin in ['liveAccuracy', 'liveErrors']"
+
+
+class LiveQuality(ApiModel):
+    """How a canary's live quality (labelled feedback) is compared with the stable track's in the same step."""
+
+    max_degradation: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=10.0,
+        description=(
+            "How much worse the canary may be: accuracy points for liveAccuracy (default 0.04), a relative"
+            " increase of |error| for liveErrors (default 0.1: 10 % larger errors)."
+        ),
+    )
+    significance: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=0.5,
+        description=(
+            "The chance per step of promoting a canary worse than maxDegradation; it is spent over the step's"
+            " analyses, so a pass needs p < significance / analyses in the step."
+        ),
+    )
+    min_labels: int = Field(
+        default=200, ge=1, le=10_000_000, description="Labels each track needs in the step before any verdict."
+    )
+
+    def max_degradation_for(self, builtin: str) -> float:
+        """The margin in force: the spec's, else the builtin's default."""
+        return self.max_degradation if self.max_degradation is not None else DEFAULT_MAX_DEGRADATION[builtin]
+
+
 class AnalysisMetric(ApiModel):
     """One check run every analysis interval: a builtin or a PromQL query, with bounds."""
 
     name: str = Field(min_length=1, max_length=63)
-    builtin: Literal["errorRate", "latencyP99Seconds"] | None = None
+    builtin: Literal["errorRate", "latencyP99Seconds", "liveAccuracy", "liveErrors"] | None = Field(
+        default=None,
+        description=(
+            "errorRate and latencyP99Seconds take max or min; liveAccuracy and liveErrors compare the canary's"
+            " labelled predictions with the stable track's over the step (quality), and are not judged at a"
+            " 100 % step, where no stable traffic is left to compare with."
+        ),
+    )
     query: str | None = Field(
         default=None,
         min_length=1,
@@ -58,15 +102,40 @@ class AnalysisMetric(ApiModel):
     )
     max: float | None = None
     min: float | None = None
+    quality: LiveQuality | None = Field(default=None, description="Settings of liveAccuracy and liveErrors.")
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel("has(self.builtin) != has(self.query)", "set exactly one of builtin or query"),
-                cel("has(self.max) || has(self.min)", "an analysis metric needs 'max' or 'min'"),
+                cel(
+                    f"has(self.max) || has(self.min) || ({_LIVE})",
+                    "an analysis metric needs 'max' or 'min' (liveAccuracy and liveErrors need neither)",
+                ),
+                cel(
+                    f"!({_LIVE}) || !(has(self.max) || has(self.min))",
+                    "liveAccuracy and liveErrors compare with the stable track: set quality.maxDegradation,"
+                    " not max or min",
+                ),
+                cel(f"!has(self.quality) || ({_LIVE})", "quality applies only to liveAccuracy and liveErrors"),
+                cel(
+                    "!has(self.quality) || !has(self.quality.maxDegradation) || self.builtin != 'liveAccuracy'"
+                    " || self.quality.maxDegradation < 1.0",
+                    "liveAccuracy's quality.maxDegradation is in accuracy points: below 1 (0.04 is 4 points)",
+                ),
             ]
         }
     )
+
+    @property
+    def live(self) -> bool:
+        """True for the builtins that compare the canary's labelled quality with the stable track's."""
+        return self.builtin in LIVE_QUALITY_BUILTINS
+
+    @property
+    def live_quality(self) -> LiveQuality:
+        """The quality settings in force (the API model's defaults when unset)."""
+        return self.quality or LiveQuality()
 
 
 class Analysis(ApiModel):
@@ -121,6 +190,19 @@ class Canary(ApiModel):
     )
     traffic_routing: TrafficRouting | None = None
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.analysis) || !has(self.analysis.metrics) || !self.analysis.metrics.exists(m,"
+                    " has(m.builtin) && m.builtin in ['liveAccuracy', 'liveErrors'])"
+                    " || self.steps.exists(s, s.weight < 100)",
+                    "liveAccuracy and liveErrors are judged at steps below 100 %: add a step such as weight 50",
+                )
+            ]
+        }
+    )
+
 
 def _default_canary() -> Canary:
     return Canary(
@@ -168,11 +250,49 @@ class Drift(ApiModel):
         return self.threshold if self.threshold is not None else DEFAULT_DRIFT_THRESHOLDS[self.method]
 
 
+PerformanceMetric = Literal["accuracy", "f1", "precision", "recall", "rmse", "mae"]
+
+
+class Performance(ApiModel):
+    """Live model quality from labelled feedback (POST /v2/models/{name}/feedback), judged every interval."""
+
+    metric: PerformanceMetric = "accuracy"
+    positive_class: str | None = Field(
+        default=None, min_length=1, max_length=256, description="The class that precision or recall is of."
+    )
+    min: float | None = Field(default=None, description="Degraded below this (accuracy, f1, precision, recall).")
+    max: float | None = Field(default=None, description="Degraded above this (rmse, mae).")
+    window: Duration = "10m"
+    min_labels: int = Field(
+        default=200,
+        ge=1,
+        le=10_000_000,
+        description="No verdict on fewer labels in the window (for precision and recall: of the class).",
+    )
+    interval: Duration = "1m"
+    consecutive_windows: int = Field(
+        default=3, ge=1, le=100, description="Checks in a row beyond the bound before PerformanceDegraded."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.min) || has(self.max)", "spec.monitoring.performance needs 'min' or 'max'"),
+                cel(
+                    "!(self.metric in ['precision', 'recall']) || has(self.positiveClass)",
+                    "precision and recall are of one class: set positiveClass",
+                ),
+            ]
+        }
+    )
+
+
 class Monitoring(ApiModel):
-    """Where metrics live and how drift is judged."""
+    """Where metrics live, and how drift and live performance are judged."""
 
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://.+")
     drift: Drift | None = None
+    performance: Performance | None = None
 
 
 class Retraining(ApiModel):
@@ -223,6 +343,29 @@ class DriftStatus(StatusModel):
     checked_at: str | None = None
     consecutive: int | None = Field(default=None, description="Successive checks above the threshold.")
     message: str | None = None
+
+
+class TrackQuality(StatusModel):
+    """The live quality of one (version, track) over the last performance window."""
+
+    version: int
+    track: str
+    value: float | None = None
+    labels: int = 0
+
+
+class PerformanceStatus(StatusModel):
+    """The latest performance check of the serving version, and every track's live quality."""
+
+    metric: str | None = None
+    version: int | None = Field(default=None, description="The serving (stable) version judged.")
+    value: float | None = None
+    labels: int | None = None
+    window: str | None = None
+    checked_at: str | None = None
+    consecutive: int | None = Field(default=None, description="Successive checks beyond the bound.")
+    message: str | None = None
+    tracks: list[TrackQuality] | None = Field(default=None, description="Every labelled (version, track).")
 
 
 class RetrainingStatus(StatusModel):
@@ -292,6 +435,7 @@ class DeploymentStatus(CommonStatus):
     rollbacks: list[Rollback] | None = Field(default=None, description="The last aborted canaries, newest last.")
     alias_move: AliasMove | None = Field(default=None, description="An alias move decided and not yet confirmed.")
     drift: DriftStatus | None = None
+    performance: PerformanceStatus | None = None
     retraining: RetrainingStatus | None = None
     last_retraining_run: str | None = None
     last_retraining_at: str | None = None

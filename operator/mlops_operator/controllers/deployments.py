@@ -22,7 +22,14 @@ from ..kubeapi import ApiError
 from ..planning.analysis import MetricReading
 from ..planning.conflicts import foreign
 from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due, serving_refusal
-from ..planning.observed import DeploymentObserved, DriftReadings, RetrainingObserved, Series, Tracks
+from ..planning.observed import (
+    DeploymentObserved,
+    DriftReadings,
+    PerformanceReadings,
+    RetrainingObserved,
+    Series,
+    Tracks,
+)
 from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.serving import ServerSettings, track_name
@@ -89,11 +96,13 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
 
     holder_version, holder_error = await _holder(rt, reads)
     analysis, drift = None, None
-    if prometheus_url and (reads.analysis is not None or reads.drift is not None):
+    performance = None
+    if prometheus_url and (reads.analysis is not None or reads.drift is not None or reads.performance is not None):
         prometheus = Prometheus(prometheus_url)
         try:
             analysis = await _analysis(prometheus, reads)
             drift = await _drift(rt, prometheus, reads)
+            performance = await _performance(prometheus, reads)
         finally:
             await prometheus.aclose()
     source = await _source(rt, meta.namespace, reads.source)
@@ -117,6 +126,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         ownership_error=ownership_error,
         analysis=analysis,
         drift=drift,
+        performance=performance,
         retraining=RetrainingObserved(last_run, last_version, *source),
         conflicts=conflicts,
     )
@@ -187,6 +197,17 @@ async def _drift(rt: Runtime, prometheus: Prometheus, reads: DeploymentReads) ->
         return DriftReadings(queries.version, profile=profile, bins=bins, nulls=nulls)
     except (PrometheusError, MlflowError) as error:
         return DriftReadings(queries.version, error=str(error))
+
+
+async def _performance(prometheus: Prometheus, reads: DeploymentReads) -> PerformanceReadings | None:
+    queries = reads.performance
+    if queries is None:
+        return None
+    try:
+        series = {name: await prometheus.vector(promql) for name, promql in queries.queries.items()}
+    except PrometheusError as error:
+        return PerformanceReadings(queries.version, error=str(error))
+    return PerformanceReadings(queries.version, series=series)
 
 
 async def reference_profile(rt: Runtime, model: str, version: int) -> Obj:

@@ -19,6 +19,10 @@ REQUESTS = contract.METRIC_REQUESTS
 DURATION = contract.METRIC_DURATION
 FEATURE_BINS = contract.METRIC_FEATURE_BINS
 FEATURE_NULLS = contract.METRIC_FEATURE_NULLS
+FEEDBACK = contract.METRIC_FEEDBACK
+FEEDBACK_CONFUSION = contract.METRIC_FEEDBACK_CONFUSION
+FEEDBACK_ABSOLUTE_ERROR = contract.METRIC_FEEDBACK_ABSOLUTE_ERROR
+FEEDBACK_SQUARED_ERROR = contract.METRIC_FEEDBACK_SQUARED_ERROR
 
 
 class PrometheusError(Exception):
@@ -55,6 +59,29 @@ def drift_queries(namespace: str, deployment: str, version: int, window: str) ->
         f"sum by (feature, bin) (increase({FEATURE_BINS}{sel}[{window}]))",
         f"sum by (feature) (increase({FEATURE_NULLS}{sel}[{window}]))",
     )
+
+
+def feedback_queries(namespace: str, deployment: str, window: str, needs: str) -> dict[str, str]:
+    """Labelled-feedback counts over `window` per (version, track) of a Deployment, by what the judgement needs:
+    "outcomes" (correct/incorrect), "confusion" (true and predicted class) or "errors" (regression sums and the
+    |error| histogram). Keyed by reading name; each is one query for every version and track at once."""
+    sel = "{" + f'namespace="{namespace}",deployment="{deployment}"' + "}"
+
+    def by(labels: str, metric: str) -> str:
+        return f"sum by (version, track{labels}) (increase({metric}{sel}[{window}]))"
+
+    if needs == "outcomes":
+        return {"outcomes": by(", outcome", FEEDBACK)}
+    if needs == "confusion":
+        return {"confusion": by(", true_class, predicted_class", FEEDBACK_CONFUSION)}
+    if needs == "errors":
+        return {
+            "count": by("", f"{FEEDBACK_ABSOLUTE_ERROR}_count"),
+            "abs_sum": by("", f"{FEEDBACK_ABSOLUTE_ERROR}_sum"),
+            "squared_sum": by("", FEEDBACK_SQUARED_ERROR),
+            "buckets": by(", le", f"{FEEDBACK_ABSOLUTE_ERROR}_bucket"),
+        }
+    raise ValueError(f"unknown feedback reading {needs!r}")
 
 
 def custom_query(query: str, namespace: str, deployment: str, track: str, window: str, version: str = "") -> str:

@@ -23,6 +23,7 @@ from .conflicts import plan_name_conflicts
 from .monitoring import DriftQueries, drift_reads, plan_drift
 from .observed import DeploymentObserved, Tracks
 from .ownership import REFUSED_REASONS, ModelOwnership, Refusal, recheck_after, refusal
+from .performance import PerformanceQueries, performance_reads, plan_performance
 from .plan import Event, Meta, Plan, parse_time, rfc3339
 from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
@@ -49,6 +50,7 @@ class DeploymentReads:
     holder: tuple[str, str] | None = None  # (registered model, alias) to look up in MLflow
     analysis: list[AnalysisQuery] | None = None  # the canary's queries, when an analysis is due
     drift: DriftQueries | None = None
+    performance: PerformanceQueries | None = None
     profile: tuple[str, int] | None = None  # the reference profile behind a builtin drift check
     source: SourceRunRead | None = None
 
@@ -74,12 +76,15 @@ def reads_due(
     if prometheus_url and analysis_due(spec, status, now) and tracks.canary_ready > 0:
         analysis = analysis_queries(meta, spec.strategy.canary.analysis, policy)
     drift = drift_reads(meta, spec, status, now, policy) if prometheus_url else None
+    performance = performance_reads(meta, spec, status, now) if prometheus_url else None
     builtin = drift is not None and drift.custom is None and drift.refused is None
     profile = (spec.model.registered_model, drift.version) if drift is not None and builtin else None
     source = None
     if needs_source_spec(spec, status, decided_run_missing, now) and status.stable_version is not None:
         source = SourceRunRead(spec.model.registered_model, int(status.stable_version), serving_run)
-    return DeploymentReads(holder=holder, analysis=analysis, drift=drift, profile=profile, source=source)
+    return DeploymentReads(
+        holder=holder, analysis=analysis, drift=drift, performance=performance, profile=profile, source=source
+    )
 
 
 def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
@@ -99,6 +104,7 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     problems: list[tuple[str, str]] = []
     plan_rollout(plan, status, obs, now, problems)
     plan_drift(plan, status, obs, now)
+    plan_performance(plan, status, obs, now)
     if not reader:
         plan_retraining(plan, status, obs, now)
     elif retraining_of(obs.spec) is not None:

@@ -54,6 +54,15 @@ class DriftReadings:
 
 
 @dataclass(frozen=True)
+class PerformanceReadings:
+    """One performance check's feedback series (reading name -> every version and track), or why there are none."""
+
+    version: int
+    series: dict[str, Series] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RetrainingObserved:
     """The last retraining run and its ModelVersion (store summaries), and the run spec to retrain with."""
 
@@ -82,6 +91,7 @@ class DeploymentObserved:
     ownership_error: str | None = None  # why ownership could not be read (MLflow down)
     analysis: list[MetricReading] | None = None  # this pass's readings; None when none were due
     drift: DriftReadings | None = None  # None when no check was due
+    performance: PerformanceReadings | None = None  # None when no check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Deployment does not control
 
