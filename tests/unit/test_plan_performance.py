@@ -205,6 +205,7 @@ def test_regression_mae_against_max_and_precision_of_a_class() -> None:
     }
     plan = check(body, PerformanceReadings(1, series=confusion), T0)
     assert plan.status["performance"]["value"] == 0.8 and plan.status["performance"]["labels"] == 20
-    assert "precision of 'fraud' 0.800 within min 0.8 over 20 predictions of class 'fraud'" in (
-        plan.status["performance"]["message"]
+    assert (
+        "precision of 'fraud' 0.800 within min 0.8 over 20 predictions of class 'fraud'"
+        in (plan.status["performance"]["message"])
     )
