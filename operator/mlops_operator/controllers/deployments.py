@@ -174,6 +174,14 @@ async def _analysis(prometheus: Prometheus, reads: DeploymentReads) -> list[Metr
         if query.refused is not None:  # never sent: the query could not be scoped to the namespace
             readings.append(MetricReading(query.metric, error=query.refused, invalid_query=True))
             continue
+        if query.feedback is not None:  # live quality: every version's and track's labels since the step began
+            try:
+                series = {name: await prometheus.vector(promql) for name, promql in query.feedback.items()}
+            except PrometheusError as error:
+                readings.append(MetricReading(query.metric, error=str(error), invalid_query=error.invalid_query))
+            else:
+                readings.append(MetricReading(query.metric, series=series))
+            continue
         try:
             readings.append(MetricReading(query.metric, value=await prometheus.scalar(query.promql)))
         except PrometheusError as error:

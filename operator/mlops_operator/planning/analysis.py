@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from ..api.common import parse_duration
 from ..api.deployment import Analysis, AnalysisMetric, AnalysisResult
-from ..integrations.prometheus import builtin_query, custom_query
+from ..integrations.prometheus import builtin_query, custom_query, feedback_queries
+from .livequality import Needs, Readings, counts_of
 from .plan import Meta
+from .quality import ClassificationCounts, RegressionCounts, compare_accuracy, compare_errors
+from .qualitytests import per_look_alpha
 from .querypolicy import CustomQueries, QueryRefusedError, scoped_query
 
 # Prometheus' rate() needs at least two scrapes inside the window; the local and chart scrape interval is 15 s.
@@ -29,6 +32,7 @@ class AnalysisQuery:
     metric: str
     promql: str
     refused: str | None = None  # why the custom query is not sent (planning/querypolicy.py); promql is then ""
+    feedback: dict[str, str] | None = None  # a live-quality builtin's queries (reading name -> PromQL)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,21 @@ class MetricReading:
     value: float | None = None
     error: str | None = None
     invalid_query: bool = False
+    series: Readings | None = None  # a live-quality builtin's feedback series, every version and track
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a live-quality verdict compares: the canary and stable versions, and how many looks the step has."""
+
+    canary_version: int
+    stable_version: int | None
+    looks: int = 1
+
+
+def step_metrics(analysis: Analysis, weight: int) -> list[AnalysisMetric]:
+    """The metrics judged at a step of this weight: live quality needs stable traffic, so not at 100 %."""
+    return [m for m in analysis.metrics if not (m.live and weight >= 100)]
 
 
 def analysis_window(analysis: Analysis) -> str:
@@ -47,11 +66,21 @@ def analysis_window(analysis: Analysis) -> str:
     return f"{int(seconds)}s"
 
 
-def analysis_queries(meta: Meta, analysis: Analysis, policy: CustomQueries = "scoped") -> list[AnalysisQuery]:
-    """The canary track's query of every analysis metric; a custom one scoped to the namespace, or refused."""
+def analysis_queries(
+    meta: Meta, analysis: Analysis, policy: CustomQueries = "scoped", weight: int = 0, step_seconds: float = 0.0
+) -> list[AnalysisQuery]:
+    """The canary track's query of every metric of this step; a custom one scoped to the namespace, or refused.
+    Live quality reads every track's labels since the step started (`step_seconds`)."""
     window = analysis_window(analysis)
     queries = []
-    for metric in analysis.metrics:
+    for metric in step_metrics(analysis, weight):
+        if metric.live:
+            since = f"{int(max(MIN_WINDOW_SECONDS, math.ceil(step_seconds)))}s"
+            needs = "outcomes" if metric.builtin == "liveAccuracy" else "errors"
+            queries.append(
+                AnalysisQuery(metric.name, "", feedback=feedback_queries(meta.namespace, meta.name, since, needs))
+            )
+            continue
         if metric.builtin:
             promql = builtin_query(metric.builtin, meta.namespace, meta.name, "canary", window)
         else:
@@ -94,7 +123,61 @@ def judge(metric: AnalysisMetric, reading: MetricReading) -> AnalysisResult:
     return AnalysisResult(name=name, value=rounded, threshold=threshold, passed=True, message=f"{name} {value:.4g} ok")
 
 
-def judge_all(analysis: Analysis, readings: list[MetricReading]) -> list[AnalysisResult]:
-    """Every configured metric's result; a metric without a reading erred."""
+def judge_live(metric: AnalysisMetric, reading: MetricReading, context: StepContext) -> AnalysisResult:
+    """The canary's labelled quality against the stable track's over the step: a non-inferiority test whose
+    pass needs p < significance / looks; "not enough labels" is inconclusive (passed unset), never a pass."""
+    name = metric.name
+    if reading.error is not None:
+        return AnalysisResult(name=name, error=reading.error, message=f"{name}: {reading.error}")
+    if context.stable_version is None:
+        return AnalysisResult(name=name, message=f"{name}: no stable version to compare with")
+    series = reading.series or {}
+    needs: Needs = "outcomes" if metric.builtin == "liveAccuracy" else "errors"
+    canary = counts_of(series, needs, context.canary_version, "canary")
+    stable = counts_of(series, needs, context.stable_version, "stable")
+    if canary is None or stable is None:
+        missing = " and ".join(t for t, c in (("canary", canary), ("stable", stable)) if c is None)
+        return AnalysisResult(name=name, message=f"{name}: no labels on the {missing} track in this step yet")
+    quality = metric.live_quality
+    margin = quality.max_degradation_for(metric.builtin or "")
+    alpha = per_look_alpha(quality.significance, context.looks)
+    if isinstance(canary, ClassificationCounts) and isinstance(stable, ClassificationCounts):
+        verdict = compare_accuracy(
+            canary,
+            stable,
+            max_degradation=margin,
+            alpha=alpha,
+            min_labels=quality.min_labels,
+            fail_alpha=quality.significance,
+        )
+    else:
+        assert isinstance(canary, RegressionCounts) and isinstance(stable, RegressionCounts)
+        verdict = compare_errors(
+            canary,
+            stable,
+            max_degradation=margin,
+            alpha=alpha,
+            min_labels=quality.min_labels,
+            fail_alpha=quality.significance,
+        )
+    passed = {"pass": True, "fail": False}.get(verdict.state)
+    value = None if verdict.canary_value is None else round(verdict.canary_value, 6)
+    threshold = None if verdict.stable_value is None else round(verdict.stable_value, 6)
+    return AnalysisResult(
+        name=name, value=value, threshold=threshold, passed=passed, message=f"{name}: {verdict.message}"
+    )
+
+
+def judge_all(
+    analysis: Analysis, readings: list[MetricReading], weight: int = 0, context: StepContext | None = None
+) -> list[AnalysisResult]:
+    """Every result of this step's metrics; a metric without a reading erred."""
     by_name = {r.metric: r for r in readings}
-    return [judge(m, by_name.get(m.name) or MetricReading(m.name, error="not queried")) for m in analysis.metrics]
+    results = []
+    for metric in step_metrics(analysis, weight):
+        reading = by_name.get(metric.name) or MetricReading(metric.name, error="not queried")
+        if metric.live:
+            results.append(judge_live(metric, reading, context or StepContext(0, None)))
+        else:
+            results.append(judge(metric, reading))
+    return results

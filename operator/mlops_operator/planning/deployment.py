@@ -27,7 +27,7 @@ from .performance import PerformanceQueries, performance_reads, plan_performance
 from .plan import Event, Meta, Plan, parse_time, rfc3339
 from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
-from .rollout import analysis_due, children, next_wakeup, plan_rollout
+from .rollout import analysis_due, children, next_wakeup, plan_rollout, step_seconds, step_weight
 from .serving import needs_update
 
 DEGRADED = "Degraded"
@@ -74,7 +74,9 @@ def reads_due(
     holder = (spec.model.registered_model, spec.model.alias) if spec.model.alias else None
     analysis = None
     if prometheus_url and analysis_due(spec, status, now) and tracks.canary_ready > 0:
-        analysis = analysis_queries(meta, spec.strategy.canary.analysis, policy)
+        analysis = analysis_queries(
+            meta, spec.strategy.canary.analysis, policy, step_weight(spec, status), step_seconds(status, now)
+        )
     drift = drift_reads(meta, spec, status, now, policy) if prometheus_url else None
     performance = performance_reads(meta, spec, status, now) if prometheus_url else None
     builtin = drift is not None and drift.custom is None and drift.refused is None

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from ..api.common import parse_duration
 from ..api.deployment import AliasMove, AnalysisResult, DeploymentSpec, DeploymentStatus, Rollback, ServedInterval
-from .analysis import judge_all
+from .analysis import StepContext, judge_all, step_metrics
 from .observed import DeploymentObserved
 from .plan import Event, Obj, Plan, parse_time, rfc3339
+from .qualitytests import max_looks
 from .serving import served_version, server_deployment, service, split_replicas
 
 STEADY_RESYNC_SECONDS = 60.0
@@ -28,10 +29,32 @@ def _seconds(duration: str | None) -> float:
     return parse_duration(duration).total_seconds() if duration else 0.0
 
 
+def step_weight(spec: DeploymentSpec, status: DeploymentStatus) -> int:
+    """The canary weight of the current step."""
+    steps = spec.strategy.canary.steps
+    return steps[min(int(status.step or 0), len(steps) - 1)].weight
+
+
+def step_seconds(status: DeploymentStatus, now: datetime) -> float:
+    """Seconds since the current step started (0 when unknown)."""
+    started = parse_time(status.step_started_at)
+    return max(0.0, (now - started).total_seconds()) if started else 0.0
+
+
+def step_context(spec: DeploymentSpec, status: DeploymentStatus) -> StepContext:
+    """The versions a live-quality verdict compares, and how many analyses the step can run (alpha spending)."""
+    canary_spec = spec.strategy.canary
+    step = canary_spec.steps[min(int(status.step or 0), len(canary_spec.steps) - 1)]
+    looks = max_looks(
+        _seconds(canary_spec.analysis.interval), _seconds(step.pause), _seconds(canary_spec.progress_deadline)
+    )
+    return StepContext(int(status.canary_version or 0), status.stable_version, looks)
+
+
 def analysis_due(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
-    """True while a canary runs with analysis metrics and the last analysis is at least one interval old."""
+    """True while a canary runs with metrics for this step and the last analysis is at least one interval old."""
     analysis = spec.strategy.canary.analysis
-    if status.canary_version is None or not analysis.metrics:
+    if status.canary_version is None or not step_metrics(analysis, step_weight(spec, status)):
         return False
     since = parse_time(status.last_analysis_at) or parse_time(status.step_started_at)
     return since is None or (now - since).total_seconds() >= _seconds(analysis.interval)
@@ -158,7 +181,7 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
         return
     # "No data yet" is not a pass: a step with analysis ends only after one analysis judged every metric
     # and all passed; past the deadline the canary aborts instead of waiting forever.
-    if analysis.metrics and not status.step_analysis_passed:
+    if step_metrics(analysis, steps[step].weight) and not status.step_analysis_passed:
         if elapsed > pause + deadline:
             missing = [r for r in status.analysis or [] if r.passed is None and r.error is None]
             reason = "NoAnalysisData" if missing or not status.analysis else "ProgressDeadlineExceeded"
@@ -187,11 +210,11 @@ def _analysis_results(obs: DeploymentObserved, now: datetime) -> list[AnalysisRe
     if not obs.prometheus_url:
         return [
             AnalysisResult(name=m.name, error=obs.no_prometheus_reason, message=f"{m.name}: {obs.no_prometheus_reason}")
-            for m in analysis.metrics
+            for m in step_metrics(analysis, step_weight(obs.spec, obs.status))
         ]
     if obs.analysis is None:  # not read: no canary pod was Ready yet
         return None
-    return judge_all(analysis, obs.analysis)
+    return judge_all(analysis, obs.analysis, step_weight(obs.spec, obs.status), step_context(obs.spec, obs.status))
 
 
 def _reasons(results: list[AnalysisResult]) -> str:
@@ -284,7 +307,7 @@ def next_wakeup(status: DeploymentStatus, obs: DeploymentObserved, now: datetime
     waits = [5.0]
     if step.pause:
         waits.append(_seconds(step.pause) - elapsed)
-    if canary_spec.analysis.metrics:
+    if step_metrics(canary_spec.analysis, step.weight):
         since = parse_time(status.last_analysis_at) or started
         waits.append(_seconds(canary_spec.analysis.interval) - (now - since).total_seconds())
     return max(0.5, min(waits))
