@@ -137,7 +137,8 @@ def judge_live(metric: AnalysisMetric, reading: MetricReading, context: StepCont
     stable = counts_of(series, needs, context.stable_version, "stable")
     if canary is None or stable is None:
         missing = " and ".join(t for t, c in (("canary", canary), ("stable", stable)) if c is None)
-        return AnalysisResult(name=name, message=f"{name}: no labels on the {missing} track in this step yet")
+        tracks = "tracks" if canary is None and stable is None else "track"
+        return AnalysisResult(name=name, message=f"{name}: no labels on the {missing} {tracks} in this step yet")
     quality = metric.live_quality
     margin = quality.max_degradation_for(metric.builtin or "")
     alpha = per_look_alpha(quality.significance, context.looks)
