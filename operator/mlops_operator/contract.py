@@ -113,3 +113,7 @@ METRIC_FEEDBACK_REJECTED = "mlops_server_feedback_rejected_total"  # + reason (s
 METRIC_PREDICTION_IDS_FAILED = "mlops_server_prediction_ids_failed_total"
 FEEDBACK_CORRECT = "correct"
 FEEDBACK_INCORRECT = "incorrect"
+# The Secret of prediction-id keys only model servers mount (chart: feedback.secret), by key: the signing key
+# and the previous one (verify only, for rotation). Jobs never see it.
+FEEDBACK_SECRET_KEY = "key"
+FEEDBACK_SECRET_PREVIOUS_KEY = "previous-key"

@@ -258,6 +258,7 @@ def test_environment_and_images() -> None:
         "MLOPS_LEADER_RETRY_PERIOD": "2",
         "MLOPS_CUSTOM_QUERIES": "scoped",
         "MLOPS_WORKLOAD_SECRET": "mlops-credentials",
+        "MLOPS_FEEDBACK_SECRET": "mlops-feedback",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -520,4 +521,6 @@ def test_credentials_come_from_secrets_the_kubelet_resolves() -> None:
     assert container(custom)["envFrom"] == [{"secretRef": {"name": "mlflow-operator"}}]
     assert env(custom)["MLOPS_WORKLOAD_SECRET"] == "team-mlflow"
     assert env(render("credentials.workloadSecret="))["MLOPS_WORKLOAD_SECRET"] == ""
+    assert env(render("credentials.feedbackSecret=team-ids"))["MLOPS_FEEDBACK_SECRET"] == "team-ids"
+    assert env(render("credentials.feedbackSecret="))["MLOPS_FEEDBACK_SECRET"] == ""
     assert "operatorSecret" in rejected("credentials.operatorSecret=Not_A_Name")

@@ -69,3 +69,19 @@ def test_credentials_come_from_the_namespaces_secret_through_env_from_only_when_
         assert container["envFrom"] == [{"secretRef": {"name": "mlops-credentials", "optional": True}}]
         # The operator's own settings come after envFrom in `env`, so no key of the Secret overrides them.
         assert "MLFLOW_TRACKING_URI" in {e["name"] for e in container["env"]}
+
+
+def test_the_prediction_id_keys_reach_model_servers_only_from_their_own_secret() -> None:
+    server = replace(SERVER, credentials_secret="mlops-credentials", feedback_secret="mlops-feedback")
+    worker = replace(WORKER, credentials_secret="mlops-credentials")
+    meta = Meta(namespace="ns", name="iris", uid="u2", generation=1)
+    spec = DeploymentSpec.model_validate({"model": {"registeredModel": "iris", "alias": "production"}})
+    container = server_deployment(meta, spec, "stable", 1, 1, server)["spec"]["template"]["spec"]["containers"][0]
+    keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert keys == {
+        "MLOPS_FEEDBACK_KEY": {"name": "mlops-feedback", "key": "key", "optional": True},
+        "MLOPS_FEEDBACK_KEY_PREVIOUS": {"name": "mlops-feedback", "key": "previous-key", "optional": True},
+    }
+    assert container["envFrom"] == [{"secretRef": {"name": "mlops-credentials", "optional": True}}]
+    for pod in _pod_specs(worker, replace(SERVER, credentials_secret="mlops-credentials")):
+        assert "mlops-feedback" not in str(pod), "a Job or a server without the setting names the feedback Secret"

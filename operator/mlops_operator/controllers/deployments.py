@@ -115,6 +115,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
             image=rt.settings.server_image,
             tracking_uri=rt.settings.tracking_uri,
             credentials_secret=rt.settings.workload_secret,
+            feedback_secret=rt.settings.feedback_secret,
         ),
         prometheus_url=prometheus_url,
         prometheus_refused=prometheus_refused,

@@ -34,12 +34,13 @@ class Settings:
     prometheus_allowed_urls: tuple[str, ...] = ()
     custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
     workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
+    feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys, for model servers only
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
         MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
-        MLOPS_WORKLOAD_SECRET."""
+        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -56,7 +57,8 @@ class Settings:
                 if url.strip()
             ),
             custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
-            workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", "")),
+            workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", ""), "MLOPS_WORKLOAD_SECRET"),
+            feedback_secret=_checked_secret_name(os.environ.get("MLOPS_FEEDBACK_SECRET", ""), "MLOPS_FEEDBACK_SECRET"),
         )
 
     def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
@@ -83,10 +85,10 @@ class Settings:
         )
 
 
-def _checked_secret_name(raw: str) -> str:
+def _checked_secret_name(raw: str, variable: str) -> str:
     name = raw.strip()
     if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name):
-        raise ValueError(f"MLOPS_WORKLOAD_SECRET must be a Secret name (DNS subdomain), not {raw!r}")
+        raise ValueError(f"{variable} must be a Secret name (DNS subdomain), not {raw!r}")
     return name
 
 

@@ -11,6 +11,8 @@ from ..api.common import API_VERSION
 from ..api.deployment import DeploymentSpec
 from ..contract import (
     ANNOTATION_SPEC_HASH,
+    FEEDBACK_SECRET_KEY,
+    FEEDBACK_SECRET_PREVIOUS_KEY,
     LABEL_DEPLOYMENT,
     LABEL_MANAGED_BY,
     LABEL_MODEL_VERSION,
@@ -38,6 +40,21 @@ class ServerSettings:
     tracking_uri: str
     image_pull_policy: str = "IfNotPresent"
     credentials_secret: str = ""  # the per-namespace Secret server pods get through envFrom; "": none
+    feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys (servers only); "": none
+
+
+def feedback_key_env(secret: str) -> list[Obj]:
+    """The prediction-id keys from their own Secret (optional: without it predictions carry no ids), so the
+    training and check Jobs, which get the credentials Secret, can never mint or forge an id."""
+    if not secret:
+        return []
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for name, key in (
+            ("MLOPS_FEEDBACK_KEY", FEEDBACK_SECRET_KEY),
+            ("MLOPS_FEEDBACK_KEY_PREVIOUS", FEEDBACK_SECRET_PREVIOUS_KEY),
+        )
+    ]
 
 
 def track_name(name: str, track: str) -> str:
@@ -89,6 +106,7 @@ def server_deployment(
         # Off unless opted in, here and in MLflow's own loaders (defence in depth for paths we do not take).
         {"name": "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS", "value": str(spec.server.allow_unsafe_model_formats).lower()},
         {"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": str(spec.server.allow_unsafe_model_formats).lower()},
+        *feedback_key_env(settings.feedback_secret),
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
     container: Obj = {
