@@ -38,10 +38,20 @@ def holders_report(sample: int = 12, depth: int = 5) -> str:
     bodies = [o for o in gc.get_objects() if isinstance(o, dict) and "metadata" in o and "apiVersion" in o]
     events = [o for o in gc.get_objects() if isinstance(o, dict) and "type" in o and isinstance(o.get("object"), dict)]
     lines = [f"bodies {len(bodies)}, watch events {len(events)}"]
-    for obj in events[: sample // 2] + bodies[: sample // 2]:
-        chain, current, seen = [], obj, {id(bodies), id(events)}
+    # kopf's per-object streams and its per-kind schedulers: pending workers hold their streams' events.
+    from kopf._cogs.aiokits.aiotasks import Scheduler
+    from kopf._core.reactor.queueing import Stream
+
+    streams = [o for o in gc.get_objects() if isinstance(o, Stream)]
+    queued = sum(s.backlog.qsize() for s in streams)
+    schedulers = [o for o in gc.get_objects() if isinstance(o, Scheduler)]
+    load = [(len(x._running_tasks), x._pending_coros.qsize()) for x in schedulers]
+    lines.append(f"kopf streams {len(streams)} holding {queued} events; schedulers (running, pending) {load}")
+    picked = events[: sample // 2] + bodies[: sample // 2]
+    for obj in picked:
+        chain, current, seen = [], obj, {id(bodies), id(events), id(picked), id(streams)}
         for _ in range(depth):
-            referrers = [r for r in gc.get_referrers(current) if id(r) not in seen and not isinstance(r, FrameType)]
+            referrers = [r for r in gc.get_referrers(current) if id(r) not in seen and r is not picked]
             if not referrers:
                 break
             current = referrers[0]

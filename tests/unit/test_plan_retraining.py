@@ -257,6 +257,7 @@ def test_the_training_run_carries_its_cause() -> None:
         "mlops.dev/drift-feature": "petal-length--cm",  # cut to a valid label value
     }
     assert run["metadata"]["annotations"] == {
+        "mlops.dev/retraining-causes": "drift",  # a decision recorded before causes were had only drift
         "mlops.dev/drift-feature": "petal length (cm)",
         "mlops.dev/drift-method": "psi",
         "mlops.dev/drift-score": "0.31",
@@ -413,3 +414,71 @@ def test_drift_confirmed_before_the_serving_run_was_read_waits_one_pass_for_it()
     plan = plan_for(deployment(), RetrainingObserved(), T0, source_read=False)
     assert plan.creates_after_status == [] and plan.events == [] and plan.requeue_after == 0.5
     assert plan.status["lastRetrainingRun"] is None
+
+
+def degrading(version: int = 3, value: float = 0.81, **extra: object) -> dict:
+    """A status whose serving version 3 is PerformanceDegraded (live accuracy below its bound)."""
+    return {
+        "stableVersion": 3,
+        "performance": {"metric": "accuracy", "version": version, "value": value, "labels": 640, "window": "10m"},
+        "conditions": [
+            {
+                "type": "PerformanceDegraded",
+                "status": "True",
+                "reason": "PerformanceDegraded",
+                "message": f"accuracy {value} < min 0.9",
+                "lastTransitionTime": stamp(T0),
+                "observedGeneration": 1,
+            }
+        ],
+        **extra,
+    }
+
+
+def with_performance(status: dict, retraining: dict | None = None) -> dict:
+    body = deployment(status, retraining)
+    body["spec"]["monitoring"]["performance"] = {"metric": "accuracy", "min": 0.9}
+    return body
+
+
+def test_degraded_live_performance_starts_one_run_that_names_its_cause_and_evidence() -> None:
+    plan = plan_for(with_performance(degrading()), RetrainingObserved(source_spec=SOURCE), T0)
+    (run,) = plan.creates_after_status
+    status = plan.status["retraining"]
+    assert status["causes"] == ["performance"] and status["run"] == run["metadata"]["name"]
+    assert (status["metric"], status["value"], status["labels"], status["version"]) == ("accuracy", 0.81, 640, 3)
+    assert status["message"].endswith("created because of degraded accuracy")
+    assert run["metadata"]["labels"]["mlops.dev/triggered-by"] == "performance"
+    notes = run["metadata"]["annotations"]
+    assert notes["mlops.dev/retraining-causes"] == "performance"
+    assert (notes["mlops.dev/performance-metric"], notes["mlops.dev/performance-value"]) == ("accuracy", "0.81")
+    assert not [k for k in notes if k.startswith("mlops.dev/drift-")], "no drift evidence without drift"
+    (event,) = [e for e in plan.events if e.reason == "RetrainingTriggered"]
+    assert "accuracy 0.81 over 640 labels (version 3)" in event.message
+
+
+def test_drift_and_degradation_together_make_exactly_one_run_naming_both() -> None:
+    both = drifting()
+    both["performance"] = degrading()["performance"]
+    both["conditions"] += degrading()["conditions"]
+    plan = plan_for(with_performance(both), RetrainingObserved(source_spec=SOURCE), T0)
+    (run,) = plan.creates_after_status
+    assert plan.status["retraining"]["causes"] == ["drift", "performance"]
+    assert run["metadata"]["annotations"]["mlops.dev/retraining-causes"] == "drift,performance"
+    assert run["metadata"]["annotations"]["mlops.dev/drift-feature"] == "petal_length"
+    assert "drift in petal_length and degraded accuracy" in plan.status["retraining"]["message"]
+    later = with_performance({**both, **plan.status})
+    again = plan_for(
+        later, RetrainingObserved(last_run=trainingrun("Running"), source_spec=SOURCE), T0 + timedelta(minutes=1)
+    )
+    assert not again.creates_after_status, "one decision per cooldown, whichever signal asks"
+
+
+def test_a_trigger_can_be_switched_off_and_another_versions_degradation_starts_nothing() -> None:
+    off = {"enabled": True, "cooldown": "10m", "triggers": {"performanceDegraded": False}}
+    assert not plan_for(
+        with_performance(degrading(), off), RetrainingObserved(source_spec=SOURCE), T0
+    ).creates_after_status
+    old = degrading(version=2)
+    assert not plan_for(with_performance(old), RetrainingObserved(source_spec=SOURCE), T0).creates_after_status
+    assert spec_of(deployment()["spec"]).retraining.triggers.drift is True  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
-"""Drift-triggered retraining planning: whether to start a TrainingRun, what it is, and how the last one went.
+"""Retraining planning: whether to start a TrainingRun, what it is, and how the last one went.
 
-Why did this TrainingRun appear? `plan_retraining` is the one function that decides it: DriftDetected
-on the serving version, retraining enabled, the cooldown passed and nothing in flight.
+Why did this TrainingRun appear? `plan_retraining` is the one function that decides it: a cause on the
+serving version (DriftDetected, PerformanceDegraded: `due_causes`), retraining enabled with that trigger,
+the cooldown passed and nothing in flight. Causes that coincide make one run that names them all.
 
 Exactly one run per cooldown: the decision (run name, time, cause) is written to the Deployment's
 status with the read resourceVersion as precondition *before* the TrainingRun is created, and the
@@ -22,6 +23,7 @@ from ..api.deployment import DeploymentSpec, DeploymentStatus, Retraining, Retra
 from ..api.trainingrun import TrainingRunSpec
 from .monitoring import drift_detected, drift_of
 from .observed import DeploymentObserved, RetrainingObserved
+from .performance import degraded, performance_of
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 from .trainingrun import label_value
 
@@ -44,14 +46,26 @@ def in_cooldown(status: DeploymentStatus, cooldown: str, now: datetime) -> bool:
     return decided is not None and (now - decided).total_seconds() < parse_duration(cooldown).total_seconds()
 
 
+def due_causes(spec: DeploymentSpec, status: DeploymentStatus) -> list[str]:
+    """The enabled signals that hold for the serving version now: "drift", "performance"."""
+    retraining = retraining_of(spec)
+    if retraining is None or status.stable_version is None:
+        return []
+    causes = []
+    drift_version = status.drift.version if status.drift else None
+    if retraining.triggers.drift and drift_detected(status) and drift_version == status.stable_version:
+        causes.append("drift")
+    performance_version = status.performance.version if status.performance else None
+    if retraining.triggers.performance_degraded and degraded(status) and performance_version == status.stable_version:
+        causes.append("performance")
+    return causes
+
+
 def wants_new_run(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
-    """True when drift on the serving version calls for a run and the cooldown allows one (no reads needed)."""
+    """True when a cause on the serving version calls for a run and the cooldown allows one (no reads needed)."""
     retraining = retraining_of(spec)
     return (
-        retraining is not None
-        and drift_detected(status)
-        and (status.drift.version if status.drift else None) == status.stable_version
-        and not in_cooldown(status, retraining.cooldown, now)
+        retraining is not None and bool(due_causes(spec, status)) and not in_cooldown(status, retraining.cooldown, now)
     )
 
 
@@ -86,11 +100,19 @@ def resolve_template(spec: DeploymentSpec, obs: RetrainingObserved) -> tuple[Obj
 
 
 def training_run(meta: Meta, name: str, template: Obj, cause: RetrainingStatus) -> Obj:
-    """The TrainingRun a decision stands for, labelled and annotated with its cause."""
-    values = {"feature": cause.feature, "method": cause.method, "score": cause.score, "window": cause.window}
-    annotations = {f"{contract.ANNOTATION_DRIFT_PREFIX}{key}": str(value) for key, value in values.items()}
-    annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}deployment"] = meta.name
-    annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}version"] = str(cause.version)
+    """The TrainingRun a decision stands for, labelled and annotated with its causes and their evidence."""
+    causes = cause.causes or ["drift"]  # a decision recorded before causes were: drift was the only one
+    annotations: dict[str, str] = {contract.ANNOTATION_RETRAINING_CAUSES: ",".join(causes)}
+    labels = {contract.LABEL_TRIGGER: causes[0], contract.LABEL_DEPLOYMENT: label_value(meta.name)}
+    if "drift" in causes:
+        values = {"feature": cause.feature, "method": cause.method, "score": cause.score, "window": cause.window}
+        annotations.update({f"{contract.ANNOTATION_DRIFT_PREFIX}{key}": str(value) for key, value in values.items()})
+        annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}deployment"] = meta.name
+        annotations[f"{contract.ANNOTATION_DRIFT_PREFIX}version"] = str(cause.version)
+        labels[f"{contract.ANNOTATION_DRIFT_PREFIX}feature"] = label_value(str(cause.feature))
+    if "performance" in causes:
+        values = {"metric": cause.metric, "value": cause.value, "labels": cause.labels, "version": cause.version}
+        annotations.update({f"{contract.ANNOTATION_PERFORMANCE_PREFIX}{k}": str(v) for k, v in values.items()})
     annotations[contract.ANNOTATION_DATA_NOT_BEFORE] = cause.decided_at or ""
     annotations[contract.ANNOTATION_CONTROLLER_UID] = meta.uid  # no ownerReference: the run outlives the Deployment
     return {
@@ -99,11 +121,7 @@ def training_run(meta: Meta, name: str, template: Obj, cause: RetrainingStatus) 
         "metadata": {
             "name": name,
             "namespace": meta.namespace,
-            "labels": {
-                contract.LABEL_TRIGGER: "drift",
-                contract.LABEL_DEPLOYMENT: label_value(meta.name),
-                f"{contract.ANNOTATION_DRIFT_PREFIX}feature": label_value(str(cause.feature)),
-            },
+            "labels": labels,
             "annotations": annotations,
         },
         "spec": template,
@@ -144,35 +162,37 @@ def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserve
     if retraining.training_run_template is None and obs.spec.model.alias and not observed.source_read:
         plan.requeue_after = 0.5  # drift was confirmed this pass: read the serving run's spec on the next one
         return
+    causes = due_causes(obs.spec, status)
     template, error = resolve_template(obs.spec, observed)
     if template is None:
-        message = f"drift calls for retraining, but {error}"
+        message = f"{' and '.join(causes)} call{'s' if len(causes) == 1 else ''} for retraining, but {error}"
         if (last.message if last else None) != message:
             plan.events.append(Event("RetrainingImpossible", message, "Warning"))
         status.retraining = (last or RetrainingStatus()).model_copy(update={"message": message})
         return
-    drift, stamp = status.drift, rfc3339(now)
-    assert drift is not None  # wants_new_run: DriftDetected on the serving version
-    name = run_name(obs.meta.name, now)
-    monitored = drift_of(obs.spec)
-    cause = RetrainingStatus(
-        run=name,
-        decided_at=stamp,
-        feature=drift.feature,
-        method=drift.method,
-        score=drift.score,
-        window=monitored.window if monitored else None,
-        version=drift.version,
-        phase="Pending",
-        message=f"TrainingRun {name} created because of drift in {drift.feature}",
-    )
+    stamp, name = rfc3339(now), run_name(obs.meta.name, now)
+    cause = RetrainingStatus(run=name, decided_at=stamp, causes=causes, version=status.stable_version, phase="Pending")
+    why, evidence = [], []
+    drift, performance = status.drift, status.performance
+    if "drift" in causes and drift is not None:
+        monitored = drift_of(obs.spec)
+        cause.feature, cause.method, cause.score = drift.feature, drift.method, drift.score
+        cause.window = monitored.window if monitored else None
+        why.append(f"drift in {drift.feature}")
+        evidence.append(f"{drift.method} {drift.score} on {drift.feature} over {cause.window}")
+    if "performance" in causes and performance is not None:
+        watched = performance_of(obs.spec)
+        cause.metric, cause.value, cause.labels = performance.metric, performance.value, performance.labels
+        cause.window = cause.window or (watched.window if watched else None)
+        why.append(f"degraded {performance.metric}")
+        evidence.append(f"{performance.metric} {performance.value} over {performance.labels} labels")
+    cause.message = f"TrainingRun {name} created because of {' and '.join(why)}"
     status.retraining, status.last_retraining_run, status.last_retraining_at = cause, name, stamp
     plan.creates_after_status.append(training_run(obs.meta, name, template, cause))
     plan.events.append(
         Event(
             "RetrainingTriggered",
-            f"created TrainingRun {name}: {drift.method} {drift.score} on {drift.feature}"
-            f" over {cause.window} (version {drift.version})",
+            f"created TrainingRun {name}: {'; '.join(evidence)} (version {status.stable_version})",
         )
     )
 
