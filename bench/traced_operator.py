@@ -47,6 +47,39 @@ def holders_report(sample: int = 12, depth: int = 5) -> str:
     schedulers = [o for o in gc.get_objects() if isinstance(o, Scheduler)]
     load = [(len(x._running_tasks), x._pending_coros.qsize()) for x in schedulers]
     lines.append(f"kopf streams {len(streams)} holding {queued} events; schedulers (running, pending) {load}")
+    # Where every task waits: the innermost frame of its await chain (get_stack() shows only the outermost).
+    import asyncio
+    from collections import Counter
+
+    def chain_of(task: asyncio.Task[object]) -> list[FrameType]:
+        frames, coro = [], task.get_coro()
+        while coro is not None:
+            frame = (
+                getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+            )
+            if frame is not None:
+                frames.append(frame)
+            coro = (
+                getattr(coro, "cr_await", None)
+                or getattr(coro, "gi_yieldfrom", None)
+                or getattr(coro, "ag_await", None)
+            )
+        return frames
+
+    def where(frame: FrameType) -> str:
+        return f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+
+    waits: Counter[str] = Counter()
+    for task in asyncio.all_tasks(asyncio.get_running_loop()):
+        frames = chain_of(task)
+        mine = [where(f) for f in frames if "mlops_operator" in f.f_code.co_filename]
+        innermost = where(frames[-1]) if frames else "?"
+        waits[" > ".join([*mine[-3:], innermost]) if mine else innermost] += 1
+    lines += [f"{n} tasks at {place}" for place, n in waits.most_common()]
+    from mlops_operator.controllers.runtime import runtime
+
+    locked = {key: len(lock._waiters or ()) for key, lock in runtime().locks.items() if lock.locked()}
+    lines.append(f"locks {len(runtime().locks)}, locked {len(locked)}: {sorted(locked.items())[:20]}")
     picked = events[: sample // 2] + bodies[: sample // 2]
     for obj in picked:
         chain, current, seen = [], obj, {id(bodies), id(events), id(picked), id(streams)}

@@ -12,6 +12,11 @@ from ..planning.plan import Event
 log = logging.getLogger("mlops.metrics")
 
 RECONCILES = Counter("mlops_operator_reconciles_total", "Reconcile passes, by kind.", ["kind"])
+RECONCILES_COALESCED = Counter(
+    "mlops_operator_reconciles_coalesced_total",
+    "Reconcile requests folded into a pass already waiting for the same object, by kind.",
+    ["kind"],
+)
 RECONCILE_ERRORS = Counter(
     "mlops_operator_reconcile_errors_total", "Reconcile passes that failed and were retried, by kind.", ["kind"]
 )

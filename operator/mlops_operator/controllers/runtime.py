@@ -49,6 +49,9 @@ class Runtime(ChildWriter):
     settings: Settings
     reconcilers: dict[str, Reconciler] = field(default_factory=dict)
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    # A pass already waiting for its object's lock, with the newest body it was asked with (None: GET it):
+    # later requests only update the body, as controller-runtime's workqueue holds a key once.
+    waiting: dict[tuple[str, str, str], Obj | None] = field(default_factory=dict)
     timers: dict[tuple[str, str, str], asyncio.TimerHandle] = field(default_factory=dict)
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
     # Failed alias moves in a row, and the monotonic time before which the move is not tried again.
@@ -160,7 +163,17 @@ class Runtime(ChildWriter):
         if not self.leading:
             return
         lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        if lock.locked() and key in self.waiting:  # one pass waits already and will see the newest state
+            if body is not None:
+                self.waiting[key] = body
+            metrics.RECONCILES_COALESCED.labels(kind).inc()
+            return
+        self.waiting[key] = body
+        try:
+            await lock.acquire()
+        finally:
+            body = self.waiting.pop(key, body)
+        try:
             metrics.RECONCILES.labels(kind).inc()
             started = time.perf_counter()
             try:
@@ -196,6 +209,8 @@ class Runtime(ChildWriter):
                 self.requeue(key, delay)
             finally:
                 metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        finally:
+            lock.release()
 
     def _backoff(self, key: tuple[str, str, str]) -> float:
         count = self.failures[key] = self.failures.get(key, 0) + 1
