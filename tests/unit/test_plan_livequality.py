@@ -12,6 +12,7 @@ from mlops_operator.planning.livequality import counts_of, labelled_tracks, meas
 from mlops_operator.planning.plan import Meta
 
 from .builders import observe, track
+from .test_plan_performance import outcomes
 
 T0 = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
 STEPS = [{"weight": 50, "pause": "20s"}, {"weight": 100}]
@@ -25,14 +26,6 @@ def stamp(moment: datetime) -> str:
 
 def analysis(*metrics: dict[str, Any]) -> Analysis:
     return Analysis.model_validate({"interval": "10s", "metrics": list(metrics)})
-
-
-def outcomes(*rows: tuple[int, str, float, float]) -> dict[str, list[tuple[dict[str, str], float]]]:
-    series = []
-    for version, track_name, right, wrong in rows:
-        for outcome, value in (("correct", right), ("incorrect", wrong)):
-            series.append(({"version": str(version), "track": track_name, "outcome": outcome}, value))
-    return {"outcomes": series}
 
 
 def live(series: Any, looks: int = 1, metric: dict[str, Any] = LIVE) -> Any:
