@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # The defaults by method live with the API (spec.monitoring.drift.threshold): one source of defaults.
-from .api.deployment import DEFAULT_DRIFT_THRESHOLDS as DEFAULT_THRESHOLDS
+from .api.monitoring import DEFAULT_DRIFT_THRESHOLDS as DEFAULT_THRESHOLDS
 
 Method = Literal["psi", "js", "ks"]
 METHODS: tuple[Method, ...] = ("psi", "js", "ks")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus, Drift
+from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus
+from mlops_operator.api.monitoring import Drift
 from mlops_operator.drift import DEFAULT_THRESHOLDS, DriftReport, FeatureScore
 from mlops_operator.planning.conditions import find_condition, status_changed, status_patch
 from mlops_operator.planning.monitoring import (

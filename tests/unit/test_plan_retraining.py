@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus, RetrainingStatus
+from mlops_operator.api.deployment import DeploymentSpec, DeploymentStatus
+from mlops_operator.api.retraining import RetrainingStatus
 from mlops_operator.contract import ANNOTATION_DATA_NOT_BEFORE
 from mlops_operator.planning.conditions import status_changed, status_patch
 from mlops_operator.planning.observed import RetrainingObserved

@@ -10,13 +10,14 @@ from .common import (
     ApiModel,
     CommonStatus,
     Duration,
-    FreeForm,
     ResourceRequirements,
     StatusModel,
     cel,
     defaulted,
 )
 from .modelversion import ALIAS_PATTERN, AliasMove
+from .monitoring import DriftStatus, Monitoring, PerformanceStatus
+from .retraining import Retraining, RetrainingStatus
 
 
 class ModelSelector(ApiModel):
@@ -216,107 +217,6 @@ class Strategy(ApiModel):
     canary: Canary = defaulted(_default_canary)
 
 
-# The score above which a feature drifts, when spec.monitoring.drift.threshold is unset. Chosen with
-# bench/drift_quality.py: <= 1 % false alarms per feature-window at 1,000 rows, and a 0.5-sigma
-# mean shift caught in every window (README, "Drift detection").
-DEFAULT_DRIFT_THRESHOLDS: dict[str, float] = {"psi": 0.1, "js": 0.12, "ks": 0.1}
-
-
-class Drift(ApiModel):
-    """Drift monitoring of live inputs against the model's reference profile."""
-
-    method: Literal["psi", "js", "ks"] = "psi"
-    threshold: float | None = Field(
-        default=None, gt=0.0, description="Score above which a feature drifts; default psi 0.1, js 0.12, ks 0.1."
-    )
-    window: Duration = "30m"
-    min_samples: int = Field(default=1000, ge=1, description="No verdict on fewer live values in the window.")
-    interval: Duration = "1m"
-    consecutive_windows: int = Field(default=2, ge=1, le=100)
-    query: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=4096,
-        description=(
-            "PromQL that replaces the builtin score; {{namespace}} {{deployment}} {{track}} {{window}} {{version}}"
-            " are filled in, every selector is scoped to this namespace (one naming another is refused); the"
-            " highest series counts, its `feature` label names the feature."
-        ),
-    )
-
-    @property
-    def effective_threshold(self) -> float:
-        """The threshold in force: the spec's, else the method's default."""
-        return self.threshold if self.threshold is not None else DEFAULT_DRIFT_THRESHOLDS[self.method]
-
-
-PerformanceMetric = Literal["accuracy", "f1", "precision", "recall", "rmse", "mae"]
-
-
-class Performance(ApiModel):
-    """Live model quality from labelled feedback (POST /v2/models/{name}/feedback), judged every interval."""
-
-    metric: PerformanceMetric = "accuracy"
-    positive_class: str | None = Field(
-        default=None, min_length=1, max_length=256, description="The class that precision or recall is of."
-    )
-    min: float | None = Field(default=None, description="Degraded below this (accuracy, f1, precision, recall).")
-    max: float | None = Field(default=None, description="Degraded above this (rmse, mae).")
-    window: Duration = "10m"
-    min_labels: int = Field(
-        default=200,
-        ge=1,
-        le=10_000_000,
-        description="No verdict on fewer labels in the window (for precision and recall: of the class).",
-    )
-    interval: Duration = "1m"
-    consecutive_windows: int = Field(
-        default=3, ge=1, le=100, description="Checks in a row beyond the bound before PerformanceDegraded."
-    )
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("has(self.min) || has(self.max)", "spec.monitoring.performance needs 'min' or 'max'"),
-                cel(
-                    "!(self.metric in ['precision', 'recall']) || has(self.positiveClass)",
-                    "precision and recall are of one class: set positiveClass",
-                ),
-            ]
-        }
-    )
-
-
-class Monitoring(ApiModel):
-    """Where metrics live, and how drift and live performance are judged."""
-
-    prometheus_url: str | None = Field(default=None, pattern=r"^https?://.+")
-    drift: Drift | None = None
-    performance: Performance | None = None
-
-
-class RetrainingTriggers(ApiModel):
-    """Which signals about the serving version start a retraining run (all through one decision)."""
-
-    drift: bool = Field(default=True, description="DriftDetected: the live inputs moved away from the training data.")
-    performance_degraded: bool = Field(
-        default=True, description="PerformanceDegraded: the live quality from labelled feedback fell past its bound."
-    )
-
-
-class Retraining(ApiModel):
-    """Retraining when the serving version drifts or degrades: one run per cooldown, whatever the causes."""
-
-    enabled: bool = False
-    cooldown: Duration = Field(
-        default="6h", description="At least this long between two decisions, whichever signal asked."
-    )
-    triggers: RetrainingTriggers = defaulted(RetrainingTriggers)
-    training_run_template: FreeForm | None = Field(
-        default=None, description="A TrainingRun spec; default: the spec of the run behind the serving version."
-    )
-
-
 class ServerSettings(ApiModel):
     """Model server pods."""
 
@@ -339,65 +239,6 @@ class DeploymentSpec(ApiModel):
     monitoring: Monitoring | None = None
     retraining: Retraining | None = None
     server: ServerSettings = defaulted(ServerSettings)
-
-
-class DriftStatus(StatusModel):
-    """The latest drift check of the serving version."""
-
-    score: float | None = None
-    feature: str | None = None
-    scores: dict[str, float] | None = Field(default=None, description="Every judged feature's score.")
-    method: str | None = None
-    threshold: float | None = None
-    window: str | None = None
-    samples: int | None = None
-    version: int | None = None
-    checked_at: str | None = None
-    consecutive: int | None = Field(default=None, description="Successive checks above the threshold.")
-    message: str | None = None
-
-
-class TrackQuality(StatusModel):
-    """The live quality of one (version, track) over the last performance window."""
-
-    version: int
-    track: str
-    value: float | None = None
-    labels: int = 0
-
-
-class PerformanceStatus(StatusModel):
-    """The latest performance check of the serving version, and every track's live quality."""
-
-    metric: str | None = None
-    version: int | None = Field(default=None, description="The serving (stable) version judged.")
-    value: float | None = None
-    labels: int | None = None
-    window: str | None = None
-    checked_at: str | None = None
-    consecutive: int | None = Field(default=None, description="Successive checks beyond the bound.")
-    message: str | None = None
-    tracks: list[TrackQuality] | None = Field(default=None, description="Every labelled (version, track).")
-
-
-class RetrainingStatus(StatusModel):
-    """The last retraining run: why it was started (every cause, with its evidence) and how it went."""
-
-    run: str | None = None
-    decided_at: str | None = None
-    causes: list[str] | None = Field(default=None, description="drift and/or performance, as they coincided.")
-    metric: str | None = Field(default=None, description="The degraded performance metric (cause performance).")
-    value: float | None = Field(default=None, description="Its live value when the run was decided.")
-    labels: int | None = Field(default=None, description="The labels that value rests on.")
-    feature: str | None = None
-    method: str | None = None
-    score: float | None = None
-    window: str | None = None
-    version: int | None = Field(default=None, description="The serving version whose inputs drifted.")
-    phase: str | None = None
-    model_version: str | None = None
-    model_version_phase: str | None = None
-    message: str | None = None
 
 
 class ServedInterval(StatusModel):

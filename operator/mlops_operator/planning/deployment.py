@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..api.common import ConditionStatus
-from ..api.deployment import DeploymentSpec, DeploymentStatus, RetrainingStatus
+from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.retraining import RetrainingStatus
 from ..contract import ANNOTATION_SPEC_HASH
 from .analysis import AnalysisQuery, analysis_queries
 from .conditions import find_typed, set_typed, status_patch

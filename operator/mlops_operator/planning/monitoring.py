@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api.common import ConditionStatus, parse_duration
-from ..api.deployment import DeploymentSpec, DeploymentStatus, Drift, DriftStatus
+from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.monitoring import Drift, DriftStatus
 from ..drift import NULL_BIN, DriftReport, FeatureScore, drift_report
 from ..integrations.prometheus import custom_query, drift_queries
 from .conditions import find_typed, set_typed

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api.common import ConditionStatus, parse_duration
-from ..api.deployment import DeploymentSpec, DeploymentStatus, Performance, PerformanceStatus, TrackQuality
+from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.monitoring import Performance, PerformanceStatus, TrackQuality
 from ..integrations.prometheus import feedback_queries
 from .conditions import find_typed, set_typed
 from .livequality import labelled_tracks, measure_version, needs_of

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from .. import contract
 from ..api.common import API_VERSION, parse_duration
-from ..api.deployment import DeploymentSpec, DeploymentStatus, Retraining, RetrainingStatus
+from ..api.deployment import DeploymentSpec, DeploymentStatus
+from ..api.retraining import Retraining, RetrainingStatus
 from ..api.trainingrun import TrainingRunSpec
 from .monitoring import drift_detected, drift_of
 from .observed import DeploymentObserved, RetrainingObserved
