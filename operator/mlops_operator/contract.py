@@ -73,7 +73,10 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_OWNER_KIND = "mlops.dev/owner-kind"  # on worker Jobs: the kind and name of the object they work for
 LABEL_OWNER_NAME = "mlops.dev/owner-name"
 LABEL_DEPLOYMENT = "mlops.dev/deployment"  # serving objects, and retraining runs: the Deployment behind them
-LABEL_TRACK = "mlops.dev/track"  # stable | canary
+LABEL_TRACK = "mlops.dev/track"  # stable | canary | shadow
+# On shadow pods instead of LABEL_DEPLOYMENT, so that the Deployment's Service (which selects that) never sends
+# users to the shadow: the shadow Service selects this.
+LABEL_SHADOW_OF = "mlops.dev/shadow-of"
 LABEL_MODEL_VERSION = "mlops.dev/model-version"  # on server pods: the registered version they serve
 LABEL_TRAINING_RUN = "mlops.dev/training-run"
 LABEL_DATASET = "mlops.dev/dataset"
@@ -113,6 +116,12 @@ METRIC_FEEDBACK_UNDERPREDICTION = "mlops_server_feedback_underprediction_total" 
 METRIC_FEEDBACK_REJECTED = "mlops_server_feedback_rejected_total"  # + reason (server/feedback.py REASONS)
 # Predictions answered without ids because minting them failed (the serving server's version and track).
 METRIC_PREDICTION_IDS_FAILED = "mlops_server_prediction_ids_failed_total"
+# The shadow step (server/shadow.py), counted by the stable servers that mirror: their own model, version, track
+# and deployment, plus shadow_version (+ outcome on requests: compared, error, timeout, unreachable, dropped).
+METRIC_SHADOW_REQUESTS = "mlops_server_shadow_requests_total"
+METRIC_SHADOW_ROWS = "mlops_server_shadow_rows_total"
+METRIC_SHADOW_AGREED_ROWS = "mlops_server_shadow_agreed_rows_total"
+METRIC_SHADOW_RELATIVE_DIFFERENCE = "mlops_server_shadow_relative_difference_total"
 FEEDBACK_CORRECT = "correct"
 FEEDBACK_INCORRECT = "incorrect"
 # The Secret of prediction-id keys only model servers mount (chart: feedback.secret), by key: the signing key

@@ -51,6 +51,7 @@ from .model import LoadedModel, LoadError, load_model, parse_model_uri
 from .outputs import as_outputs, compute_outputs, prepare
 from .protocol_v2 import ID_OUTPUT, decode_infer_request, encode_infer_response, model_metadata
 from .schema import Batch, InputError
+from .shadow import SHADOW_PATH, Mirror
 from .shutdown import Drain
 
 log = logging.getLogger("mlops_operator.server")
@@ -106,13 +107,18 @@ class ServerApp:
             registered, bad_uri = "", error
         self.model_name = config.model_name or registered
         feedback = bool(config.feedback_key)
+        # Only the stable track mirrors: the canary's answers are already judged on live traffic.
+        mirrors = bool(config.shadow_url) and config.track == "stable"
         self.metrics = (
-            ServerMetrics(registered, config.track, config.deployment, drift=config.drift, feedback=feedback)
+            ServerMetrics(
+                registered, config.track, config.deployment, drift=config.drift, feedback=feedback, shadow=mirrors
+            )
             if config.metrics
             else None
         )
         # Signed prediction ids and labels for them (feedback.py); None without a key: no ids, /feedback 409.
         self.feedback = Feedback.from_config(config, self.model_name, self.metrics.feedback if self.metrics else None)
+        self.mirror = Mirror(config.shadow_url, self.metrics.shadow if self.metrics else None) if mirrors else None
         tracking_uri = config.tracking_uri or None
         self.loader = BackgroundLoader(
             load
@@ -136,6 +142,7 @@ class ServerApp:
             "/ping": self._ready,  # MLflow's scoring server health paths
             "/health": self._ready,
             "/metrics": self._metrics,
+            SHADOW_PATH: self._shadow,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -145,6 +152,8 @@ class ServerApp:
             self.loader.start(loop)
         if loop is not None and self.metrics is not None:
             loop.call_later(FLUSH_INTERVAL_S, self._flush_metrics, loop)
+        if loop is not None and self.mirror is not None:
+            self.mirror.start()
 
     def _flush_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
         # With several workers a scrape reads the files every worker wrote: each flushes on its own.
@@ -209,6 +218,8 @@ class ServerApp:
                     )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.mirror is not None:
+                    await self.mirror.stop()
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -250,6 +261,16 @@ class ServerApp:
             return 200, b'{"ready":true}', _JSON
         body = orjson.dumps({"ready": False, "state": self.loader.state, "reason": self.loader.reason})
         return 503, body, _JSON
+
+    def _shadow(self) -> tuple[int, bytes, bytes]:
+        """A shadow-track server tells the stable servers what to mirror to it (shadow.py); others have no such page."""
+        config = self.config
+        if config.track != "shadow" or config.shadow_sample <= 0:
+            return 404, b'{"error":"this server is not a shadow"}', _JSON
+        if self.model is None or self.draining:
+            return 503, b'{"error":"the shadow is not ready"}', _JSON
+        body = {"version": self.model.version, "sample": config.shadow_sample, "tolerance": config.shadow_tolerance}
+        return 200, orjson.dumps(body), _JSON
 
     def _server_metadata(self) -> tuple[int, bytes, bytes]:
         from .. import __version__ as version
@@ -390,6 +411,10 @@ class ServerApp:
             log.exception("predict failed")
             return _error(protocol, 500, f"prediction failed: {type(error).__name__}: {error}")
         ids = await self._ids(model, outputs, batch.rows) if want_ids else None
+        if self.mirror is not None and outputs:
+            path = f"/v2/models/{self.model_name}/infer" if protocol == "v2" else "/invocations"
+            exact = model.classes is not None or outputs[0][1].dtype.kind not in "fc"
+            self.mirror.offer(protocol, path, raw, outputs[0], exact)
         if protocol == "v2":
             return 200, encode_infer_response(self.model_name, model.version, request_id, outputs, ids), []
         return 200, encode_predictions(outputs, ids), ids_header(ids) if ids else []

@@ -39,6 +39,11 @@ ENV_LOG_LEVEL = "MLOPS_LOG_LEVEL"
 ENV_DRAIN_DELAY_S = "MLOPS_DRAIN_DELAY_S"  # after SIGTERM: not ready, still serving, this long (shutdown.py)
 ENV_SHUTDOWN_TIMEOUT_S = "MLOPS_SHUTDOWN_TIMEOUT_S"  # then at most this long for requests in flight
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The shadow step (shadow.py): stable servers mirror to the shadow track's Service at MLOPS_SHADOW_URL while a
+# shadow-track server answers there; a shadow-track server tells them its sample fraction and tolerance.
+ENV_SHADOW_URL = "MLOPS_SHADOW_URL"
+ENV_SHADOW_SAMPLE = "MLOPS_SHADOW_SAMPLE"
+ENV_SHADOW_TOLERANCE = "MLOPS_SHADOW_TOLERANCE"
 # "true" loads pickles, code paths and pyfunc models (code from the artifact): a Deployment's opt-in
 ENV_ALLOW_UNSAFE_MODEL_FORMATS = "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS"
 
@@ -99,6 +104,9 @@ class ServerConfig:
     feedback_max_items: int = DEFAULT_FEEDBACK_MAX_ITEMS
     feedback_replay_size: int = DEFAULT_FEEDBACK_REPLAY_SIZE
     feedback_max_inflight: int = DEFAULT_FEEDBACK_MAX_INFLIGHT
+    shadow_url: str = ""
+    shadow_sample: float = 0.0
+    shadow_tolerance: float = 0.0
     # The loader's retry schedule when the registry is unreachable: doubling, capped.
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -127,6 +135,13 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         raise ConfigError(f"{key}={raw!r} is not a number") from error
     if value < 0:
         raise ConfigError(f"{key}={value} must not be negative")
+    return value
+
+
+def _fraction(env: Mapping[str, str], key: str) -> float:
+    value = _float(env, key, 0.0)
+    if value > 1.0:
+        raise ConfigError(f"{key}={value} is a fraction: at most 1")
     return value
 
 
@@ -179,4 +194,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         feedback_max_items=_int(env, ENV_FEEDBACK_MAX_ITEMS, DEFAULT_FEEDBACK_MAX_ITEMS, 1),
         feedback_replay_size=_int(env, ENV_FEEDBACK_REPLAY_SIZE, DEFAULT_FEEDBACK_REPLAY_SIZE, 1),
         feedback_max_inflight=_int(env, ENV_FEEDBACK_MAX_INFLIGHT, DEFAULT_FEEDBACK_MAX_INFLIGHT, 1),
+        shadow_url=env.get(ENV_SHADOW_URL, "").strip(),
+        shadow_sample=_fraction(env, ENV_SHADOW_SAMPLE),
+        shadow_tolerance=_float(env, ENV_SHADOW_TOLERANCE, 0.0),
     )

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .. import contract
 from ..profile import Profile, bin_labels, is_null
 from .schema import INT_TYPES, Batch, InputSchema
+from .shadow import ShadowMetrics
 
 # Exposed names (prometheus_client adds `_total` to counters itself, see `_base`).
 REQUESTS_TOTAL = "mlops_server_requests_total"
@@ -118,7 +119,16 @@ def bin_counts(bins: np.ndarray, size: int) -> list[tuple[int, int]]:
 class ServerMetrics:
     """The server's metric families and, once a model is loaded, its label-bound children."""
 
-    def __init__(self, model: str, track: str, deployment: str, *, drift: bool = True, feedback: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        track: str,
+        deployment: str,
+        *,
+        drift: bool = True,
+        feedback: bool = False,
+        shadow: bool = False,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.drift = drift
         self._lock = threading.Lock()
@@ -148,11 +158,14 @@ class ServerMetrics:
         )
         # Registered only when ids are minted: a server without a key exposes no empty families.
         self.feedback = FeedbackMetrics(self.registry, self._static) if feedback else None
+        self.shadow = ShadowMetrics(self.registry, self._static) if shadow else None
         self.bind("")
 
     def bind(self, version: str, schema: InputSchema | None = None, profile: Profile | None = None) -> None:
         """Pre-resolve the children for `version` so the hot path never builds label tuples."""
         labels = {**self._static, "version": version}
+        if self.shadow is not None:
+            self.shadow.version = version
         if self.feedback is not None:
             self.feedback.version = version
             if version:
