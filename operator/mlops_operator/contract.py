@@ -81,7 +81,7 @@ LABEL_MODEL_VERSION = "mlops.dev/model-version"  # on server pods: the registere
 LABEL_TRAINING_RUN = "mlops.dev/training-run"
 LABEL_DATASET = "mlops.dev/dataset"
 LABEL_REGISTERED_MODEL = "mlops.dev/registered-model"
-LABEL_TRIGGER = "mlops.dev/triggered-by"  # drift or performance (the first cause), on runs a Deployment created
+LABEL_TRIGGER = "mlops.dev/triggered-by"  # the first cause (drift, performance, schedule, newData) of a retraining run
 ANNOTATION_SPEC_HASH = "mlops.dev/spec-hash"  # the desired spec's digest: unchanged children are never patched
 ANNOTATION_DATASET_VERSION = "mlops.dev/dataset-version"
 ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
@@ -89,8 +89,10 @@ ANNOTATION_RUN_ID = "mlops.dev/mlflow-run-id"
 # a TrainingRun's ModelVersion: records that outlive their creator); read like a controller reference.
 ANNOTATION_CONTROLLER_UID = "mlops.dev/controller-uid"
 ANNOTATION_DRIFT_PREFIX = "mlops.dev/drift-"  # feature, method, score, window, deployment, version of a retraining
-ANNOTATION_RETRAINING_CAUSES = "mlops.dev/retraining-causes"  # every cause of one decision: drift,performance
+ANNOTATION_RETRAINING_CAUSES = "mlops.dev/retraining-causes"  # every cause of one decision: drift,schedule,...
 ANNOTATION_PERFORMANCE_PREFIX = "mlops.dev/performance-"  # metric, value, labels, window of a degraded version
+ANNOTATION_SCHEDULE_PREFIX = "mlops.dev/schedule-"  # fire-time, cron, time-zone of a scheduled retraining
+ANNOTATION_NEW_DATA_PREFIX = "mlops.dev/new-data-"  # dataset, version, previous-version of a newData retraining
 # A run with this annotation (RFC 3339) trains only on Dataset data checked at or after that time;
 # the Dataset re-checks its source when asked so (drift-triggered runs carry it).
 ANNOTATION_DATA_NOT_BEFORE = "mlops.dev/data-not-before"

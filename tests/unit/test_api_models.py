@@ -54,3 +54,24 @@ def test_round_trip_uses_camel_case() -> None:
     dumped = spec.model_dump(exclude_none=True)
     assert dumped["model"] == {"registeredModel": "m", "alias": "production"}
     assert dumped["strategy"]["canary"]["analysis"]["failureLimit"] == 2
+
+
+SCHEDULE_MANIFESTS = sorted((EXAMPLES[0].parents[2] / "tests" / "manifests" / "invalid").glob("schedule-*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCHEDULE_MANIFESTS, ids=lambda p: p.stem)
+def test_a_schedule_the_crd_rejects_is_rejected_by_the_model_with_the_same_message(path: Path) -> None:
+    expected = path.read_text().splitlines()[0].removeprefix("# expect:").strip()
+    with pytest.raises(ValidationError, match=expected):
+        DeploymentSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+
+
+def test_a_schedule_defaults_to_utc_and_accepts_what_only_the_planner_can_judge() -> None:
+    model = {"registeredModel": "m", "alias": "a"}
+    for cron, zone in (("0 3 * * *", None), ("61 * * * *", "Mars/Olympus_Mons"), (" */5  * * * MON-FRI ", "Etc/GMT+5")):
+        schedule = {"cron": cron} if zone is None else {"cron": cron, "timeZone": zone}
+        spec = DeploymentSpec.model_validate({"model": model, "retraining": {"triggers": {"schedule": schedule}}})
+        assert spec.retraining is not None and spec.retraining.triggers.schedule is not None
+        assert spec.retraining.triggers.schedule.time_zone == (zone or "UTC")
+        assert spec.retraining.triggers.on_new_data is False
+    assert len(SCHEDULE_MANIFESTS) == 2

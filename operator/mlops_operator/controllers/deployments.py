@@ -34,6 +34,7 @@ from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.serving import ServerSettings, track_name
 from ..planning.trainingrun import model_version_name
+from ..planning.triggers import watched_dataset, watched_dataset_name
 from . import metrics
 from .children import STORE_KINDS, collection_of
 from .runtime import Runtime, runtime
@@ -79,6 +80,12 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
             "ModelVersion", meta.namespace, model_version_name(model.registered_model, status.stable_version)
         )
         serving_run = (((serving_mv or {}).get("spec") or {}).get("source") or {}).get("trainingRunRef")
+    serving_summary = rt.store.get("TrainingRun", meta.namespace, serving_run) if serving_run else None
+    watched = watched_dataset_name(spec, serving_summary)
+    data = None
+    if watched is not None:
+        dataset = rt.store.get("Dataset", meta.namespace, watched)
+        data = watched_dataset(watched, dataset, serving_summary, last_run)
     ownership, ownership_error = await _ownership(rt, model.registered_model)
     refused = serving_refusal(meta.namespace, status, ownership) is not None
     reads = reads_due(
@@ -92,6 +99,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         now,
         refused,
         rt.settings.custom_queries,
+        data,
     )
 
     holder_version, holder_error = await _holder(rt, reads)
@@ -128,7 +136,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         analysis=analysis,
         drift=drift,
         performance=performance,
-        retraining=RetrainingObserved(last_run, last_version, *source),
+        retraining=RetrainingObserved(last_run, last_version, *source, dataset=data),
         conflicts=conflicts,
     )
 

@@ -60,7 +60,9 @@ def summary(kind: str, body: Obj) -> Obj:
         kept["status"] = dict(status)
     elif kind == "TrainingRun":
         kept["spec"] = {"datasetRef": spec.get("datasetRef")}
-        kept["status"] = {k: status.get(k) for k in ("jobName", "phase", "modelVersion", "message")}
+        kept["status"] = {k: status.get(k) for k in ("jobName", "phase", "modelVersion", "message", "datasetVersion")}
+    elif kind == "Dataset":  # onNewData compares its Ready version with the serving version's (planning/triggers.py)
+        kept["status"] = {k: status.get(k) for k in ("phase", "version")}
     elif kind == "ModelVersion":
         kept["spec"] = {k: spec.get(k) for k in ("registeredModel", "version", "promotion", "source")}
         kept["status"] = {k: status.get(k) for k in ("phase", "message")}

@@ -22,7 +22,7 @@ from .analysis import AnalysisQuery, analysis_queries
 from .conditions import find_typed, set_typed, status_patch
 from .conflicts import plan_name_conflicts
 from .monitoring import DriftQueries, drift_reads, plan_drift
-from .observed import DeploymentObserved, Tracks
+from .observed import DeploymentObserved, Tracks, WatchedDataset
 from .ownership import REFUSED_REASONS, ModelOwnership, Refusal, recheck_after, refusal
 from .performance import PerformanceQueries, performance_reads, plan_performance
 from .plan import Event, Meta, Plan, parse_time, rfc3339
@@ -30,6 +30,7 @@ from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, children, next_wakeup, plan_rollout, step_seconds, step_weight
 from .serving import needs_update
+from .triggers import schedule_problem
 
 DEGRADED = "Degraded"
 MIN_RETRY_SECONDS, MAX_RETRY_SECONDS = 5.0, 60.0
@@ -67,9 +68,11 @@ def reads_due(
     now: datetime,
     refused: bool = False,
     policy: CustomQueries = "scoped",
+    data: WatchedDataset | None = None,
 ) -> DeploymentReads:
     """What to read now: the alias holder (alias mode), due analysis and drift queries, the retraining source.
-    Nothing when the namespace may not serve the model (`refused`, from the ownership read made first)."""
+    Nothing when the namespace may not serve the model (`refused`, from the ownership read made first).
+    `data` is the Dataset onNewData watches, from the store: a new version needs the source in this pass."""
     if refused:
         return DeploymentReads()
     holder = (spec.model.registered_model, spec.model.alias) if spec.model.alias else None
@@ -83,7 +86,7 @@ def reads_due(
     builtin = drift is not None and drift.custom is None and drift.refused is None
     profile = (spec.model.registered_model, drift.version) if drift is not None and builtin else None
     source = None
-    if needs_source_spec(spec, status, decided_run_missing, now) and status.stable_version is not None:
+    if needs_source_spec(spec, status, decided_run_missing, now, data) and status.stable_version is not None:
         source = SourceRunRead(spec.model.registered_model, int(status.stable_version), serving_run)
     return DeploymentReads(
         holder=holder, analysis=analysis, drift=drift, performance=performance, profile=profile, source=source
@@ -110,6 +113,9 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     plan_performance(plan, status, obs, now)
     if not reader:
         plan_retraining(plan, status, obs, now)
+        invalid_schedule = schedule_problem(obs.spec)  # only Python can tell: the CRD let it in
+        if invalid_schedule is not None:
+            problems.append(invalid_schedule)
     elif retraining_of(obs.spec) is not None:
         owner = obs.ownership.owner if obs.ownership else None
         message = f"retraining is off: registered model '{obs.spec.model.registered_model}' belongs to {owner}"

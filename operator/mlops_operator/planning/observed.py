@@ -63,6 +63,17 @@ class PerformanceReadings:
 
 
 @dataclass(frozen=True)
+class WatchedDataset:
+    """The Dataset onNewData watches, as the store shows it, and the versions runs on it were trained on."""
+
+    name: str
+    phase: str | None = None  # None: not in the store (absent, or not seen yet)
+    version: str | None = None
+    trained_on: str | None = None  # the serving version's run's dataset version, when that run used this Dataset
+    last_run_trained_on: str | None = None  # the last retraining run's, likewise
+
+
+@dataclass(frozen=True)
 class RetrainingObserved:
     """The last retraining run and its ModelVersion (store summaries), and the run spec to retrain with."""
 
@@ -71,6 +82,7 @@ class RetrainingObserved:
     source_spec: Obj | None = None  # the spec of the TrainingRun behind the serving version, when read
     source_error: str | None = None
     source_read: bool = False  # False: not read this pass (the planner asks for it on the next)
+    dataset: WatchedDataset | None = None  # None: onNewData is off, or no template names a Dataset
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Retraining planning: whether to start a TrainingRun, what it is, and how the last one went.
 
-Why did this TrainingRun appear? `plan_retraining` is the one function that decides it: a cause on the
-serving version (DriftDetected, PerformanceDegraded: `due_causes`), retraining enabled with that trigger,
-the cooldown passed and nothing in flight. Causes that coincide make one run that names them all.
+Why did this TrainingRun appear? `plan_retraining` is the one function that decides it: a cause
+(`due_causes`: DriftDetected or PerformanceDegraded on the serving version, a scheduled fire, a new
+Dataset version — planning/triggers.py), retraining enabled with that trigger, the cooldown passed and
+nothing in flight. Causes that coincide make one run that names them all.
 
-Exactly one run per cooldown: the decision (run name, time, cause) is written to the Deployment's
-status with the read resourceVersion as precondition *before* the TrainingRun is created, and the
-name derives from the decision time. A second operator replica loses the status write (409); a
+Exactly one run per cooldown: the decision (run name, time, causes, evidence) is written to the
+Deployment's status with the read resourceVersion as precondition *before* the TrainingRun is created,
+and the name derives from the decision time. A second operator replica loses the status write (409); a
 restarted operator finds the decision in status and creates the same run by name, never another.
 """
 
@@ -23,10 +24,11 @@ from ..api.deployment import DeploymentSpec, DeploymentStatus
 from ..api.retraining import Retraining, RetrainingStatus
 from ..api.trainingrun import TrainingRunSpec
 from .monitoring import drift_detected, drift_of
-from .observed import DeploymentObserved, RetrainingObserved
+from .observed import DeploymentObserved, RetrainingObserved, WatchedDataset
 from .performance import degraded, performance_of
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 from .trainingrun import label_value
+from .triggers import new_dataset_version, schedule_state, scheduled_fire, track_schedule, without_schedule_note
 
 FINAL_VERSION_PHASES = ("Promoted", "Rejected", "RolledBack", "Superseded")
 
@@ -47,8 +49,10 @@ def in_cooldown(status: DeploymentStatus, cooldown: str, now: datetime) -> bool:
     return decided is not None and (now - decided).total_seconds() < parse_duration(cooldown).total_seconds()
 
 
-def due_causes(spec: DeploymentSpec, status: DeploymentStatus) -> list[str]:
-    """The enabled signals that hold for the serving version now: "drift", "performance"."""
+def due_causes(
+    spec: DeploymentSpec, status: DeploymentStatus, now: datetime, data: WatchedDataset | None = None
+) -> list[str]:
+    """Every enabled cause that holds now, in this order: "drift", "performance", "schedule", "newData"."""
     retraining = retraining_of(spec)
     if retraining is None or status.stable_version is None:
         return []
@@ -59,23 +63,37 @@ def due_causes(spec: DeploymentSpec, status: DeploymentStatus) -> list[str]:
     performance_version = status.performance.version if status.performance else None
     if retraining.triggers.performance_degraded and degraded(status) and performance_version == status.stable_version:
         causes.append("performance")
+    if scheduled_fire(spec, status, now) is not None:
+        causes.append("schedule")
+    if new_dataset_version(spec, status, data) is not None:
+        causes.append("newData")
     return causes
 
 
-def wants_new_run(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
-    """True when a cause on the serving version calls for a run and the cooldown allows one (no reads needed)."""
+def wants_new_run(
+    spec: DeploymentSpec, status: DeploymentStatus, now: datetime, data: WatchedDataset | None = None
+) -> bool:
+    """True when a cause calls for a run and the cooldown allows one (no outside reads needed)."""
     retraining = retraining_of(spec)
     return (
-        retraining is not None and bool(due_causes(spec, status)) and not in_cooldown(status, retraining.cooldown, now)
+        retraining is not None
+        and not in_cooldown(status, retraining.cooldown, now)
+        and bool(due_causes(spec, status, now, data))
     )
 
 
-def needs_source_spec(spec: DeploymentSpec, status: DeploymentStatus, decided_missing: bool, now: datetime) -> bool:
+def needs_source_spec(
+    spec: DeploymentSpec,
+    status: DeploymentStatus,
+    decided_missing: bool,
+    now: datetime,
+    data: WatchedDataset | None = None,
+) -> bool:
     """True when this pass may create a run from the serving version's run spec, so it must be read."""
     retraining = retraining_of(spec)
     if retraining is None or retraining.training_run_template is not None or status.stable_version is None:
         return False
-    return wants_new_run(spec, status, now) or (decided_missing and in_cooldown(status, retraining.cooldown, now))
+    return wants_new_run(spec, status, now, data) or (decided_missing and in_cooldown(status, retraining.cooldown, now))
 
 
 def resolve_template(spec: DeploymentSpec, obs: RetrainingObserved) -> tuple[Obj | None, str | None]:
@@ -114,6 +132,16 @@ def training_run(meta: Meta, name: str, template: Obj, cause: RetrainingStatus) 
     if "performance" in causes:
         values = {"metric": cause.metric, "value": cause.value, "labels": cause.labels, "version": cause.version}
         annotations.update({f"{contract.ANNOTATION_PERFORMANCE_PREFIX}{k}": str(v) for k, v in values.items()})
+    if "schedule" in causes:
+        values = {"fire-time": cause.scheduled_for, "cron": cause.cron, "time-zone": cause.time_zone}
+        annotations.update({f"{contract.ANNOTATION_SCHEDULE_PREFIX}{k}": str(v) for k, v in values.items()})
+    if "newData" in causes:
+        values = {
+            "dataset": cause.dataset,
+            "version": cause.dataset_version,
+            "previous-version": cause.previous_dataset_version,
+        }
+        annotations.update({f"{contract.ANNOTATION_NEW_DATA_PREFIX}{k}": str(v) for k, v in values.items()})
     annotations[contract.ANNOTATION_DATA_NOT_BEFORE] = cause.decided_at or ""
     annotations[contract.ANNOTATION_CONTROLLER_UID] = meta.uid  # no ownerReference: the run outlives the Deployment
     return {
@@ -143,11 +171,22 @@ def in_flight(obs: RetrainingObserved) -> bool:
 
 
 def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
-    """Report the last run's outcome; re-create a decided run that is missing; decide a new one when due."""
-    retraining, observed = retraining_of(obs.spec), obs.retraining
+    """Report the last run's outcome; re-create a decided run that is missing; decide a new one when due;
+    then record where the schedule stands and wake when it next fires."""
+    retraining = retraining_of(obs.spec)
     if retraining is None:
         return
+    _decide(plan, status, obs, retraining, now)
+    track_schedule(plan, status, retraining, now)
+
+
+def _decide(
+    plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, retraining: Retraining, now: datetime
+) -> None:
+    observed = obs.retraining
     last = status.retraining.model_copy() if status.retraining else None
+    if last is not None:  # an invalid schedule's note is said anew each pass, after what this pass decides
+        last.message = without_schedule_note(last.message)
     if last is not None and last.run:
         _report_outcome(plan, last, observed)
         if observed.last_run is None and in_cooldown(status, retraining.cooldown, now):
@@ -158,12 +197,13 @@ def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserve
             elif not observed.source_read:
                 plan.requeue_after = 0.5
     status.retraining = last
-    if not wants_new_run(obs.spec, status, now) or in_flight(observed):
+    data = observed.dataset
+    if not wants_new_run(obs.spec, status, now, data) or in_flight(observed):
         return
     if retraining.training_run_template is None and obs.spec.model.alias and not observed.source_read:
         plan.requeue_after = 0.5  # drift was confirmed this pass: read the serving run's spec on the next one
         return
-    causes = due_causes(obs.spec, status)
+    causes = due_causes(obs.spec, status, now, data)
     template, error = resolve_template(obs.spec, observed)
     if template is None:
         message = f"{' and '.join(causes)} call{'s' if len(causes) == 1 else ''} for retraining, but {error}"
@@ -173,6 +213,11 @@ def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserve
         return
     stamp, name = rfc3339(now), run_name(obs.meta.name, now)
     cause = RetrainingStatus(run=name, decided_at=stamp, causes=causes, version=status.stable_version, phase="Pending")
+    if last is not None:  # since when the schedule is known outlives each decision
+        cause.schedule, cause.schedule_since = last.schedule, last.schedule_since
+    if data is not None and data.phase == "Ready" and data.version:
+        # Recorded whatever the causes: the next decision's onNewData compares with what this one trained on.
+        cause.dataset, cause.dataset_version = data.name, data.version
     why, evidence = [], []
     drift, performance = status.drift, status.performance
     if "drift" in causes and drift is not None:
@@ -187,6 +232,16 @@ def plan_retraining(plan: Plan, status: DeploymentStatus, obs: DeploymentObserve
         cause.window = cause.window or (watched.window if watched else None)
         why.append(f"degraded {performance.metric}")
         evidence.append(f"{performance.metric} {performance.value} over {performance.labels} labels")
+    schedule, state = retraining.triggers.schedule, schedule_state(retraining, status, now)
+    if "schedule" in causes and schedule is not None and state is not None and state.due is not None:
+        cause.scheduled_for, cause.cron, cause.time_zone = rfc3339(state.due), schedule.cron, schedule.time_zone
+        why.append(f"the schedule's fire at {cause.scheduled_for}")
+        evidence.append(f"schedule '{schedule.cron}' ({schedule.time_zone}) fired at {cause.scheduled_for}")
+    versions = new_dataset_version(obs.spec, status, data)
+    if "newData" in causes and versions is not None and data is not None:
+        cause.previous_dataset_version = versions[0]
+        why.append(f"a new version of Dataset {data.name}")
+        evidence.append(f"Dataset {data.name} is Ready at {versions[1]} (the serving version trained on {versions[0]})")
     cause.message = f"TrainingRun {name} created because of {' and '.join(why)}"
     status.retraining, status.last_retraining_run, status.last_retraining_at = cause, name, stamp
     plan.creates_after_status.append(training_run(obs.meta, name, template, cause))
