@@ -312,7 +312,10 @@ class Rollback(StatusModel):
     """A canary that was aborted: which version, why, and when."""
 
     version: int
-    reason: str = Field(description="AnalysisFailed, AnalysisErrors, CanaryNotReady, NoAnalysisData or ...")
+    reason: str = Field(
+        description="AnalysisFailed, AnalysisErrors, CanaryNotReady, NoAnalysisData, ShadowDisagreement, ShadowErrors,"
+        " ShadowLatency, NoShadowTraffic, ShadowNotReady or ..."
+    )
     message: str | None = None
     at: str | None = None
 
