@@ -166,6 +166,36 @@ class TrafficRouting(ApiModel):
     http_route: str = Field(min_length=1, max_length=253)
 
 
+class Shadow(ApiModel):
+    """A shadow step before the first canary step: stable servers mirror a sample of live requests to the candidate,
+    whose answers are discarded and compared with the stable's; users are never served by it."""
+
+    duration: Duration = Field(default="5m", description="How long the shadow runs before its verdict.")
+    min_requests: int = Field(
+        default=200, ge=1, le=10_000_000, description="Mirrored requests the verdict needs (fewer: it waits)."
+    )
+    min_agreement: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="Fraction of compared rows the shadow must answer like the stable."
+    )
+    tolerance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=10.0,
+        description="Values (regression) agree when |shadow - stable| <= tolerance x max(|stable|, 1); classes: equal.",
+    )
+    sample: float = Field(default=0.1, gt=0.0, le=1.0, description="Fraction of live requests mirrored.")
+    max_error_rate: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Mirrored requests the shadow failed or answered too late (2 s)."
+    )
+    max_latency_ratio: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=1000.0,
+        description="The shadow's p95 latency over the stable's (server-side) at most this; under 5 ms not judged.",
+    )
+    replicas: int = Field(default=1, ge=1, le=100, description="Shadow pods (they take only the mirrored sample).")
+
+
 class Canary(ApiModel):
     """The canary strategy: steps of increasing weight, each followed by analysis."""
 
@@ -190,6 +220,7 @@ class Canary(ApiModel):
         ),
     )
     traffic_routing: TrafficRouting | None = None
+    shadow: Shadow | None = Field(default=None, description="A shadow step before the first canary step.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -260,11 +291,31 @@ class AnalysisResult(StatusModel):
     message: str | None = None
 
 
+class ShadowStatus(StatusModel):
+    """The shadow step of the current candidate: what was compared and the verdict."""
+
+    version: int
+    phase: Literal["Running", "Passed", "Failed"] = "Running"
+    started_at: str | None = None
+    checked_at: str | None = None
+    requests: int | None = Field(default=None, description="Mirrored requests answered or failed by the shadow.")
+    rows: int | None = None
+    agreement: float | None = Field(default=None, description="Fraction of compared rows that agreed.")
+    error_rate: float | None = None
+    dropped: int | None = Field(default=None, description="Copies dropped because a stable server's queue was full.")
+    latency_p95: float | None = Field(default=None, description="The shadow's p95 latency, seconds.")
+    stable_latency_p95: float | None = None
+    message: str | None = None
+
+
 class Rollback(StatusModel):
     """A canary that was aborted: which version, why, and when."""
 
     version: int
-    reason: str = Field(description="AnalysisFailed, AnalysisErrors, CanaryNotReady, NoAnalysisData or ...")
+    reason: str = Field(
+        description="AnalysisFailed, AnalysisErrors, CanaryNotReady, NoAnalysisData, ShadowDisagreement, ShadowErrors,"
+        " ShadowLatency, NoShadowTraffic, ShadowNotReady or ..."
+    )
     message: str | None = None
     at: str | None = None
 
@@ -288,6 +339,7 @@ class DeploymentStatus(CommonStatus):
     analysis_errors: int | None = Field(default=None, description="Successive analyses in which a query erred.")
     last_analysis_at: str | None = None
     analysis: list[AnalysisResult] | None = None
+    shadow: ShadowStatus | None = None
     rolled_back_version: int | None = None
     rollbacks: list[Rollback] | None = Field(default=None, description="The last aborted canaries, newest last.")
     alias_move: AliasMove | None = Field(default=None, description="An alias move decided and not yet confirmed.")

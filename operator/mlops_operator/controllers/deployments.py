@@ -33,6 +33,7 @@ from ..planning.observed import (
 from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.serving import ServerSettings, track_name
+from ..planning.shadow import ShadowReadings
 from ..planning.trainingrun import model_version_name
 from ..planning.triggers import watched_dataset, watched_dataset_name
 from . import metrics
@@ -103,14 +104,16 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
     )
 
     holder_version, holder_error = await _holder(rt, reads)
-    analysis, drift = None, None
+    analysis, drift, shadow = None, None, None
     performance = None
-    if prometheus_url and (reads.analysis is not None or reads.drift is not None or reads.performance is not None):
+    wanted = (reads.analysis, reads.drift, reads.performance, reads.shadow)
+    if prometheus_url and any(read is not None for read in wanted):
         prometheus = Prometheus(prometheus_url)
         try:
             analysis = await _analysis(prometheus, reads)
             drift = await _drift(rt, prometheus, reads)
             performance = await _performance(prometheus, reads)
+            shadow = await _shadow(prometheus, reads)
         finally:
             await prometheus.aclose()
     source = await _source(rt, meta.namespace, reads.source)
@@ -136,6 +139,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         analysis=analysis,
         drift=drift,
         performance=performance,
+        shadow=shadow,
         retraining=RetrainingObserved(last_run, last_version, *source, dataset=data),
         conflicts=conflicts,
     )
@@ -148,6 +152,8 @@ def _tracks(rt: Runtime, meta: Meta) -> Tracks:
         ("stable", "apps/v1", "Deployment", track_name(meta.name, "stable")),
         ("canary", "apps/v1", "Deployment", track_name(meta.name, "canary")),
         ("service", "v1", "Service", meta.name),
+        ("shadow", "apps/v1", "Deployment", track_name(meta.name, "shadow")),
+        ("shadow_service", "v1", "Service", track_name(meta.name, "shadow")),
     ):
         obj = rt.store.get(STORE_KINDS.get(kind, kind), meta.namespace, name)
         conflict = foreign(kind, obj, meta.uid)
@@ -225,6 +231,22 @@ async def _performance(prometheus: Prometheus, reads: DeploymentReads) -> Perfor
     except PrometheusError as error:
         return PerformanceReadings(queries.version, error=str(error))
     return PerformanceReadings(queries.version, series=series)
+
+
+async def _shadow(prometheus: Prometheus, reads: DeploymentReads) -> ShadowReadings | None:
+    queries = reads.shadow
+    if queries is None:
+        return None
+    values: dict[str, float | None] = {}
+    try:
+        outcomes = {s.get("outcome", ""): v for s, v in await prometheus.vector(queries.queries["requests"])}
+        for name, promql in queries.queries.items():
+            if name != "requests":
+                series = await prometheus.vector(promql)
+                values[name] = sum(v for _, v in series) if series else None
+    except PrometheusError as error:
+        return ShadowReadings(queries.version, error=str(error))
+    return ShadowReadings(queries.version, values=values, by_outcome=outcomes)
 
 
 async def reference_profile(rt: Runtime, model: str, version: int) -> Obj:

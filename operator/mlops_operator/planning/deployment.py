@@ -30,6 +30,7 @@ from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, children, next_wakeup, plan_rollout, step_seconds, step_weight
 from .serving import needs_update
+from .shadow import ShadowQueries, in_shadow, shadow_check_due, shadow_queries
 from .triggers import schedule_problem
 
 DEGRADED = "Degraded"
@@ -52,6 +53,7 @@ class DeploymentReads:
     holder: tuple[str, str] | None = None  # (registered model, alias) to look up in MLflow
     analysis: list[AnalysisQuery] | None = None  # the canary's queries, when an analysis is due
     drift: DriftQueries | None = None
+    shadow: ShadowQueries | None = None  # the shadow step's check, when one is due
     performance: PerformanceQueries | None = None
     profile: tuple[str, int] | None = None  # the reference profile behind a builtin drift check
     source: SourceRunRead | None = None
@@ -81,6 +83,9 @@ def reads_due(
         analysis = analysis_queries(
             meta, spec.strategy.canary.analysis, policy, step_weight(spec, status), step_seconds(status, now)
         )
+    shadow = None
+    if prometheus_url and tracks.shadow_ready > 0 and shadow_check_due(spec, status, now):
+        shadow = shadow_queries(meta, status, now)
     drift = drift_reads(meta, spec, status, now, policy) if prometheus_url else None
     performance = performance_reads(meta, spec, status, now) if prometheus_url else None
     builtin = drift is not None and drift.custom is None and drift.refused is None
@@ -89,7 +94,13 @@ def reads_due(
     if needs_source_spec(spec, status, decided_run_missing, now, data) and status.stable_version is not None:
         source = SourceRunRead(spec.model.registered_model, int(status.stable_version), serving_run)
     return DeploymentReads(
-        holder=holder, analysis=analysis, drift=drift, performance=performance, profile=profile, source=source
+        holder=holder,
+        analysis=analysis,
+        drift=drift,
+        shadow=shadow,
+        performance=performance,
+        profile=profile,
+        source=source,
     )
 
 
@@ -125,6 +136,8 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     existing = {("Deployment", f"{obs.meta.name}-stable"): obs.tracks.stable}
     existing[("Deployment", f"{obs.meta.name}-canary")] = obs.tracks.canary
     existing[("Service", obs.meta.name)] = obs.tracks.service
+    existing[("Deployment", f"{obs.meta.name}-shadow")] = obs.tracks.shadow
+    existing[("Service", f"{obs.meta.name}-shadow")] = obs.tracks.shadow_service
     plan.applies = [
         c for c in children(status, obs) if needs_update(c, existing.get((c["kind"], c["metadata"]["name"])))
     ]
@@ -253,6 +266,13 @@ def _conditions_and_phase(
         status.phase, status.message = "Progressing", message
         cond("Progressing", "True", "WaitingForVersion", message)
         cond("Ready", "False", "WaitingForVersion", message)
+        return
+    if canary is not None and in_shadow(status):
+        progress = (status.shadow.message if status.shadow else None) or "started"
+        message = f"version {canary} in its shadow step: {progress}"
+        status.phase, status.message = "Progressing", message
+        cond("Progressing", "True", "ShadowProgressing", message)
+        cond("Ready", "False", "ShadowProgressing", message)
         return
     if canary is not None:
         message = f"canary version {canary} at {status.canary_weight}% (step {int(status.step or 0) + 1})"

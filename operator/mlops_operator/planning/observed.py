@@ -18,6 +18,7 @@ from .jobs import JobOutcome, WorkerSettings
 from .ownership import ModelOwnership
 from .plan import Meta, Obj
 from .serving import ServerSettings, ready_replicas
+from .shadow import ShadowReadings
 
 Series = list[tuple[dict[str, str], float]]
 
@@ -29,6 +30,13 @@ class Tracks:
     stable: Obj | None = None
     canary: Obj | None = None
     service: Obj | None = None
+    shadow: Obj | None = None  # the shadow track's apps/v1 Deployment (spec.strategy.canary.shadow)
+    shadow_service: Obj | None = None
+
+    @property
+    def shadow_ready(self) -> int:
+        """Ready pods of the shadow track's current template."""
+        return ready_replicas(self.shadow)
 
     @property
     def stable_ready(self) -> int:
@@ -104,6 +112,7 @@ class DeploymentObserved:
     analysis: list[MetricReading] | None = None  # this pass's readings; None when none were due
     drift: DriftReadings | None = None  # None when no check was due
     performance: PerformanceReadings | None = None  # None when no check was due
+    shadow: ShadowReadings | None = None  # None when no shadow check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Deployment does not control
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..api.common import parse_duration
-from ..api.deployment import AliasMove, AnalysisResult, DeploymentSpec, DeploymentStatus, Rollback, ServedInterval
+from ..api.deployment import (
+    AliasMove,
+    AnalysisResult,
+    DeploymentSpec,
+    DeploymentStatus,
+    Rollback,
+    ServedInterval,
+    ShadowStatus,
+)
 from .analysis import StepContext, judge_all, step_metrics
 from .observed import DeploymentObserved
 from .plan import Event, Obj, Plan, parse_time, rfc3339
 from .qualitytests import max_looks
-from .serving import served_version, server_deployment, service, split_replicas
+from .serving import SHADOW, served_version, server_deployment, service, shadow_service, split_replicas
+from .shadow import in_shadow, judge_shadow, shadow_of, shadow_seconds
 
 STEADY_RESYNC_SECONDS = 60.0
 MAX_HISTORY = 20
@@ -54,7 +63,7 @@ def step_context(spec: DeploymentSpec, status: DeploymentStatus) -> StepContext:
 def analysis_due(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
     """True while a canary runs with metrics for this step and the last analysis is at least one interval old."""
     analysis = spec.strategy.canary.analysis
-    if status.canary_version is None or not step_metrics(analysis, step_weight(spec, status)):
+    if status.canary_version is None or in_shadow(status) or not step_metrics(analysis, step_weight(spec, status)):
         return False
     since = parse_time(status.last_analysis_at) or parse_time(status.step_started_at)
     return since is None or (now - since).total_seconds() >= _seconds(analysis.interval)
@@ -138,10 +147,21 @@ def _start_canary(
             ("AnalysisNotConfigured", f"canary of version {version} not started: {obs.no_prometheus_reason}")
         )
         return
-    first = canary.steps[0].weight
+    if canary.shadow is not None and not obs.prometheus_url:
+        problems.append(
+            ("AnalysisNotConfigured", f"shadow of version {version} not started: {obs.no_prometheus_reason}")
+        )
+        return
+    first = 0 if canary.shadow is not None else canary.steps[0].weight  # a shadow step serves no user
     status.canary_version, status.step, status.canary_weight, status.step_started_at = version, 0, first, stamp
     status.step_analysis_passed, status.analysis_failures, status.analysis_errors = False, 0, 0
     status.last_analysis_at, status.analysis, status.rolled_back_version = None, None, None
+    if canary.shadow is not None:
+        status.shadow = ShadowStatus(version=version, phase="Running", started_at=stamp)
+        sample = f"{canary.shadow.sample:.0%}"
+        plan.events.append(Event("ShadowStarted", f"version {version} answers {sample} of requests as a shadow"))
+        return
+    status.shadow = None
     plan.events.append(Event("CanaryStarted", f"canary of version {version} at {first}%"))
 
 
@@ -149,6 +169,9 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
     canary_spec, stamp = obs.spec.strategy.canary, rfc3339(now)
     analysis, steps = canary_spec.analysis, canary_spec.steps
     canary, step = int(status.canary_version or 0), min(int(status.step or 0), len(steps) - 1)
+    if in_shadow(status):
+        _progress_shadow(plan, status, obs, now)
+        return
     results = _analysis_results(obs, now)
     if results is not None:
         failed = [r for r in results if r.passed is False]
@@ -200,6 +223,48 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
         status.alias_move = _alias_intent(obs, canary, stamp, "canary completed")
     plan.events.append(Event("CanaryCompleted", f"version {canary} is stable"))
     _wake_version(plan, obs, canary)
+
+
+def _progress_shadow(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
+    """Judge the shadow step once its duration passed; pass: the first canary step starts; else abort."""
+    shadow, canary_spec, stamp = shadow_of(obs.spec), obs.spec.strategy.canary, rfc3339(now)
+    current, canary = status.shadow, int(status.canary_version or 0)
+    if shadow is None or current is None:  # the shadow was removed from the spec mid-step: go on as a canary
+        status.canary_weight, status.step_started_at = canary_spec.steps[0].weight, stamp
+        return
+    elapsed, deadline = shadow_seconds(status, now), _seconds(canary_spec.progress_deadline)
+    if obs.tracks.shadow_ready < 1:
+        if elapsed > deadline:
+            why = (
+                f"no shadow pod Ready {canary_spec.progress_deadline} after the shadow step started (progressDeadline)"
+            )
+            _abort(plan, status, obs, canary, "ShadowNotReady", why, stamp)
+        return
+    readings = obs.shadow
+    if readings is None:
+        return
+    if readings.error is not None:
+        status.analysis_errors = int(status.analysis_errors or 0) + 1
+        status.shadow = current.model_copy(update={"checked_at": stamp, "message": f"check failed: {readings.error}"})
+        if status.analysis_errors >= canary_spec.analysis.consecutive_error_limit:
+            why = f"{status.analysis_errors} shadow checks in a row could not run: {readings.error}"
+            _abort(plan, status, obs, canary, "AnalysisErrors", why, stamp)
+        return
+    status.analysis_errors = 0
+    verdict = judge_shadow(shadow, current, readings, stamp)
+    status.shadow = verdict.figures
+    if not verdict.judged:
+        if elapsed > _seconds(shadow.duration) + deadline:
+            why = f"shadow step: {verdict.message} within {shadow.duration} + {canary_spec.progress_deadline}"
+            _abort(plan, status, obs, canary, "NoShadowTraffic", why, stamp)
+        return
+    if verdict.failure is not None:
+        _abort(plan, status, obs, canary, verdict.failure, f"shadow step: {verdict.message}", stamp)
+        return
+    first = canary_spec.steps[0].weight
+    status.canary_weight, status.step_started_at, status.step_analysis_passed = first, stamp, False
+    status.last_analysis_at = None
+    plan.events.append(Event("ShadowPassed", f"version {canary}: {verdict.message}; canary at {first}%"))
 
 
 def _analysis_results(obs: DeploymentObserved, now: datetime) -> list[AnalysisResult] | None:
@@ -289,11 +354,18 @@ def children(status: DeploymentStatus, obs: DeploymentObserved) -> list[Obj]:
             canary_version, canary_replicas = served, int(obs.tracks.canary["spec"].get("replicas") or 0)
         else:
             canary_version, canary_replicas = served, 0
-    return [
+    serving = [
         service(obs.meta),
         server_deployment(obs.meta, obs.spec, "stable", stable, stable_replicas, obs.server),
         server_deployment(obs.meta, obs.spec, "canary", canary_version, canary_replicas, obs.server),
     ]
+    shadow = shadow_of(obs.spec)
+    if shadow is not None:
+        shadowing = status.canary_version if in_shadow(status) else None
+        replicas_shadow = shadow.replicas if shadowing is not None else 0
+        serving.append(shadow_service(obs.meta))
+        serving.append(server_deployment(obs.meta, obs.spec, SHADOW, shadowing, replicas_shadow, obs.server))
+    return serving
 
 
 def next_wakeup(status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> float | None:
@@ -301,6 +373,9 @@ def next_wakeup(status: DeploymentStatus, obs: DeploymentObserved, now: datetime
     if status.canary_version is None:
         return STEADY_RESYNC_SECONDS if obs.spec.model.alias else None  # notice alias moves made elsewhere
     canary_spec = obs.spec.strategy.canary
+    shadow = shadow_of(obs.spec)
+    if in_shadow(status) and shadow is not None:
+        return max(0.5, min(5.0, _seconds(shadow.duration) - shadow_seconds(status, now)))
     step = canary_spec.steps[min(int(status.step or 0), len(canary_spec.steps) - 1)]
     started = parse_time(status.step_started_at) or now
     elapsed = (now - started).total_seconds()

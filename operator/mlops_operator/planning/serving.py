@@ -16,6 +16,7 @@ from ..contract import (
     LABEL_DEPLOYMENT,
     LABEL_MANAGED_BY,
     LABEL_MODEL_VERSION,
+    LABEL_SHADOW_OF,
     LABEL_TRACK,
     MANAGED_BY,
 )
@@ -30,6 +31,7 @@ SHUTDOWN_TIMEOUT_S = 3
 TERMINATION_GRACE_SECONDS = 15
 SERVICE_PORT = 80
 TRACKS = ("stable", "canary")
+SHADOW = "shadow"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def feedback_key_env(secret: str) -> list[Obj]:
 
 
 def track_name(name: str, track: str) -> str:
-    """`<name>-stable` or `<name>-canary`."""
+    """`<name>-stable`, `<name>-canary` or `<name>-shadow` (also the shadow track's Service)."""
     return f"{name}-{track}"
 
 
@@ -91,10 +93,21 @@ def server_deployment(
     meta: Meta, spec: DeploymentSpec, track: str, version: int | None, replicas: int, settings: ServerSettings
 ) -> Obj:
     """The apps/v1 Deployment of one track, serving `version` of the registered model."""
-    model = spec.model.registered_model
-    selector = {LABEL_DEPLOYMENT: meta.name, LABEL_TRACK: track}
-    labels = {**selector, LABEL_MANAGED_BY: MANAGED_BY, "app.kubernetes.io/name": "mlops-server"}
-    pod_labels = {**labels, LABEL_MODEL_VERSION: str(version or 0)}
+    model, shadow = spec.model.registered_model, spec.strategy.canary.shadow
+    common = {LABEL_TRACK: track, LABEL_MANAGED_BY: MANAGED_BY, "app.kubernetes.io/name": "mlops-server"}
+    labels = {LABEL_DEPLOYMENT: meta.name, **common}
+    # Shadow pods do not carry LABEL_DEPLOYMENT, which the Deployment's Service selects: users never reach them.
+    selector = {LABEL_SHADOW_OF if track == SHADOW else LABEL_DEPLOYMENT: meta.name, LABEL_TRACK: track}
+    pod_labels = {**selector, **common, LABEL_MODEL_VERSION: str(version or 0)}
+    if track == SHADOW and shadow is not None:
+        track_env = [
+            {"name": "MLOPS_SHADOW_SAMPLE", "value": str(shadow.sample)},
+            {"name": "MLOPS_SHADOW_TOLERANCE", "value": str(shadow.tolerance)},
+        ]  # and no prediction-id keys: nobody labels the shadow's discarded answers
+    else:
+        track_env = feedback_key_env(settings.feedback_secret)
+        if track == "stable" and shadow is not None:
+            track_env.append({"name": "MLOPS_SHADOW_URL", "value": shadow_url(meta)})
     env = [
         {"name": "MLFLOW_TRACKING_URI", "value": settings.tracking_uri},
         {"name": "MLOPS_TRACK", "value": track},
@@ -106,7 +119,7 @@ def server_deployment(
         # Off unless opted in, here and in MLflow's own loaders (defence in depth for paths we do not take).
         {"name": "MLOPS_ALLOW_UNSAFE_MODEL_FORMATS", "value": str(spec.server.allow_unsafe_model_formats).lower()},
         {"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": str(spec.server.allow_unsafe_model_formats).lower()},
-        *feedback_key_env(settings.feedback_secret),
+        *track_env,
     ]
     probe = {"periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3}
     container: Obj = {
@@ -175,6 +188,31 @@ def service(meta: Meta) -> Obj:
             "name": meta.name,
             "namespace": meta.namespace,
             "labels": {LABEL_DEPLOYMENT: meta.name, LABEL_MANAGED_BY: MANAGED_BY},
+            "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
+            "ownerReferences": [deployment_owner(meta)],
+        },
+        "spec": desired_spec,
+    }
+
+
+def shadow_url(meta: Meta) -> str:
+    """Where the stable servers find the shadow track: its Service."""
+    return f"http://{track_name(meta.name, SHADOW)}.{meta.namespace}.svc:{SERVICE_PORT}"
+
+
+def shadow_service(meta: Meta) -> Obj:
+    """The Service over the shadow track's pods only (the stable servers' mirrors are its only clients)."""
+    desired_spec = {
+        "selector": {LABEL_SHADOW_OF: meta.name, LABEL_TRACK: SHADOW},
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": SERVER_PORT, "protocol": "TCP"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": track_name(meta.name, SHADOW),
+            "namespace": meta.namespace,
+            "labels": {LABEL_DEPLOYMENT: meta.name, LABEL_MANAGED_BY: MANAGED_BY, LABEL_TRACK: SHADOW},
             "annotations": {ANNOTATION_SPEC_HASH: spec_hash(desired_spec)},
             "ownerReferences": [deployment_owner(meta)],
         },

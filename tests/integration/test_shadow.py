@@ -1,0 +1,80 @@
+"""The shadow step on the real local cluster: stable servers mirror live requests to the candidate's shadow pods
+through its Service; a candidate that disagrees is rolled back before any user reaches it, stable untouched."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sklearn.ensemble import RandomForestClassifier
+
+from tests.fixtures.cluster import Kube
+from tests.fixtures.faults import (
+    StatusRecorder,
+    events_about,
+    operator_for,
+    predict,
+    ready_pods,
+    serve_first_version,
+    serving_deployment,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def disagreeing_forest() -> RandomForestClassifier:
+    """A forest that learnt every iris class shifted by one: it answers unlike the stable on every row."""
+    from tests.integration.test_serving import iris_frame
+
+    frame, target = iris_frame()
+    return RandomForestClassifier(n_estimators=10, random_state=3).fit(frame.to_numpy(), (target + 1) % 3)
+
+
+@pytest.mark.timeout(600)
+def test_a_disagreeing_shadow_is_rolled_back_before_any_user_sees_it(
+    crds_installed: Kube, namespace: str, tmp_path: Path
+) -> None:
+    from tests.integration.test_serving import model_version_manifest, register
+
+    kube, model = crds_installed, f"shadow-{namespace}"
+    manifest = yaml.safe_load(serving_deployment(model, [{"weight": 50}, {"weight": 100}], progress_deadline="2m"))
+    shadow = {"duration": "30s", "minRequests": 20, "sample": 1.0, "minAgreement": 0.9}
+    manifest["spec"]["strategy"]["canary"]["shadow"] = shadow
+    with operator_for(kube, namespace, tmp_path / "operator.log") as op:
+        rec = StatusRecorder(kube, namespace, op)
+        v1 = serve_first_version(kube, namespace, model, yaml.safe_dump(manifest), rec)
+        v2 = register(kube, model, disagreeing_forest(), namespace)
+        kube.apply(model_version_manifest(model, v2), namespace)
+        rec.wait("the shadow step to start", lambda s: (s.get("shadow") or {}).get("version") == v2, timeout=120)
+
+        # Users keep sending requests to the stable pods; each is mirrored to the shadow (sample 1.0).
+        deadline, answered = time.monotonic() + 240, 0
+        status = rec.poll() or {}
+        while time.monotonic() < deadline and not status.get("rollbacks"):
+            for pod in ready_pods(kube, namespace, track="stable"):
+                response = predict(pod)
+                assert response.status_code == 200, response.text
+                answered += 1
+            status = rec.poll() or status
+            time.sleep(0.5)
+        if not status.get("rollbacks"):
+            rec.dump()
+            raise AssertionError(f"no rollback within 240 s of the shadow step ({answered} requests answered)")
+
+        rollback = status["rollbacks"][-1]
+        print(f"\nshadow of version {v2}: {status['shadow']}; rollback: {rollback['message']}")
+        assert rollback["version"] == v2 and rollback["reason"] == "ShadowDisagreement", rollback
+        assert status["shadow"]["phase"] == "Failed" and status["shadow"]["agreement"] < 0.9
+        assert status["shadow"]["requests"] >= 20
+        assert status["stableVersion"] == v1 and status.get("canaryVersion") is None
+        # Stable untouched: no user request ever went to the candidate, the stable track never gave up a pod.
+        assert not rec.seen(lambda s: (s.get("canaryWeight") or 0) > 0), "the candidate got user traffic"
+        stable = kube.json("get", "deployments.apps/iris-stable", "-n", namespace)
+        assert stable["spec"]["replicas"] == 2
+        events = events_about(kube, namespace, "Deployment", "iris")
+        rolled_back = [e for e in events if e["reason"] == "RolledBack"]
+        assert len(rolled_back) == 1 and "rows agreed" in rolled_back[0]["message"], rolled_back
+        assert rolled_back[0]["type"] == "Warning"
+        assert any(e["reason"] == "ShadowStarted" for e in events)
