@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, etcd, helm) from the Go module proxy into a cache outside the repository.
+# kube-proxy, kubectl, etcd, CoreDNS, helm) from the Go module proxy into a cache outside the repository.
 # Prints the bin directory. Rebuilds only when a pin (versions.env, a wrapper go.mod/go.sum
 # or this script) changes.
 set -euo pipefail
@@ -11,9 +11,9 @@ source "$here/versions.env"
 cache_root=${MLOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator}
 bin_dir="$cache_root/bin/$K8S_VERSION"
 stamp_file="$bin_dir/.stamp"
-stamp=$(cat "$here/versions.env" "$here/build-binaries.sh" "$here"/*/go.mod "$here"/*/go.sum | sha256sum | cut -d' ' -f1)
+stamp=$(cat "$here/versions.env" "$here/build-binaries.sh" "$here"/*/go.mod "$here"/*/go.sum "$here"/*/*.go | sha256sum | cut -d' ' -f1)
 
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl etcd coredns helm)
 all_present() { for b in "${binaries[@]}"; do [ -x "$bin_dir/$b" ] || return 1; done; }
 if all_present && [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then
   echo "$bin_dir"
@@ -36,10 +36,13 @@ done
 log "building Kubernetes $K8S_VERSION into $bin_dir (first build takes 10-20 minutes)"
 (cd "$here/k8s" && go build -trimpath -ldflags "$k8s_ldflags" -o "$bin_dir/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl)
 
 log "building etcd $ETCD_VERSION"
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3)
+
+log "building CoreDNS $COREDNS_VERSION (the plugins hack/coredns/main.go names)"
+(cd "$here/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin_dir/coredns" .)
 
 log "building helm $HELM_VERSION"
 helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from . import network, pki, services
+from . import network, pki, servicenet, services
 from .binaries import ensure_binaries
 from .config import ClusterConfig
 from .kubeclient import ApiError, Credentials, KubeClient
@@ -29,6 +29,8 @@ COMPONENTS = (
     "kube-controller-manager",
     "kube-scheduler",
     "node-agent",
+    "kube-proxy",
+    "coredns",
     "mlflow",
     "pod-discovery",
     "prometheus",
@@ -68,6 +70,8 @@ def _identities(cfg: ClusterConfig) -> Identities:
             ca, cfg.pki_dir, "kube-controller-manager", common_name="system:kube-controller-manager"
         ),
         "kube-scheduler": pki.issue(ca, cfg.pki_dir, "kube-scheduler", common_name="system:kube-scheduler"),
+        "kube-proxy": pki.issue(ca, cfg.pki_dir, "kube-proxy", common_name="system:kube-proxy"),
+        "coredns": pki.issue(ca, cfg.pki_dir, "coredns", common_name=servicenet.COREDNS_USER),
         "node-agent": pki.issue(
             ca, cfg.pki_dir, "node-agent", common_name=f"system:node:{cfg.node_name}", organization="system:nodes"
         ),
@@ -148,6 +152,10 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
         ]
     if component == "kube-scheduler":
         return [str(bin_dir / "kube-scheduler"), *controller_flags, f"--secure-port={cfg.scheduler_port}"]
+    if component == "kube-proxy":
+        return servicenet.kube_proxy_argv(cfg, bin_dir)
+    if component == "coredns":
+        return servicenet.coredns_argv(cfg, bin_dir)
     if component == "mlflow":
         return services.mlflow_argv(cfg)
     if component == "prometheus":
@@ -164,6 +172,17 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
             f"--kubelet-version={version}",
         ]
     raise ValueError(component)
+
+
+def _prepare(component: str, cfg: ClusterConfig, ids: Identities) -> None:
+    """What a component needs in the API server before it starts: CoreDNS its read access."""
+    if component != "coredns":
+        return
+    client = KubeClient(_credentials(cfg, ids, "admin"), timeout=10)
+    try:
+        servicenet.ensure_coredns_access(client)
+    finally:
+        client.close()
 
 
 def _k8s_version() -> str:
@@ -192,6 +211,10 @@ def _probe_healthy(component: str, cfg: ClusterConfig, ids: Identities) -> bool:
             return httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200
         if component == "node-agent":
             return _node_ready(cfg, ids)
+        if component == "kube-proxy":
+            return servicenet.kube_proxy_healthy(cfg)
+        if component == "coredns":
+            return servicenet.coredns_healthy(cfg)
         if component == "mlflow":
             return services.mlflow_healthy(cfg)
         if component == "prometheus":
@@ -273,9 +296,12 @@ def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
         ("kube-controller-manager", cfg.component_kubeconfig("kube-controller-manager")),
         ("kube-scheduler", cfg.component_kubeconfig("kube-scheduler")),
         ("node-agent", cfg.component_kubeconfig("node-agent")),
+        ("kube-proxy", cfg.component_kubeconfig("kube-proxy")),
+        ("coredns", cfg.component_kubeconfig("coredns")),
     ):
         write_kubeconfig(path, _credentials(cfg, ids, who), who)
     network.ensure_bridge(cfg.bridge, cfg.bridge_ip, cfg.bridge_prefix)
+    servicenet.apply_sysctls()
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
     for component in COMPONENTS:
@@ -289,6 +315,7 @@ def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
             argv = _argv(component, cfg, ids, bin_dir)
         except services.MissingDependencyError as missing:
             raise ClusterError(str(missing)) from missing
+        _prepare(component, cfg, ids)
         extra = services.mlflow_env(cfg) if component == "mlflow" else {}
         pid = proc.start(argv, log_file, env={**env, **extra})
         _wait(component, functools.partial(_probe_healthy, component, cfg, ids), 90, log_file)
@@ -326,6 +353,7 @@ def _down(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     for netns in network.list_namespaces():
         network.delete_namespace(netns)
     network.delete_bridge(cfg.bridge)
+    servicenet.remove_proxy_rules()
     (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
 
 
@@ -344,7 +372,7 @@ def status(cfg: ClusterConfig) -> dict[str, str]:
 
 
 # The components whose programs hack/build-binaries.sh builds.
-_BUILT = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+_BUILT = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns")
 
 
 def _component(component: str) -> str:
@@ -377,6 +405,7 @@ def start_component(cfg: ClusterConfig, component: str, timeout: float = 90) -> 
         argv = _argv(component, cfg, ids, bin_dir)
     except services.MissingDependencyError as missing:
         raise ClusterError(str(missing)) from missing
+    _prepare(component, cfg, ids)
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
     log_file = cfg.logs_dir / f"{component}.log"

@@ -28,6 +28,10 @@ class ClusterConfig:
     mlflow_port: int = 15000
     prometheus_port: int = 19090
     pod_discovery_port: int = 19091
+    kube_proxy_health_port: int = 20256
+    kube_proxy_metrics_port: int = 20249
+    coredns_health_port: int = 20280
+    coredns_ready_port: int = 20281
     mlflow_auth: bool = False  # MLflow's basic-auth app (`cluster up --mlflow-auth`)
 
     @classmethod

@@ -10,12 +10,15 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
 from pathlib import Path
 
 NETNS_PREFIX = "mlops-"
+# `ip netns exec` bind-mounts /etc/netns/<name>/<file> over /etc/<file> for the commands it runs.
+NETNS_ETC = Path("/etc/netns")
 
 
 class NetworkError(RuntimeError):
@@ -83,6 +86,21 @@ def create_pod_network(pod_uid: str, ip: str, prefix: int, gateway: str, bridge:
     return netns
 
 
+def write_pod_resolv_conf(netns: str, content: str | None) -> None:
+    """Give the namespace's processes their own /etc/resolv.conf (None: the host's, as before)."""
+    path = NETNS_ETC / netns / "resolv.conf"
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(content)
+        tmp.replace(path)
+    except OSError as error:
+        raise NetworkError(f"writing {path}: {error}") from error
+
+
 def delete_pod_network(pod_uid: str) -> None:
     """Remove the pod's namespace; its veth pair disappears with it."""
     netns = netns_name(pod_uid)
@@ -139,3 +157,4 @@ def delete_namespace(netns: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _ip("netns", "del", netns, check=False)
+    shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)

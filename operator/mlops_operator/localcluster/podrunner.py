@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import network
+from . import network, servicenet
 from .kubeclient import ApiError
 from .podspec import (
     ContainerConfigError,
@@ -147,6 +147,7 @@ class PodRunner(threading.Thread):
                 self.netns = network.create_pod_network(
                     self.uid, self.pod_ip, cfg.bridge_prefix, cfg.bridge_ip, cfg.bridge
                 )
+                network.write_pod_resolv_conf(self.netns, servicenet.resolv_conf(self.pod, cfg.bridge_ip))
                 return
             except network.NetworkError as error:
                 log.warning("pod %s: network setup failed: %s", self.pod_ref, error)
