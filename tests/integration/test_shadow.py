@@ -4,7 +4,9 @@ through its Service; a candidate that disagrees is rolled back before any user r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,6 +34,58 @@ def disagreeing_forest() -> RandomForestClassifier:
     return RandomForestClassifier(n_estimators=10, random_state=3).fit(frame.to_numpy(), (target + 1) % 3)
 
 
+def shadow_manifest(model: str) -> str:
+    """Two canary steps behind a 30 s shadow step that mirrors every request (sample 1.0)."""
+    manifest = yaml.safe_load(serving_deployment(model, [{"weight": 50}, {"weight": 100}], progress_deadline="2m"))
+    shadow = {"duration": "30s", "minRequests": 20, "sample": 1.0, "minAgreement": 0.9}
+    manifest["spec"]["strategy"]["canary"]["shadow"] = shadow
+    return yaml.safe_dump(manifest)
+
+
+def send_until(
+    kube: Kube, namespace: str, rec: StatusRecorder, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Users keep sending requests to the stable pods (each mirrored to the shadow) until `done(status)`."""
+    deadline, answered = time.monotonic() + 240, 0
+    status = rec.poll() or {}
+    while time.monotonic() < deadline and not done(status):
+        for pod in ready_pods(kube, namespace, track="stable"):
+            response = predict(pod)
+            assert response.status_code == 200, response.text
+            answered += 1
+        status = rec.poll() or status
+        time.sleep(0.5)
+    if not done(status):
+        rec.dump()
+        raise AssertionError(f"the shadow step did not end within 240 s ({answered} requests answered)")
+    return status
+
+
+@pytest.mark.timeout(600)
+def test_an_agreeing_shadow_hands_over_to_the_first_canary_step(
+    crds_installed: Kube, namespace: str, tmp_path: Path
+) -> None:
+    from tests.integration.test_serving import fitted_forest, model_version_manifest, register
+
+    kube, model = crds_installed, f"shadow-{namespace}"
+    with operator_for(kube, namespace, tmp_path / "operator.log") as op:
+        rec = StatusRecorder(kube, namespace, op)
+        v1 = serve_first_version(kube, namespace, model, shadow_manifest(model), rec)
+        v2 = register(kube, model, fitted_forest(10, 0), namespace)  # the same forest: it agrees on every row
+        kube.apply(model_version_manifest(model, v2), namespace)
+        rec.wait("the shadow step to start", lambda s: (s.get("shadow") or {}).get("version") == v2, timeout=120)
+        status = send_until(
+            kube, namespace, rec, lambda s: (s.get("canaryWeight") or 0) > 0 or bool(s.get("rollbacks"))
+        )
+
+        print(f"\nshadow of version {v2}: {status['shadow']}")
+        assert not status.get("rollbacks"), status["rollbacks"]
+        assert status["shadow"]["phase"] == "Passed" and status["shadow"]["agreement"] == 1.0
+        assert status["canaryVersion"] == v2 and status["canaryWeight"] == 50 and status["stableVersion"] == v1
+        events = events_about(kube, namespace, "Deployment", "iris")
+        assert [e["type"] for e in events if e["reason"] == "ShadowPassed"] == ["Normal"]
+
+
 @pytest.mark.timeout(600)
 def test_a_disagreeing_shadow_is_rolled_back_before_any_user_sees_it(
     crds_installed: Kube, namespace: str, tmp_path: Path
@@ -39,29 +93,14 @@ def test_a_disagreeing_shadow_is_rolled_back_before_any_user_sees_it(
     from tests.integration.test_serving import model_version_manifest, register
 
     kube, model = crds_installed, f"shadow-{namespace}"
-    manifest = yaml.safe_load(serving_deployment(model, [{"weight": 50}, {"weight": 100}], progress_deadline="2m"))
-    shadow = {"duration": "30s", "minRequests": 20, "sample": 1.0, "minAgreement": 0.9}
-    manifest["spec"]["strategy"]["canary"]["shadow"] = shadow
     with operator_for(kube, namespace, tmp_path / "operator.log") as op:
         rec = StatusRecorder(kube, namespace, op)
-        v1 = serve_first_version(kube, namespace, model, yaml.safe_dump(manifest), rec)
+        v1 = serve_first_version(kube, namespace, model, shadow_manifest(model), rec)
         v2 = register(kube, model, disagreeing_forest(), namespace)
         kube.apply(model_version_manifest(model, v2), namespace)
         rec.wait("the shadow step to start", lambda s: (s.get("shadow") or {}).get("version") == v2, timeout=120)
 
-        # Users keep sending requests to the stable pods; each is mirrored to the shadow (sample 1.0).
-        deadline, answered = time.monotonic() + 240, 0
-        status = rec.poll() or {}
-        while time.monotonic() < deadline and not status.get("rollbacks"):
-            for pod in ready_pods(kube, namespace, track="stable"):
-                response = predict(pod)
-                assert response.status_code == 200, response.text
-                answered += 1
-            status = rec.poll() or status
-            time.sleep(0.5)
-        if not status.get("rollbacks"):
-            rec.dump()
-            raise AssertionError(f"no rollback within 240 s of the shadow step ({answered} requests answered)")
+        status = send_until(kube, namespace, rec, lambda s: bool(s.get("rollbacks")))
 
         rollback = status["rollbacks"][-1]
         print(f"\nshadow of version {v2}: {status['shadow']}; rollback: {rollback['message']}")

@@ -120,8 +120,9 @@ def judge_shadow(shadow: Shadow, current: ShadowStatus, readings: ShadowReadings
     errors = sum(outcomes.get(o, 0.0) for o in ERROR_OUTCOMES)
     requests = compared + errors
     rows, agreed = values.get("rows") or 0.0, values.get("agreed") or 0.0
-    agreement = agreed / rows if rows > 0 else None
-    error_rate = errors / requests if requests > 0 else None
+    # increase() extrapolates each counter over its own samples, so agreed can read a hair above rows.
+    agreement = min(1.0, agreed / rows) if rows > 0 else None
+    error_rate = min(1.0, errors / requests) if requests > 0 else None
     latency, stable_latency = _finite(values.get("latency")), _finite(values.get("stable_latency"))
     figures = current.model_copy(
         update={
