@@ -2,11 +2,14 @@
 
 Dataset -> validation Job -> TrainingRun -> training Job -> ModelVersion -> gates -> Deployment serves it ->
 prediction traffic -> drift measured -> the data and the traffic shift -> drift detected -> a retraining
-TrainingRun -> a new ModelVersion passes its gates -> canary 10% -> 50% -> 100% -> drift back to normal.
+TrainingRun -> a new ModelVersion passes its gates -> canary 10% -> 50% -> 100% -> drift back to normal ->
+labels sent back -> live accuracy -> the concept changes (inputs unchanged) -> PerformanceDegraded -> a retraining
+TrainingRun on the newly labelled data -> shadow step -> canary judged on live accuracy -> accuracy back up.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from collections.abc import Callable
@@ -15,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .demoloop import LoopSettings, run_loop, summary_lines
+from .demoloop import LIVE_ACCURACY_METRIC, LoopSettings, run_loop, summary_lines
 from .localcluster.binaries import ensure_binaries
 from .localcluster.config import ClusterConfig
 
@@ -25,6 +28,26 @@ NAMESPACE = "mlops-demo"
 DEMO_REPLICAS = 2
 # Drift settings sized for a demo: a one-minute window checked every 15 s (production: 30m / 1m).
 DEMO_DRIFT = {"method": "psi", "window": "1m", "interval": "15s", "minSamples": 1000, "consecutiveWindows": 2}
+# Live accuracy over the last minute's labels, checked every 15 s; degraded after 2 checks below 0.92. At 40
+# labels/s the window holds ~2,400; the concept change takes the old model to ~0.83.
+DEMO_PERFORMANCE = {
+    "metric": "accuracy",
+    "min": 0.92,
+    "window": "1m",
+    "minLabels": 200,
+    "interval": "15s",
+    "consecutiveWindows": 2,
+}
+# Half the live requests mirrored for 20 s. The retrained model is meant to answer differently after a concept
+# change (~1 row in 6), so the bar is 75 % agreement: it stops a broken candidate, not a corrected one. The
+# shadow's latency bound is loose because a fresh pod on a 2-core node sharing the control plane is slow to warm.
+DEMO_SHADOW = {"duration": "20s", "minRequests": 100, "sample": 0.5, "minAgreement": 0.75, "maxLatencyRatio": 4.0}
+# Non-inferiority on live accuracy at the 10 % and 50 % steps: at most 5 points below the stable track.
+DEMO_LIVE_ACCURACY = {
+    "name": LIVE_ACCURACY_METRIC,
+    "builtin": "liveAccuracy",
+    "quality": {"maxDegradation": 0.05, "significance": 0.05, "minLabels": 100},
+}
 
 
 def demo_manifests(
@@ -52,8 +75,20 @@ def demo_manifests(
             if metric.get("builtin") == "latencyP99Seconds":
                 metric["max"] = latency_p99_max
     spec["monitoring"] = {"drift": dict(DEMO_DRIFT)}
-    spec["retraining"] = {"enabled": True, "cooldown": "30m"}
+    # Long enough that drift persisting over several checks makes one run, short enough for the quality stage's.
+    spec["retraining"] = {"enabled": True, "cooldown": "2m"}
     return [dataset, training, deployment]
+
+
+def with_quality_signals(deployment: Obj) -> Obj:
+    """The Deployment judged on labels too: performance monitoring, a shadow step, a live-accuracy canary metric."""
+    judged = copy.deepcopy(deployment)
+    spec = judged["spec"]
+    spec["monitoring"]["performance"] = dict(DEMO_PERFORMANCE)
+    canary = spec["strategy"]["canary"]
+    canary["shadow"] = dict(DEMO_SHADOW)
+    canary["analysis"]["metrics"].append(copy.deepcopy(DEMO_LIVE_ACCURACY))
+    return judged
 
 
 class Kubectl:
@@ -71,8 +106,9 @@ class Kubectl:
         return result.stdout
 
 
-def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None] = print) -> int:
-    """Run the whole loop; 0 only when the retrained version serves at 100% and drift is back to normal."""
+def run_demo(cfg: ClusterConfig, timeout: float = 600, out: Callable[[str], None] = print) -> int:
+    """Run the whole loop; 0 only when both retrained versions served at 100%, drift back to normal and live
+    accuracy healthy again."""
     from .worker.sample_data import write_sample
 
     kubectl = Kubectl(cfg.kubeconfig)
@@ -87,6 +123,7 @@ def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None
     # A fresh start: earlier runs' objects (and their servers, by garbage collection) go, and so does the
     # alias an earlier run left in the local MLflow, so the first version is served directly.
     kubectl("delete", "deployments.mlops.dev,trainingruns,datasets,modelversions", "--all", "-n", NAMESPACE)
+    kubectl("delete", "secret", "mlops-feedback", "-n", NAMESPACE, "--ignore-not-found")
     _forget_alias(cfg.mlflow_url, "iris-classifier", "production")
     settings = LoopSettings(
         kubeconfig=cfg.kubeconfig,
@@ -102,7 +139,8 @@ def run_demo(cfg: ClusterConfig, timeout: float = 540, out: Callable[[str], None
     def apply(manifest: Obj) -> None:
         kubectl("apply", "-n", NAMESPACE, "-f", "-", input_text=yaml.safe_dump(manifest))
 
-    result = run_loop(settings, demo_manifests(f"file://{data}"), apply, out)
+    manifests = demo_manifests(f"file://{data}")
+    result = run_loop(settings, manifests, apply, out, quality_deployment=with_quality_signals(manifests[-1]))
     out("")
     for line in summary_lines(result):
         out(line)
@@ -129,8 +167,12 @@ def _where_to_look(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     out(f"  export KUBECONFIG={cfg.kubeconfig.resolve()} PATH={bin_dir}:$PATH")
     out(f"  kubectl get mlops -n {NAMESPACE}            # every mlops.dev object")
     out(f"  kubectl get mldeploy iris -n {NAMESPACE} -o jsonpath='{{.status.drift}}'")
-    out(f"  kubectl get trainingruns -n {NAMESPACE} -l mlops.dev/triggered-by=drift --show-labels")
+    out(f"  kubectl get mldeploy iris -n {NAMESPACE} -o jsonpath='{{.status.performance}}'")
+    out(f"  kubectl get trainingruns -n {NAMESPACE} -L mlops.dev/triggered-by")
     out(f"  kubectl get events -n {NAMESPACE} --sort-by=.lastTimestamp")
     out(f"  MLflow UI: {cfg.mlflow_url}  (experiments mlops-datasets, mlops-training; model iris-classifier)")
-    out(f"  Prometheus: {cfg.prometheus_url}  (mlops_server_feature_bin_total, mlops_operator_drift_score)")
+    out(
+        f"  Prometheus: {cfg.prometheus_url}  (mlops_server_feature_bin_total, mlops_operator_drift_score,"
+        " mlops_server_feedback_total, mlops_server_shadow_agreed_rows_total)"
+    )
     out(f"  operator log: {cfg.logs_dir / 'operator-demo.log'}")

@@ -1,4 +1,5 @@
-"""The whole loop, staged and watched: train, serve, measure drift, shift the data, retrain, roll out again.
+"""The whole loop, staged and watched: train, serve, measure drift, shift the data, retrain, roll out again;
+then (demoquality.py) judge the answers: labels, a concept change, PerformanceDegraded, shadow, live-accuracy canary.
 
 Used by `mlops-operator demo` and by the end-to-end test, which asserts on the LoopResult it returns.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -16,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import contract
 from .demoview import drift_figures, list_objects, render_table, rows_of
 from .localcluster.kubeclient import ApiError, KubeClient
 from .localcluster.kubeconfig import read_credentials
 from .traffic import TrafficReport, send_traffic
 
 Obj = dict[str, Any]
-TRIGGER_LABEL = "mlops.dev/triggered-by"
+TRIGGER_LABEL = contract.LABEL_TRIGGER
 Check = Callable[["Snapshot"], Any]
 
 
@@ -43,6 +46,7 @@ class LoopSettings:
     timeout: float = 540.0
     liveness_port: int = 18081
     metrics_port: int = 18091
+    feedback_secret: str = "mlops-feedback"  # prediction-id keys; created with a random key when absent
 
 
 @dataclass
@@ -65,9 +69,9 @@ class Snapshot:
         """A condition status of the Deployment."""
         return next((c["status"] for c in self.deployment.get("conditions") or [] if c["type"] == ctype), None)
 
-    def retraining_runs(self) -> list[Obj]:
-        """TrainingRuns the operator created because of drift."""
-        return [r for r in self.of("TrainingRun") if (r["metadata"].get("labels") or {}).get(TRIGGER_LABEL) == "drift"]
+    def retraining_runs(self, cause: str = "drift") -> list[Obj]:
+        """TrainingRuns the operator created whose first cause is `cause` (drift, performance, ...)."""
+        return [r for r in self.of("TrainingRun") if (r["metadata"].get("labels") or {}).get(TRIGGER_LABEL) == cause]
 
     def model_version(self, name: str | None) -> Obj | None:
         """A ModelVersion by name."""
@@ -83,6 +87,9 @@ class LoopResult:
     marks: dict[str, float] = field(default_factory=dict)
     drift_checks: list[Obj] = field(default_factory=list)  # every distinct status.drift seen, in order
     canary_weights: list[int] = field(default_factory=list)
+    performance_checks: list[Obj] = field(default_factory=list)  # every distinct status.performance
+    shadow_checks: list[Obj] = field(default_factory=list)  # every distinct status.shadow
+    live_accuracy: list[Obj] = field(default_factory=list)  # every distinct canary analysis result of liveAccuracy
     retraining_runs_seen: int = 0
     final: dict[str, list[Obj]] = field(default_factory=dict)
     traffic: TrafficReport = field(default_factory=TrafficReport)
@@ -98,6 +105,7 @@ class Traffic:
     def __init__(self, settings: LoopSettings, report: TrafficReport) -> None:
         self.settings, self.report = settings, report
         self.stop_event = threading.Event()
+        self.labels: str | None = None  # a CSV column: from then on its values go back as feedback
         self.last_error = ""
         self.thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 
@@ -126,6 +134,7 @@ class Traffic:
                         drop={s.target},
                         kubeconfig=s.kubeconfig,
                         seed=chunk_number,
+                        labels=self.labels,
                     )
                 )
             except Exception as error:  # keep sending: a blip in the API server must not end the demo's traffic
@@ -138,6 +147,12 @@ class Traffic:
             self.report.by_status.update(chunk.by_status)
             self.report.by_endpoint.update(chunk.by_endpoint)
             self.report.latencies.extend(chunk.latencies)
+            self.report.labels = self.report.labels or chunk.labels
+            self.report.labels_sent += chunk.labels_sent
+            self.report.labels_accepted += chunk.labels_accepted
+            self.report.labels_rejected.update(chunk.labels_rejected)
+            self.report.feedback_failures += chunk.feedback_failures
+            self.report.without_ids += chunk.without_ids
             if not chunk.sent:
                 time.sleep(1.0)
 
@@ -149,6 +164,7 @@ def start_operator(s: LoopSettings) -> subprocess.Popen[bytes]:
         "KUBECONFIG": str(s.kubeconfig),
         "MLFLOW_TRACKING_URI": s.mlflow_url,
         "MLOPS_PROMETHEUS_URL": s.prometheus_url,
+        "MLOPS_FEEDBACK_SECRET": s.feedback_secret,
     }
     argv = [sys.executable, "-m", "mlops_operator", "run", "-n", s.namespace]
     argv += ["--liveness", f"http://127.0.0.1:{s.liveness_port}/healthz", "--metrics-port", str(s.metrics_port)]
@@ -203,14 +219,30 @@ def no_drift_on(version: int | None) -> Check:
     return check
 
 
-def retrained_and_promoted(snap: Snapshot) -> int | None:
-    """The retrained version, once it serves alone (promoted through the canary)."""
-    runs = snap.retraining_runs()
+def retrained_and_promoted(snap: Snapshot, cause: str = "drift") -> int | None:
+    """The version the last run retrained for `cause` made, once it serves alone (promoted through the canary)."""
+    runs = snap.retraining_runs(cause)
     mv = snap.model_version(((runs[-1].get("status") or {}).get("modelVersion")) if runs else None)
     if mv is None or (mv.get("status") or {}).get("phase") != "Promoted":
         return None
     version = int(mv["spec"]["version"])
     return version if served(snap) == version else None
+
+
+def ensure_feedback_secret(client: KubeClient, namespace: str, name: str) -> None:
+    """The namespace's Secret of prediction-id keys, created with a random key unless it exists (ids stay valid)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlops-operator"}},
+        "type": "Opaque",
+        "stringData": {contract.FEEDBACK_SECRET_KEY: secrets.token_hex(32)},
+    }
+    try:
+        client.create(f"/api/v1/namespaces/{namespace}/secrets", body)
+    except ApiError as error:
+        if error.status != 409:
+            raise
 
 
 class Loop:
@@ -237,9 +269,12 @@ class Loop:
             self.out(f"(API error: {error})")
             return Snapshot({})
         status = snap.deployment
-        drift = status.get("drift")
-        if drift and (not self.result.drift_checks or self.result.drift_checks[-1] != drift):
-            self.result.drift_checks.append(drift)
+        _append_new(self.result.drift_checks, status.get("drift"))
+        _append_new(self.result.performance_checks, status.get("performance"))
+        _append_new(self.result.shadow_checks, status.get("shadow"))
+        for analysis in status.get("analysis") or []:
+            if analysis.get("name") == LIVE_ACCURACY_METRIC:
+                _append_new(self.result.live_accuracy, {**analysis, "version": status.get("canaryVersion")})
         weight = status.get("canaryWeight")
         if weight and (not self.result.canary_weights or self.result.canary_weights[-1] != weight):
             self.result.canary_weights.append(int(weight))
@@ -271,18 +306,34 @@ class Loop:
         raise StageError(f"{stage}: not reached within {self.s.timeout:.0f}s")
 
 
+def _append_new(seen: list[Obj], value: Obj | None) -> None:
+    if value and (not seen or seen[-1] != value):
+        seen.append(value)
+
+
+LIVE_ACCURACY_METRIC = "accuracy"  # the name the demo gives its liveAccuracy analysis metric
+
+
 class StageError(Exception):
     """The loop stopped short; the message says at which stage and why."""
 
 
 def run_loop(
-    settings: LoopSettings, manifests: list[Obj], apply: Callable[[Obj], None], out: Callable[[str], None]
+    settings: LoopSettings,
+    manifests: list[Obj],
+    apply: Callable[[Obj], None],
+    out: Callable[[str], None],
+    quality_deployment: Obj | None = None,
 ) -> LoopResult:
-    """Apply the manifests and drive the loop to its end; never raises for a failed stage (see result.failure)."""
+    """Apply the manifests and drive the loop to its end; never raises for a failed stage (see result.failure).
+
+    With `quality_deployment` (the Deployment with label-based quality settings) the quality stage follows."""
+    from .demoquality import run_quality_stage  # it builds on this module
     from .worker.sample_data import write_sample
 
     loop = Loop(settings, out)
     result = loop.result
+    ensure_feedback_secret(loop.client, settings.namespace, settings.feedback_secret)
     operator = start_operator(settings)
     traffic = Traffic(settings, result.traffic)
     feature, delta = settings.shift
@@ -301,6 +352,8 @@ def run_loop(
         loop.wait("retraining TrainingRun created", lambda snap: bool(snap.retraining_runs()), operator)
         second = loop.wait("retrained version promoted through the canary", retrained_and_promoted, operator)
         loop.wait("drift measured on the new version: none", no_drift_on(second), operator)
+        if quality_deployment is not None:
+            run_quality_stage(loop, operator, traffic, apply, quality_deployment, second)
         result.ok = True
     except StageError as error:
         result.failure = str(error)
@@ -321,8 +374,7 @@ def summary_lines(result: LoopResult) -> list[str]:
     for run in result.final.get("TrainingRun", []):
         status = run.get("status") or {}
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted((status.get("metrics") or {}).items()))
-        cause = (run["metadata"].get("annotations") or {}).get("mlops.dev/drift-feature")
-        why = f" (drift in {cause})" if cause else ""
+        why = _cause_of(run["metadata"].get("annotations") or {})
         made = f"{status.get('phase')} -> {status.get('modelVersion')}"
         lines.append(f"  {run['metadata']['name']}{why}: {made} {metrics}")
     judged = [d for d in result.drift_checks if d.get("score") is not None]
@@ -330,7 +382,7 @@ def summary_lines(result: LoopResult) -> list[str]:
         peak = max(judged, key=lambda d: d["score"])
         lines.append(f"  drift before the shift: {drift_figures(judged[0])}")
         lines.append(f"  drift at its peak:      {drift_figures(peak)} on v{peak.get('version')}")
-        lines.append(f"  drift after retraining: {drift_figures(judged[-1])} on v{judged[-1].get('version')}")
+        lines.append(f"  drift at the end:       {drift_figures(judged[-1])} on v{judged[-1].get('version')}")
     lines.append(f"  canary steps seen: {' -> '.join(f'{w}%' for w in result.canary_weights) or 'none'}")
     for mark, seconds in result.marks.items():
         lines.append(f"  {seconds:6.1f}s  {mark}")
@@ -340,5 +392,20 @@ def summary_lines(result: LoopResult) -> list[str]:
     if {"retraining TrainingRun created", "retrained version promoted through the canary"} <= result.marks.keys():
         took = result.between("retraining TrainingRun created", "retrained version promoted through the canary")
         lines.append(f"  TrainingRun created -> new version at 100%: {took:.1f}s")
+    from .demoquality import quality_summary_lines  # it builds on this module
+
+    lines += quality_summary_lines(result)
     lines.append(f"  traffic: {result.traffic.summary()}")
     return lines
+
+
+def _cause_of(annotations: dict[str, str]) -> str:
+    """' (drift in petal_length)', ' (degraded accuracy 0.81)', or '' for a run nobody triggered."""
+    drift = annotations.get(f"{contract.ANNOTATION_DRIFT_PREFIX}feature")
+    metric = annotations.get(f"{contract.ANNOTATION_PERFORMANCE_PREFIX}metric")
+    parts = [f"drift in {drift}" if drift else ""]
+    if metric:
+        value = annotations.get(f"{contract.ANNOTATION_PERFORMANCE_PREFIX}value", "")
+        parts.append(f"degraded {metric} {value}")
+    found = " and ".join(p for p in parts if p)
+    return f" ({found})" if found else ""

@@ -3,9 +3,12 @@
 The first part is the demo's loop itself (mlops_operator.demoloop), asserted on: train, serve, measure
 drift (no verdict below minSamples), shift the data and the traffic, detect drift, exactly one
 retraining run while drift persists, its version through the gates and the canary to 100%, drift back
-to normal. The second part, with a new operator process, sends traffic that drifts from the new
-version and retrains with a model that fails its gates: the serving version stays, status and an
-Event say why, and no second run starts inside the cooldown although drift persists.
+to normal. Its quality stage (mlops_operator.demoquality) then sends labels, changes the concept with the
+inputs unchanged, and is asserted on: PerformanceDegraded making exactly one run, on the relabelled data, a
+shadow that compared the candidate's answers, and a canary promoted on live accuracy. The second part, with a
+new operator process, sends traffic that drifts from the newest version and retrains with a model that fails
+its gates: the serving version stays, status and an Event say why, and no second run starts inside the
+cooldown although drift persists.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from mlops_operator.demo import demo_manifests
+from mlops_operator.demo import DEMO_PERFORMANCE, demo_manifests, with_quality_signals
 from mlops_operator.demoloop import LoopSettings, Traffic, run_loop, summary_lines
 from mlops_operator.traffic import TrafficReport
 from mlops_operator.worker.sample_data import write_sample
@@ -26,6 +29,7 @@ from mlops_operator.worker.sample_data import write_sample
 from .conftest import Kube, OperatorProcess, condition, wait_for
 
 TRIGGER = "mlops.dev/triggered-by=drift"
+BY_PERFORMANCE = "mlops.dev/triggered-by=performance"
 
 
 def alias_holder(kube: Kube, model: str, alias: str = "production") -> int:
@@ -40,6 +44,10 @@ def drift_runs(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return kube.json("get", "trainingruns", "-n", namespace, "-l", TRIGGER)["items"]
 
 
+def version_of(kube: Kube, namespace: str, model_version: str) -> int:
+    return int(kube.json("get", "modelversion", model_version, "-n", namespace)["spec"]["version"])
+
+
 def deployment(kube: Kube, namespace: str) -> dict[str, Any]:
     return kube.json("get", "deployments.mlops.dev", "iris", "-n", namespace)
 
@@ -47,7 +55,7 @@ def deployment(kube: Kube, namespace: str) -> dict[str, Any]:
 # Alone: its canary is judged on error rate and latency, and beside 4 workers the canary pod sheds (error rate
 # 0.09 > 0.01, 503s count as errors) — load, not the loop.
 @pytest.mark.alone
-@pytest.mark.timeout(1200)  # the whole loop, then a second drift and a rejected retrain: ~7 minutes
+@pytest.mark.timeout(1800)  # the whole loop with its quality stage, then a second drift and a rejected retrain: ~12 min
 def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
     crds_installed: Kube, namespace: str, tmp_path: Path
 ) -> None:
@@ -64,16 +72,18 @@ def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
         log_file=tmp_path / "operator-loop.log",
         liveness_port=18080,
         metrics_port=18090,
-        timeout=600,
+        timeout=900,
     )
     lines: list[str] = []
+    # The suite's workers share 2 cores with the cluster: a p99 of a few hundred ms is CPU starvation, not the
+    # model; this test is about the loop, so it takes the bound test_serving.py uses (2 s).
+    manifests = demo_manifests(f"file://{data}", model, latency_p99_max=2.0)
     result = run_loop(
         settings,
-        # The suite's workers share 2 cores with the cluster: a p99 of a few hundred ms is CPU starvation, not the
-        # model; this test is about the loop, so it takes the bound test_serving.py uses (2 s).
-        demo_manifests(f"file://{data}", model, latency_p99_max=2.0),
+        manifests,
         lambda m: kube.apply(yaml.safe_dump(m), namespace),
         lines.append,
+        quality_deployment=with_quality_signals(manifests[-1]),
     )
     summary = "\n".join(summary_lines(result))
     print(summary)
@@ -85,7 +95,8 @@ def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
     assert too_few and all("fewer than minSamples 1000" in d["message"] for d in too_few)
     assert all(d["samples"] >= 1000 for d in result.drift_checks if d.get("score") is not None)
 
-    # Exactly one retraining run, although drift stayed detected over further checks.
+    # Exactly one drift retraining run, although drift stayed detected over further checks (and none for the
+    # concept change, whose inputs did not move).
     runs = drift_runs(kube, namespace)
     assert len(runs) == 1 and result.retraining_runs_seen == 1
     first_version = result.drift_checks[0]["version"]
@@ -102,16 +113,57 @@ def test_drift_retrains_and_rolls_out_then_a_failing_retrain_changes_nothing(
     # Trained on the newest data: the Dataset re-checked its (shifted) source for this run.
     original = kube.json("get", "trainingrun", "iris-train", "-n", namespace)["status"]["datasetVersion"]
     assert run["status"]["datasetVersion"] != original
-    new_version = result.drift_checks[-1]["version"]
-    assert new_version > first_version and alias_holder(kube, model) == new_version
-    assert result.canary_weights == [10, 50, 100]
-    status = deployment(kube, namespace)["status"]
-    assert status["lastRetrainingRun"] == run["metadata"]["name"]
-    assert status["retraining"]["phase"] == "Succeeded" and status["retraining"]["modelVersionPhase"] == "Promoted"
+    new_version = version_of(kube, namespace, run["status"]["modelVersion"])
+    assert new_version > first_version
+    assert result.canary_weights == [10, 50, 100, 10, 50, 100]  # the drift retrain's canary, then the quality one's
     assert result.between("shift", "retraining TrainingRun created") < 120
 
-    # Part two: drift from the new version, and a retraining template whose model cannot pass its gates.
-    _retrain_with_a_failing_model(kube, namespace, model, tmp_path, new_version)
+    third = _assert_quality_stage(kube, namespace, model, result, run, new_version)
+    status = deployment(kube, namespace)["status"]
+    assert status["retraining"]["phase"] == "Succeeded" and status["retraining"]["modelVersionPhase"] == "Promoted"
+
+    # Part two: drift from the newest version, and a retraining template whose model cannot pass its gates.
+    _retrain_with_a_failing_model(kube, namespace, model, tmp_path, third)
+
+
+def _assert_quality_stage(
+    kube: Kube, namespace: str, model: str, result: Any, drift_run: dict[str, Any], serving: int
+) -> int:
+    """PerformanceDegraded made one run on the relabelled data; shadow compared; a canary won on live accuracy."""
+    runs = kube.json("get", "trainingruns", "-n", namespace, "-l", BY_PERFORMANCE)["items"]
+    assert len(runs) == 1, [r["metadata"]["name"] for r in runs]
+    run = runs[0]
+    annotations = run["metadata"]["annotations"]
+    assert annotations["mlops.dev/retraining-causes"] == "performance"  # the inputs did not drift
+    assert annotations["mlops.dev/performance-metric"] == "accuracy"
+    assert float(annotations["mlops.dev/performance-value"]) < DEMO_PERFORMANCE["min"]
+    assert annotations["mlops.dev/performance-version"] == str(serving)
+    assert int(annotations["mlops.dev/performance-labels"]) >= DEMO_PERFORMANCE["minLabels"]
+    # Trained on the newly labelled data: a Dataset version after the drift run's.
+    assert run["status"]["datasetVersion"] != drift_run["status"]["datasetVersion"]
+
+    judged = [p for p in result.performance_checks if p.get("value") is not None]
+    on_serving = [p["value"] for p in judged if p["version"] == serving]
+    assert max(on_serving) >= DEMO_PERFORMANCE["min"] > min(on_serving), on_serving  # healthy, then degraded
+
+    shadow = next(s for s in reversed(result.shadow_checks) if s.get("phase") == "Passed")
+    third = shadow["version"]
+    assert third > serving and version_of(kube, namespace, run["status"]["modelVersion"]) == third
+    assert shadow["requests"] >= 100 and shadow["errorRate"] <= 0.01
+    # It answers the moved rows differently, as it should: the comparison is real, and the bar let it through.
+    assert 0.75 <= shadow["agreement"] < 0.97, shadow
+
+    live = [a for a in result.live_accuracy if a.get("version") == third and a.get("passed")]
+    assert live, result.live_accuracy
+    assert judged[-1]["version"] == third and judged[-1]["value"] >= DEMO_PERFORMANCE["min"]
+    assert alias_holder(kube, model) == third
+    status = deployment(kube, namespace)["status"]
+    assert status["stableVersion"] == third and status.get("canaryVersion") is None
+    assert status["lastRetrainingRun"] == run["metadata"]["name"]
+    assert condition(deployment(kube, namespace), "PerformanceDegraded")["status"] == "False"
+    reasons = {e["reason"] for e in kube.json("get", "events", "-n", namespace)["items"]}
+    assert {"PerformanceDegraded", "ShadowPassed"} <= reasons, reasons
+    return int(third)
 
 
 def _retrain_with_a_failing_model(kube: Kube, namespace: str, model: str, tmp_path: Path, serving: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 from mlops_operator.api.deployment import DeploymentSpec
 from mlops_operator.api.trainingrun import TrainingRunSpec
-from mlops_operator.demo import demo_manifests
+from mlops_operator.demo import demo_manifests, with_quality_signals
 from mlops_operator.demoloop import (
     LoopResult,
     Snapshot,
@@ -13,6 +16,13 @@ from mlops_operator.demoloop import (
     retrained_and_promoted,
     served,
     summary_lines,
+)
+from mlops_operator.demoquality import (
+    change_concept,
+    performance_on,
+    performance_retraining,
+    quality_summary_lines,
+    shadow_passed,
 )
 from mlops_operator.demoview import Row, drift_figures, figures_of, render_table, rows_of
 
@@ -112,7 +122,117 @@ def test_summary_gives_versions_drift_steps_and_timings() -> None:
     assert "the loop is closed" in text
     assert "drift before the shift: drift psi 0.020 (sepal_width" in text
     assert "drift at its peak:      drift psi 2.500 (petal_length, 2400 samples) on v1" in text
-    assert "drift after retraining: drift psi 0.030 (sepal_width, 1200 samples) on v2" in text
+    assert "drift at the end:       drift psi 0.030 (sepal_width, 1200 samples) on v2" in text
     assert "canary steps seen: 10% -> 50% -> 100%" in text
     assert "shift -> TrainingRun created: 30.5s" in text
     assert "TrainingRun created -> new version at 100%: 89.5s" in text
+
+
+def test_the_quality_deployment_adds_label_signals_without_touching_the_first_one() -> None:
+    deployment = demo_manifests("file:///tmp/iris.csv")[2]
+    before = repr(deployment)
+    judged = with_quality_signals(deployment)
+    assert repr(deployment) == before  # the drift stage's Deployment is unchanged
+    spec = DeploymentSpec.model_validate(judged["spec"])
+    assert spec.monitoring is not None and spec.monitoring.performance is not None
+    assert spec.monitoring.performance.metric == "accuracy" and spec.monitoring.performance.min == 0.92
+    canary = spec.strategy.canary
+    assert canary.shadow is not None and canary.shadow.min_agreement == 0.75
+    live = [m for m in canary.analysis.metrics if m.builtin == "liveAccuracy"]
+    assert len(live) == 1 and live[0].quality is not None and live[0].quality.min_labels == 100
+    # Judged at a step below 100 %, as the CRD requires of liveAccuracy.
+    assert any(step.weight < 100 for step in canary.steps)
+    assert spec.retraining is not None and spec.retraining.triggers.performance_degraded
+
+
+def test_the_concept_change_moves_labels_and_leaves_every_input_as_it_was(tmp_path: Path) -> None:
+    from mlops_operator.worker.sample_data import write_sample
+
+    data = tmp_path / "iris.csv"
+    write_sample("iris", data, ["petal_length=1.0"])
+    before = pd.read_csv(data)
+    relabelled = change_concept(data, "species")
+    after = pd.read_csv(data)
+    inputs = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    pd.testing.assert_frame_equal(before[inputs], after[inputs])
+    moved = before["species"] != after["species"]
+    assert relabelled == int(moved.sum()) == 25  # half of the 50 virginica rows, those with short petals
+    assert set(before.loc[moved, "species"]) == {"virginica"} and set(after.loc[moved, "species"]) == {"versicolor"}
+    median = before.loc[before["species"] == "virginica", "petal_length"].median()
+    assert (before.loc[moved, "petal_length"] < median).all()
+    assert not list(tmp_path.glob("*.relabelled.csv"))  # written aside, then moved over the data set
+
+
+def test_quality_stage_checks() -> None:
+    def snap(**status: object) -> Snapshot:
+        return Snapshot({"Deployment": [deployment(**status)]})
+
+    healthy = {"version": 2, "value": 0.98, "labels": 2400, "metric": "accuracy"}
+    fine = snap(performance=healthy, conditions=[{"type": "PerformanceDegraded", "status": "False"}])
+    assert performance_on(2, degraded=False)(fine) and not performance_on(2, degraded=True)(fine)
+    assert not performance_on(3, degraded=False)(fine)  # a verdict on another version does not count
+    too_few = snap(
+        performance={"version": 2, "value": None, "labels": 12},
+        conditions=[{"type": "PerformanceDegraded", "status": "False"}],
+    )
+    assert not performance_on(2, degraded=False)(too_few)
+    low = {**healthy, "value": 0.83}
+    degraded = snap(performance=low, conditions=[{"type": "PerformanceDegraded", "status": "True"}])
+    assert performance_on(2, degraded=True)(degraded)
+    assert shadow_passed(snap(shadow={"version": 3, "phase": "Running"})) is None
+    assert shadow_passed(snap(shadow={"version": 3, "phase": "Passed"})) == {"version": 3, "phase": "Passed"}
+    by_drift = {"metadata": {"name": "r1", "labels": {"mlops.dev/triggered-by": "drift"}}}
+    by_performance = {"metadata": {"name": "r2", "labels": {"mlops.dev/triggered-by": "performance"}}}
+    assert performance_retraining(Snapshot({"TrainingRun": [by_drift]})) is None
+    assert performance_retraining(Snapshot({"TrainingRun": [by_drift, by_performance]})) == by_performance
+
+
+def test_summary_gives_the_quality_stage() -> None:
+    result = LoopResult(ok=True)
+    result.marks = {
+        "concept change": 300.0,
+        "PerformanceDegraded": 340.0,
+        "retraining TrainingRun created for performance": 341.0,
+        "shadow step passed": 400.5,
+        "retrained version promoted through the canary on live accuracy": 460.0,
+    }
+    result.performance_checks = [
+        {"metric": "accuracy", "version": 2, "value": None, "labels": 40},
+        {"metric": "accuracy", "version": 2, "value": 0.981, "labels": 2400},
+        {"metric": "accuracy", "version": 2, "value": 0.834, "labels": 2380},
+        {"metric": "accuracy", "version": 3, "value": 0.975, "labels": 2100},
+    ]
+    result.shadow_checks = [
+        {"version": 3, "phase": "Running", "agreement": 0.8},
+        {"version": 3, "phase": "Passed", "agreement": 0.836, "rows": 410, "requests": 410, "errorRate": 0.0},
+    ]
+    result.live_accuracy = [
+        {"name": "accuracy", "version": 3, "passed": None, "message": "40/100 labels"},
+        {"name": "accuracy", "version": 3, "passed": True, "message": "canary 0.97 vs stable 0.83"},
+    ]
+    text = "\n".join(quality_summary_lines(result))
+    assert "live accuracy before the change: 0.981 over 2400 labels on v2" in text
+    assert "live accuracy at its lowest: 0.834 over 2380 labels on v2" in text
+    assert "live accuracy after retraining: 0.975 over 2100 labels on v3" in text
+    assert "shadow step on v3: Passed, agreement 83.6%, 410 rows over 410 mirrored requests, error rate 0.0%" in text
+    assert "canary live accuracy on v3: canary 0.97 vs stable 0.83" in text
+    assert "concept change -> PerformanceDegraded: 40.0s" in text
+    assert "concept change -> new version at 100%: 160.0s" in text
+    assert quality_summary_lines(LoopResult()) == []  # no quality stage: nothing said of it
+
+
+def test_summary_names_each_runs_causes() -> None:
+    result = LoopResult(ok=True)
+    drift = {"mlops.dev/drift-feature": "petal_length"}
+    both = {**drift, "mlops.dev/performance-metric": "accuracy", "mlops.dev/performance-value": "0.83"}
+    result.final = {
+        "TrainingRun": [
+            {"metadata": {"name": "iris-train"}, "status": {"phase": "Succeeded", "modelVersion": "m-1"}},
+            {"metadata": {"name": "iris-r1", "annotations": drift}, "status": {"phase": "Succeeded"}},
+            {"metadata": {"name": "iris-r2", "annotations": both}, "status": {"phase": "Running"}},
+        ]
+    }
+    text = "\n".join(summary_lines(result))
+    assert "  iris-train: Succeeded -> m-1" in text
+    assert "  iris-r1 (drift in petal_length): Succeeded" in text
+    assert "  iris-r2 (drift in petal_length and degraded accuracy 0.83): Running" in text

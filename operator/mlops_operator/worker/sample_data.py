@@ -56,6 +56,30 @@ def shift(frame: pd.DataFrame, feature: str, delta_std: float) -> pd.DataFrame:
     return shifted
 
 
+def move_boundary(frame: pd.DataFrame, target: str, from_label: str, to_label: str, feature: str) -> pd.DataFrame:
+    """A copy where rows of `from_label` with `feature` below that class's median are labelled `to_label`.
+
+    Concept drift for demos and tests: the inputs are unchanged (their PSI stays low), the answer moves."""
+    for column in (target, feature):
+        if column not in frame.columns:
+            raise PermanentError(f"{column}: no such column (columns: {', '.join(frame.columns)})")
+    moved = frame.copy()
+    of_class = frame[target] == from_label
+    if not of_class.any():
+        raise PermanentError(f"{target}: no row is labelled {from_label!r}")
+    below = of_class & (frame[feature] < frame.loc[of_class, feature].median())
+    moved.loc[below, target] = to_label
+    return moved
+
+
+def write_frame(frame: pd.DataFrame, out: Path) -> int:
+    """Write a table as CSV to `out` (parent folders created); returns the number of rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Six significant digits keep shifted values readable and the file byte-stable across runs.
+    frame.to_csv(out, index=False, float_format="%.6g")
+    return len(frame)
+
+
 def sample_frame(name: str, shifts: Sequence[str] = ()) -> pd.DataFrame:
     """A bundled table with every `FEATURE=DELTA_STD` shift applied in order."""
     if name not in DATASETS:
@@ -68,8 +92,4 @@ def sample_frame(name: str, shifts: Sequence[str] = ()) -> pd.DataFrame:
 
 def write_sample(name: str, out: Path, shifts: Sequence[str] = ()) -> int:
     """Write the table as CSV to `out` (parent folders created); returns the number of rows."""
-    frame = sample_frame(name, shifts)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Six significant digits keep shifted values readable and the file byte-stable across runs.
-    frame.to_csv(out, index=False, float_format="%.6g")
-    return len(frame)
+    return write_frame(sample_frame(name, shifts), out)
