@@ -7,6 +7,7 @@ Used by `mlops-operator demo` and by the end-to-end test, which asserts on the L
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -406,6 +407,8 @@ def _cause_of(annotations: dict[str, str]) -> str:
     parts = [f"drift in {drift}" if drift else ""]
     if metric:
         value = annotations.get(f"{contract.ANNOTATION_PERFORMANCE_PREFIX}value", "")
+        with contextlib.suppress(ValueError):  # not a number: shown as written
+            value = f"{float(value):.3f}"
         parts.append(f"degraded {metric} {value}")
     found = " and ".join(p for p in parts if p)
     return f" ({found})" if found else ""

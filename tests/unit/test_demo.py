@@ -224,7 +224,7 @@ def test_summary_gives_the_quality_stage() -> None:
 def test_summary_names_each_runs_causes() -> None:
     result = LoopResult(ok=True)
     drift = {"mlops.dev/drift-feature": "petal_length"}
-    both = {**drift, "mlops.dev/performance-metric": "accuracy", "mlops.dev/performance-value": "0.83"}
+    both = {**drift, "mlops.dev/performance-metric": "accuracy", "mlops.dev/performance-value": "0.830125"}
     result.final = {
         "TrainingRun": [
             {"metadata": {"name": "iris-train"}, "status": {"phase": "Succeeded", "modelVersion": "m-1"}},
@@ -235,4 +235,4 @@ def test_summary_names_each_runs_causes() -> None:
     text = "\n".join(summary_lines(result))
     assert "  iris-train: Succeeded -> m-1" in text
     assert "  iris-r1 (drift in petal_length): Succeeded" in text
-    assert "  iris-r2 (drift in petal_length and degraded accuracy 0.83): Running" in text
+    assert "  iris-r2 (drift in petal_length and degraded accuracy 0.830): Running" in text
