@@ -59,6 +59,7 @@ async def reconcile_deployment(rt: Runtime, body: Obj) -> Plan:
     plan = plan_deployment(observed, now)
     if observed.drift is not None:
         _export_drift_scores(observed.meta, plan.status)
+    metrics.export_deployment_status(observed.meta.namespace, observed.meta.name, plan.status)
     return plan
 
 

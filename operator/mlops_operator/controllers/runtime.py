@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from .. import contract
 from ..api.common import GROUP, VERSION
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
@@ -277,7 +278,14 @@ class Runtime(ChildWriter):
                 await self.post_event(body, "Normal", str(plan.status.get("phase")), message)
         for event in plan.events:
             await self.post_event(body, event.type, event.reason, event.message)
-        metrics.count_events(plan.events, body["metadata"]["namespace"], body["metadata"]["name"])
+        labels = body["metadata"].get("labels") or {}
+        metrics.count_events(
+            plan.events,
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            kind=kind,
+            trigger=labels.get(contract.LABEL_TRIGGER, ""),
+        )
         for obj in plan.creates_after_status:
             await self.create(obj)
         namespace = body["metadata"]["namespace"]
