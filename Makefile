@@ -1,5 +1,5 @@
 # mlops-operator: `make demo` runs the local pipeline, `make test` runs every test.
-# Both install what they need: a Python venv, iproute2, nftables (kube-proxy), prometheus, lua5.4 (Argo CD health-check tests),
+# Both install what they need: a Python venv, iproute2, nftables (kube-proxy), prometheus (+ promtool), lua5.4 (Argo CD health-check tests),
 # and the control plane built from Go modules.
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 system-deps:
-	@command -v ip >/dev/null 2>&1 && command -v nft >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v lua5.4 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables prometheus lua5.4 >/dev/null; }
+	@command -v ip >/dev/null 2>&1 && command -v nft >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v lua5.4 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables prometheus lua5.4 >/dev/null; }
 	@command -v go >/dev/null 2>&1 || { echo "Go >= 1.26 is needed to build the control plane (https://go.dev/dl)"; exit 1; }
 
 install: system-deps $(VENV)/.installed

@@ -296,3 +296,25 @@ def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(
     assert len(started) == 1, f"the restarted operator started the canary again: {sorted(steps_seen)}"
     events = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert events.count("CanaryStarted") <= 1 and "RolledBack" in events
+    # The chart's alert rules, loaded by the cluster's Prometheus, which scrapes this test's operator.
+    alert = wait_for(
+        "the MLOpsCanaryRolledBack alert to fire",
+        lambda: firing(kube, "MLOpsCanaryRolledBack", namespace=namespace, deployment="iris"),
+        timeout=60,
+        interval=2,
+    )
+    print(f"rollback verdict -> MLOpsCanaryRolledBack firing: {time.monotonic() - verdict_at:.1f}s")
+    assert alert[0]["labels"]["severity"] == "warning" and "runbook" in alert[0]["annotations"], alert
+
+
+def firing(kube: Kube, alertname: str, **labels: str) -> list[dict[str, Any]]:
+    """The firing alerts of that name and labels, from Prometheus' /api/v1/alerts."""
+    response = httpx.get(f"{kube.prometheus_url}/api/v1/alerts", timeout=5)
+    response.raise_for_status()
+    return [
+        a
+        for a in response.json()["data"]["alerts"]
+        if a["state"] == "firing"
+        and a["labels"].get("alertname") == alertname
+        and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]

@@ -31,7 +31,8 @@ def test_one_target_per_container_port_with_pod_meta_labels() -> None:
 
 def test_scrape_config_keeps_annotated_running_pods_and_uses_the_bridge() -> None:
     config = prometheus_config(ClusterConfig())
-    (job,) = config["scrape_configs"]  # type: ignore[index]
+    job = config["scrape_configs"][0]  # type: ignore[index]
+    assert job["job_name"] == "kubernetes-pods"
     assert job["http_sd_configs"][0]["url"] == "http://127.0.0.1:19091/targets"
     keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
     assert keep[0]["source_labels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]

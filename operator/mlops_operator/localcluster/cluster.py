@@ -309,6 +309,10 @@ def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
         log_file = cfg.logs_dir / f"{component}.log"
         if proc.pid() is not None and _probe_healthy(component, cfg, ids):
             out(f"  {component:<24} reused (pid {proc.pid()})")
+            if component == "prometheus" and services.write_prometheus_config(cfg)[1]:
+                # A warm cluster gets a changed config (new rules, scrape jobs) without losing its data.
+                services.reload_prometheus(cfg)
+                out(f"  {component:<24} config changed: reloaded")
             continue
         proc.stop(grace_seconds=5)
         try:
