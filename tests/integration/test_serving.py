@@ -7,6 +7,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,9 @@ def test_failing_canary_is_rolled_back_and_a_restart_resumes_mid_canary(
         timeout=60,
         interval=2,
     )
-    print(f"rollback verdict -> MLOpsCanaryRolledBack firing: {time.monotonic() - verdict_at:.1f}s")
+    rolled_back_at = datetime.fromisoformat(final["rollbacks"][-1]["at"])
+    active_at = datetime.fromisoformat(alert[0]["activeAt"][:26].rstrip("Z") + "+00:00")
+    print(f"rollback (status.rollbacks[-1].at) -> alert active: {(active_at - rolled_back_at).total_seconds():.1f}s")
     assert alert[0]["labels"]["severity"] == "warning" and "runbook" in alert[0]["annotations"], alert
 
 
