@@ -82,6 +82,34 @@ def _annotations(obj: Obj, prefix: str) -> dict[str, str]:
     return {k.removeprefix(prefix): v for k, v in found if k.startswith(prefix)}
 
 
+EVIDENCE_PREFIXES = {
+    "drift": ANNOTATION_DRIFT_PREFIX,
+    "performance": ANNOTATION_PERFORMANCE_PREFIX,
+    "schedule": ANNOTATION_SCHEDULE_PREFIX,
+    "newData": ANNOTATION_NEW_DATA_PREFIX,
+}
+
+
+def _figure(text: str | None) -> str:
+    # Annotations hold str(float): shown with three decimals like every other figure of the plugin.
+    try:
+        return f"{float(text):.3f}" if text is not None and "." in text else text or "?"
+    except ValueError:
+        return text or "?"
+
+
+def _evidence(cause: str, a: dict[str, str]) -> str:
+    """One cause with the figures planning/retraining.py wrote beside it."""
+    if cause == "drift":
+        score = f"{a.get('method', '?')} {_figure(a.get('score'))} on v{a.get('version', '?')}"
+        return f"drift in {a.get('feature', '?')} ({score})"
+    if cause == "performance":
+        return f"performance: {a.get('metric', '?')} {_figure(a.get('value'))} over {a.get('labels', '?')} labels"
+    if cause == "schedule":
+        return f"schedule {a.get('cron', '?')} {a.get('time-zone', '')} (fire {a.get('fire-time', '?')})"
+    return f"new data in {a.get('dataset', '?')} ({a.get('version', '?')[:19]})"
+
+
 def run_cause(run: Obj) -> str:
     """Why a TrainingRun exists: 'retraining on' its causes with their evidence, or 'applied by hand'."""
     labels = (run.get("metadata") or {}).get("labels") or {}
@@ -93,27 +121,9 @@ def run_cause(run: Obj) -> str:
         return "applied by hand"  # no mlops.dev/triggered-by label: the operator did not create it
     evidence = []
     for cause in causes:
-        if cause == "drift":
-            d = _annotations(run, ANNOTATION_DRIFT_PREFIX)
-            score = f"{d.get('method', '?')} {d.get('score', '?')} on v{d.get('version', '?')}"
-            evidence.append(f"drift in {d.get('feature', '?')} ({score})")
-        elif cause == "performance":
-            p = _annotations(run, ANNOTATION_PERFORMANCE_PREFIX)
-            evidence.append(
-                f"performance: {p.get('metric', '?')} {p.get('value', '?')} over {p.get('labels', '?')} labels"
-            )
-        elif cause == "schedule":
-            s = _annotations(run, ANNOTATION_SCHEDULE_PREFIX)
-            evidence.append(
-                f"schedule {s.get('cron', '?')} {s.get('time-zone', '')} (fire {s.get('fire-time', '?')})".replace(
-                    "  ", " "
-                )
-            )
-        elif cause == "newData":
-            n = _annotations(run, ANNOTATION_NEW_DATA_PREFIX)
-            evidence.append(f"new data in {n.get('dataset', '?')} ({n.get('version', '?')[:19]})")
-        else:
-            evidence.append(cause)
+        prefix = EVIDENCE_PREFIXES.get(cause)
+        found = _annotations(run, prefix) if prefix else {}
+        evidence.append(_evidence(cause, found) if found else cause)  # a run made by hand may carry only the label
     return "retraining on " + "; ".join(evidence)
 
 

@@ -3,6 +3,7 @@ with a canary, plus objects without parents; the shapes are those the controller
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 Obj = dict[str, Any]
@@ -179,5 +180,5 @@ def namespace_objects() -> dict[str, list[Obj]]:
                 gates=[{"metric": "f1_macro", "value": 0.5, "threshold": 0.96, "passed": False}],
             ),
         ],
-        "Deployment": [deployment(SERVING_STATUS), deployment({}, name="empty")],
+        "Deployment": [deployment(copy.deepcopy(SERVING_STATUS)), deployment({}, name="empty")],
     }
