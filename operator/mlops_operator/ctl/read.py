@@ -88,7 +88,11 @@ def _deployment_events(reader: Reader, deployment: Obj) -> list[Obj]:
 
 def cmd_history(args: argparse.Namespace, reader: Reader, out: IO[str]) -> int:
     """`history DEPLOYMENT`."""
-    name = args.deployment.split("/", 1)[1] if "/" in args.deployment else args.deployment
+    name = args.deployment
+    if "/" in name:
+        kind_text, name = name.split("/", 1)
+        if kind_named(kind_text) is not DEPLOYMENT:
+            raise CtlError(f"history is about a Deployment (deployments.mlops.dev), not a {kind_text}")
     deployment = reader.get(DEPLOYMENT, name)
     if deployment is None:
         raise CtlError(f"deployments.mlops.dev {name!r} not found in namespace {reader.namespace}")

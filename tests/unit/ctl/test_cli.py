@@ -121,10 +121,14 @@ def test_history_uses_only_the_deployments_own_events() -> None:
         "lastTimestamp": "2026-12-04T10:26:00Z",
     }
     dataset_event = {**dep_event, "involvedObject": {"name": "iris", "uid": "uid-ds-iris"}, "reason": "NewVersion"}
-    text = run_command(["history", "iris"], FakeReader(namespace_objects(), [dep_event, dataset_event]))
+    reader = FakeReader(namespace_objects(), [dep_event, dataset_event])
+    text = run_command(["history", "iris"], reader)
     assert "CanaryStep" in text and "NewVersion" not in text
     with pytest.raises(CtlError, match=re.escape("deployments.mlops.dev 'gone' not found")):
         run_command(["history", "mldeploy/gone"], FakeReader(namespace_objects()))
+    with pytest.raises(CtlError, match="history is about a Deployment"):
+        run_command(["history", "dataset/iris"], FakeReader(namespace_objects()))
+    assert run_command(["history", "deployments.mlops.dev/iris"], reader) == text
 
 
 def test_watch_redraws_only_on_change_and_exits_0_on_ctrl_c() -> None:
