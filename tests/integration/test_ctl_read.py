@@ -100,9 +100,10 @@ def served_namespace(
     def v2_stable() -> bool:
         assert operator_process.running(), operator_process.log_tail()
         status = deployment_status(kube, namespace)
-        return status.get("stableVersion") == 2 and status.get("canaryVersion") is None
+        done = status.get("stableVersion") == 2 and status.get("canaryVersion") is None
+        return done and status.get("phase") == "Healthy"
 
-    wait_for("v2 through the canary", v2_stable, timeout=TIMEOUT, interval=1)
+    wait_for("v2 through the canary and Healthy", v2_stable, timeout=TIMEOUT, interval=1)
     return namespace, model
 
 
