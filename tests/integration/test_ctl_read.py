@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -74,6 +75,27 @@ class Plugin:
         return result.stdout
 
 
+def on_a_tty(plugin: Plugin, *args: str, **env: str) -> str:
+    """What the plugin writes when its stdout is a terminal (a pseudo-terminal here)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(plugin.kube.kubectl_path), *args], stdin=follower, stdout=follower, stderr=follower, env=plugin.env(**env)
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the plugin exited and closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
 def deployment_status(kube: Kube, namespace: str) -> dict[str, Any]:
     return kube.json("get", "mldeploy/iris", "-n", namespace).get("status", {})
 
@@ -124,6 +146,10 @@ def test_plugin_get_history_why_name_the_real_objects(
     assert any("ModelVersion " + f"{model}-1  Superseded  v1" in line for line in lines), tree
     assert any(f"ModelVersion {model}-2  Promoted  v2" in line for line in lines), tree
     assert any("Deployment iris [stable]  Healthy  stable v2" in line for line in lines), tree
+
+    coloured = on_a_tty(plugin, "mlops", "get", "-n", namespace)
+    assert "\x1b[32mReady\x1b[0m" in coloured and "\x1b[32mHealthy\x1b[0m" in coloured
+    assert "\x1b[" not in on_a_tty(plugin, "mlops", "get", "-n", namespace, NO_COLOR="1")
 
     document = json.loads(plugin.run("mlops", "get", "-n", namespace, "-o", "json"))
     assert (document["kind"], document["namespace"], document["schemaVersion"]) == ("Lineage", namespace, 1)
