@@ -1,7 +1,7 @@
 """`kubectl mlops`: see the ML loop's objects from the command line (also `mlops-operator ctl`).
 
 kubectl runs any `kubectl-mlops` executable on PATH as `kubectl mlops`, passing the arguments after `mlops`
-unchanged, so the plugin reads --kubeconfig and -n itself, and $KUBECONFIG and the context's namespace as
+unchanged, so the plugin reads --kubeconfig, --context and -n itself, and $KUBECONFIG and the context's namespace as
 kubectl does.
 """
 
@@ -30,6 +30,7 @@ def build_parser(prog: str = "kubectl mlops") -> argparse.ArgumentParser:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--kubeconfig", help="the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", help="the kubeconfig context (default: its current-context)")
     parser.add_argument("--namespace", "-n", help="the namespace (default: the kubeconfig context's, else default)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_commands in COMMAND_MODULES:
@@ -37,6 +38,7 @@ def build_parser(prog: str = "kubectl mlops") -> argparse.ArgumentParser:
     # -n and --kubeconfig may also follow the subcommand, as with kubectl (`kubectl mlops get -n demo`).
     for sub in subparsers.choices.values():
         sub.add_argument("--kubeconfig", dest="sub_kubeconfig", help=argparse.SUPPRESS)
+        sub.add_argument("--context", dest="sub_context", help=argparse.SUPPRESS)
         sub.add_argument("--namespace", "-n", dest="sub_namespace", help="the namespace")
     return parser
 
@@ -51,8 +53,9 @@ def run(argv: list[str] | None = None, prog: str = "kubectl mlops") -> int:
     args = build_parser(prog).parse_args(argv)
     kubeconfig = args.sub_kubeconfig or args.kubeconfig
     namespace = args.sub_namespace or args.namespace
+    context = args.sub_context or args.context
     try:
-        reader = Reader.connect(resolve_target(kubeconfig, namespace))
+        reader = Reader.connect(resolve_target(kubeconfig, namespace, context))
         try:
             return int(args.run(args, reader, read.stdout()))
         finally:

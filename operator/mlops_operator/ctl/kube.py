@@ -50,23 +50,32 @@ def kubeconfig_path(explicit: str | None, env: Mapping[str, str]) -> Path | None
     return home if home.exists() else None
 
 
-def context_namespace(path: Path) -> str | None:
-    """The namespace of the kubeconfig's current context, if it names one (`kubectl config set-context --current
-    --namespace=...`)."""
+def context_namespace(path: Path, context_name: str | None = None) -> str | None:
+    """The namespace of the kubeconfig's current (or named) context, if it names one (`kubectl config
+    set-context --current --namespace=...`)."""
     config = yaml.safe_load(path.read_text()) or {}
+    wanted = context_name or config.get("current-context")
     for entry in config.get("contexts") or []:
-        if entry.get("name") == config.get("current-context"):
+        if entry.get("name") == wanted:
             return (entry.get("context") or {}).get("namespace") or None
     return None
 
 
-def resolve_target(kubeconfig: str | None, namespace: str | None, env: Mapping[str, str] = os.environ) -> Target:
+def resolve_target(
+    kubeconfig: str | None, namespace: str | None, context: str | None = None, env: Mapping[str, str] = os.environ
+) -> Target:
     """Connection and namespace as kubectl would choose them: flags, then the kubeconfig, then in-cluster."""
     path = kubeconfig_path(kubeconfig, env)
     if path is not None:
         if not path.exists():
             raise CtlError(f"kubeconfig {path} does not exist")
-        return Target(connection_from_kubeconfig(path), namespace or context_namespace(path) or "default")
+        try:
+            connection = connection_from_kubeconfig(path, context)
+        except ValueError as error:  # no such context
+            raise CtlError(str(error)) from None
+        return Target(connection, namespace or context_namespace(path, context) or "default")
+    if context:
+        raise CtlError(f"--context {context} needs a kubeconfig: set $KUBECONFIG or pass --kubeconfig")
     host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
     if host and port and (SA_DIR / "token").exists():
         in_pod = (SA_DIR / "namespace").read_text().strip() if (SA_DIR / "namespace").exists() else "default"

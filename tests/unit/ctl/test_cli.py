@@ -42,9 +42,10 @@ def test_another_module_can_add_commands(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_connection_flags_go_before_or_after_the_command() -> None:
     parser = cli.build_parser()
-    before = parser.parse_args(["--kubeconfig", "/k", "-n", "a", "get"])
-    after = parser.parse_args(["get", "-n", "b", "--kubeconfig", "/j", "-o", "json", "--watch", "x"])
-    assert (before.kubeconfig, before.namespace, before.sub_namespace) == ("/k", "a", None)
+    before = parser.parse_args(["--kubeconfig", "/k", "--context", "c", "-n", "a", "get"])
+    after = parser.parse_args(["get", "-n", "b", "--kubeconfig", "/j", "-o", "json", "--watch", "x", "--context", "d"])
+    assert (before.kubeconfig, before.context, before.namespace, before.sub_namespace) == ("/k", "c", "a", None)
+    assert after.sub_context == "d"
     assert (after.sub_kubeconfig, after.sub_namespace, after.output, after.watch, after.name) == (
         "/j",
         "b",

@@ -41,18 +41,23 @@ def test_namespace_from_flag_then_context_then_default(tmp_path: Path) -> None:
     with_ns, without = kubeconfig(tmp_path, "a"), kubeconfig(tmp_path, "b", namespace=None)
     assert context_namespace(with_ns) == "team-a" and context_namespace(without) is None
     env = {"HOME": str(tmp_path / "nobody")}
-    target = resolve_target(str(with_ns), None, env)
+    target = resolve_target(str(with_ns), None, env=env)
     assert target.namespace == "team-a"
     assert target.connection.server == "https://10.0.0.1:6443" and target.connection.token == "secret-token"
-    assert resolve_target(str(with_ns), "flag", env).namespace == "flag"
-    assert resolve_target(str(without), None, env).namespace == "default"
+    assert resolve_target(str(with_ns), "flag", env=env).namespace == "flag"
+    assert resolve_target(str(without), None, env=env).namespace == "default"
+    # --context picks another context, and its namespace
+    assert context_namespace(with_ns, "other") == "elsewhere"
+    assert resolve_target(str(with_ns), None, "other", env).namespace == "elsewhere"
+    with pytest.raises(CtlError, match="has no context 'nope'"):
+        resolve_target(str(with_ns), None, "nope", env)
 
 
 def test_no_kubeconfig_is_a_plain_error(tmp_path: Path) -> None:
     with pytest.raises(CtlError, match="no kubeconfig"):
-        resolve_target(None, None, {"HOME": str(tmp_path)})
+        resolve_target(None, None, env={"HOME": str(tmp_path)})
     with pytest.raises(CtlError, match="does not exist"):
-        resolve_target(str(tmp_path / "gone"), None, {})
+        resolve_target(str(tmp_path / "gone"), None, env={})
 
 
 @pytest.mark.parametrize(
