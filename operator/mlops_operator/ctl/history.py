@@ -3,6 +3,7 @@
 Sources, all as the controllers write them:
 - `status.history` of the Deployment: the served intervals (version, from, to), the last 20;
 - `status.rollbacks`: aborted canaries (version, reason, message, at), the last 10;
+- `status.retraining`: the last retraining decision (run, causes, decidedAt, phase);
 - the ModelVersion of each version (`spec.registeredModel` + `spec.version`): `status.promotedAt`, and its
   TrainingRun (`spec.source.trainingRunRef`), whose `mlops.dev/triggered-by` label and `mlops.dev/drift-*`,
   `mlops.dev/performance-*`, `mlops.dev/schedule-*`, `mlops.dev/new-data-*` annotations say what started it;
@@ -162,6 +163,13 @@ def derive_history(deployment: Obj, model_versions: list[Obj], runs: list[Obj], 
         if rollback.get("at"):
             message = f"{rollback.get('reason')}: {rollback.get('message') or ''}".rstrip(": ")
             changes.append(Change(rollback["at"], rollback["version"], "RolledBack", message, "status.rollbacks", True))
+    retraining = status.get("retraining") or {}
+    if retraining.get("run") and retraining.get("decidedAt"):  # the last decision only: status keeps one
+        causes = ", ".join(retraining.get("causes") or []) or "unknown cause"
+        message = f"TrainingRun {retraining['run']} created ({causes}); now {retraining.get('phase') or 'unknown'}"
+        changes.append(
+            Change(retraining["decidedAt"], retraining.get("version"), "Retraining", message, "status.retraining")
+        )
     for version, mv in versions.items():
         promoted = (mv.get("status") or {}).get("promotedAt")
         if promoted:

@@ -59,6 +59,24 @@ def test_changes_merge_status_and_events_in_time_order() -> None:
     assert rollback.warning and rollback.message == "AnalysisFailed: error-rate 0.2 > max 0.05"
 
 
+def test_the_last_retraining_decision_is_a_change() -> None:
+    objects = namespace_objects()
+    objects["Deployment"][0]["status"]["retraining"] = {
+        "run": "iris-retrain-1",
+        "decidedAt": "2026-12-04T10:14:59Z",
+        "causes": ["drift"],
+        "version": 8,
+        "phase": "Succeeded",
+    }
+    (change,) = [c for c in history_of(objects).changes if c.source == "status.retraining"]
+    assert (change.at, change.version, change.reason, change.message) == (
+        "2026-12-04T10:14:59Z",
+        8,
+        "Retraining",
+        "TrainingRun iris-retrain-1 created (drift); now Succeeded",
+    )
+
+
 def test_pinned_deployment_and_versions_without_objects() -> None:
     dep = deployment({"stableVersion": 5, "history": [{"version": 5, "from": "2026-12-04T10:00:00Z"}]})
     dep["spec"]["model"] = {"registeredModel": MODEL, "version": 5}
