@@ -225,11 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds before the demo gives up")
     demo.set_defaults(func=_cmd_demo)
+
+    # Listed for --help only: main() hands everything after `ctl` to the plugin's own parser unchanged.
+    sub.add_parser("ctl", help="kubectl mlops (get, history, why, ...): the same code as the kubectl-mlops plugin")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ctl"]:
+        from .ctl.cli import main as ctl_main
+
+        ctl_main(argv[1:], prog="mlops-operator ctl")
     args = build_parser().parse_args(argv)
     if args.command == "cluster" and args.action == "logs" and not args.pod:
         build_parser().error("cluster logs needs a POD name")

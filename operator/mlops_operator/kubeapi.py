@@ -69,10 +69,13 @@ def _materialise(data_b64: str, suffix: str) -> str:
     return handle.name
 
 
-def connection_from_kubeconfig(path: Path) -> Connection:
-    """The current context of a kubeconfig (file references or embedded data, cert or token)."""
+def connection_from_kubeconfig(path: Path, context_name: str | None = None) -> Connection:
+    """A context of a kubeconfig, the current one unless named (file references or embedded data, cert or token)."""
     config = yaml.safe_load(path.read_text())
-    context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
+    wanted = context_name or config["current-context"]
+    context = next((c["context"] for c in config["contexts"] if c["name"] == wanted), None)
+    if context is None:
+        raise ValueError(f"kubeconfig {path} has no context {wanted!r}")
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
     user: dict[str, Any] = next((u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {})
     base = path.parent

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..kubeapi import ApiError
+from ..kubeapi import ApiError, Connection
 
 __all__ = ["ApiError", "Credentials", "KubeClient"]
 
@@ -36,10 +36,18 @@ class Credentials:
 class KubeClient:
     """Get, list, watch, create, patch and delete raw objects by URL path."""
 
-    def __init__(self, creds: Credentials, timeout: float = 30.0) -> None:
-        context = ssl.create_default_context(cafile=str(creds.ca_file))
-        context.load_cert_chain(str(creds.cert_file), str(creds.key_file))
-        self._http = httpx.Client(base_url=creds.server, verify=context, timeout=timeout)
+    def __init__(self, creds: Credentials | Connection, timeout: float = 30.0) -> None:
+        # A Connection (kubeapi) is any kubeconfig a person has: bearer tokens and embedded certificates too.
+        verify: ssl.SSLContext | bool
+        headers: dict[str, str] = {}
+        if isinstance(creds, Connection):
+            verify = creds.ssl_context()
+            if creds.token:
+                headers["Authorization"] = f"Bearer {creds.token}"
+        else:
+            verify = ssl.create_default_context(cafile=str(creds.ca_file))
+            verify.load_cert_chain(str(creds.cert_file), str(creds.key_file))
+        self._http = httpx.Client(base_url=creds.server, verify=verify, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         """Release connections."""
