@@ -78,10 +78,15 @@ def destination_problems(
 ) -> list[str]:
     """What keeps a destination from being delivered to now (empty: nothing)."""
     problems = []
-    if dest.url is not None:
-        refusal = url_refusal(dest.url, allowed_hosts)
-        if refusal:
-            problems.append(f"destination {dest.name}: url {refusal}")
+    url = dest.url
+    if url is None and dest.url_secret_key is not None:
+        mounted = secrets.read(namespace, dest.url_secret_key)
+        url = mounted.decode(errors="replace").strip() if mounted else None
+    if url is not None:
+        refusal = url_refusal(url, allowed_hosts)
+        if refusal:  # the URL itself is not shown: from a Secret it is a credential
+            field = "url" if dest.url is not None else f"the URL under key {namespace}.{dest.url_secret_key}:"
+            problems.append(f"destination {dest.name}: {field} {refusal}")
     for field, key in (("urlSecretKey", dest.url_secret_key), ("signingSecretKey", dest.signing_secret_key)):
         if key is not None and not secrets.has(namespace, key):
             problems.append(

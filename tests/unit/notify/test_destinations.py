@@ -48,8 +48,11 @@ def test_destination_problems_name_the_field_and_the_key(tmp_path: Path) -> None
         f"destination s: urlSecretKey 'slack' is not mounted (key team-a.slack {chart})",
         f"destination s: signingSecretKey 'hmac' is not mounted (key team-a.hmac {chart})",
     ]
-    (tmp_path / "team-a.slack").write_text("u")
+    (tmp_path / "team-a.slack").write_text("https://hooks.slack.com/T/B/x")
     (tmp_path / "team-a.hmac").write_text("k")
     assert destination_problems("team-a", dest, secrets, ()) == []
+    (tmp_path / "team-a.slack").write_text("https://evil.example/T/B/secret-token")
+    (why,) = destination_problems("team-a", dest, secrets, ("hooks.slack.com",))
+    assert "under key team-a.slack" in why and "not in the chart's" in why and "secret-token" not in why
     plain = Destination.model_validate({"name": "w", "url": "http://169.254.169.254/"})
     assert "link-local" in destination_problems("team-a", plain, secrets, ())[0]
