@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment")
+KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment", "NotificationPolicy")
 HEADER = """\
 # Argo CD health checks for the mlops.dev kinds. Merge into the argocd-cm ConfigMap, e.g.
 #   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file gitops/argocd/argocd-cm.yaml

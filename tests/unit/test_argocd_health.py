@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from mlops_operator.api import ALL_KINDS
+from mlops_operator.api.notification import NotificationPolicySpec
 from mlops_operator.planning.deployment import plan_deployment
 from mlops_operator.planning.modelversion import ModelVersionObserved, plan_modelversion
+from mlops_operator.planning.notificationpolicy import plan_notificationpolicy
 from mlops_operator.planning.ownership import ModelOwnership
 
 from .builders import observe
@@ -40,7 +43,7 @@ def run_mv(
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "gitops" / "argocd"
-KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment")
+KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment", "NotificationPolicy")
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 STAMP = "2026-11-23T12:00:00Z"
 Obj = dict[str, Any]
@@ -181,6 +184,14 @@ def mldeployment(status: Obj | None = None, **reads: Any) -> Obj:
     return {**body, "status": plan_deployment(observe(body, **reads), NOW).status}
 
 
+def notificationpolicy(problems: list[str], suspend: bool = False) -> Obj:
+    """A policy with the status its planner writes."""
+    spec = {"destinations": [{"name": "hook", "url": "https://alerts.example.com/x"}], "suspend": suspend}
+    body = obj("NotificationPolicy", None, **spec)
+    plan = plan_notificationpolicy(body, NotificationPolicySpec.model_validate(spec), problems, NOW)
+    return {**body, "status": plan.status}
+
+
 def cases() -> list[tuple[str, Obj, str, str]]:
     """(kind, object, expected health, a piece of the expected message)."""
     first = mldeployment(holder=1)
@@ -188,6 +199,15 @@ def cases() -> list[tuple[str, Obj, str, str]]:
     promoting = modelversion()  # the alias move is recorded, made, and confirmed on the next pass
     promoted = modelversion(holder=2, status=promoting["status"])
     return [
+        ("NotificationPolicy", obj("NotificationPolicy", None), "Progressing", "Waiting for mlops-operator"),
+        ("NotificationPolicy", notificationpolicy([]), "Healthy", "sending to hook"),
+        (
+            "NotificationPolicy",
+            notificationpolicy(["destination hook: url host x is not allowed"]),
+            "Degraded",
+            "host x",
+        ),
+        ("NotificationPolicy", notificationpolicy([], suspend=True), "Suspended", "spec.suspend"),
         ("Dataset", obj("Dataset", None), "Progressing", "Waiting for mlops-operator"),
         ("Dataset", dataset("Pending", "Pending", "waiting for the validation Job"), "Progressing", "waiting"),
         ("Dataset", dataset("Validating", "Validating", "Job iris-check-1 is validating"), "Progressing", "validating"),
@@ -304,7 +324,8 @@ def test_every_phase_of_every_kind_maps_to_a_health() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_crd_phase_is_covered(kind: str) -> None:
-    crd = yaml.safe_load((REPO / "crds" / f"mlops.dev_{kind.lower()}s.yaml").read_text())
+    plural = next(k.plural for k in ALL_KINDS if k.kind == kind)
+    crd = yaml.safe_load((REPO / "crds" / f"mlops.dev_{plural}.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     phases = set(schema["phase"]["enum"])
     for phase in phases:

@@ -14,7 +14,7 @@ from mlops_operator.localcluster.binaries import ensure_binaries
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mlops-operator"
 RELEASE, NAMESPACE = "ml", "mlops-system"
-KINDS = ["datasets", "trainingruns", "modelversions", "deployments"]
+KINDS = ["datasets", "trainingruns", "modelversions", "deployments", "notificationpolicies"]
 
 
 @cache
@@ -259,6 +259,7 @@ def test_environment_and_images() -> None:
         "MLOPS_CUSTOM_QUERIES": "scoped",
         "MLOPS_WORKLOAD_SECRET": "mlops-credentials",
         "MLOPS_FEEDBACK_SECRET": "mlops-feedback",
+        "MLOPS_NOTIFICATION_QUEUE_SIZE": "1000",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -501,6 +502,26 @@ def test_network_policies_let_in_only_the_operator_its_pods_and_prometheus() -> 
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     }
+
+
+def test_notification_secret_is_mounted_by_the_kubelet_and_hosts_are_passed() -> None:
+    default = env(render())
+    assert "MLOPS_NOTIFICATION_SECRETS_DIR" not in default and "MLOPS_NOTIFICATION_ALLOWED_HOSTS" not in default
+    custom = render(
+        "notifications.secretName=mlops-notifications",
+        "notifications.allowedHosts={hooks.slack.com,*.example.com}",
+        "notifications.queueSize=50",
+    )
+    assert env(custom)["MLOPS_NOTIFICATION_SECRETS_DIR"] == "/etc/mlops/notifications"
+    assert env(custom)["MLOPS_NOTIFICATION_ALLOWED_HOSTS"] == "hooks.slack.com,*.example.com"
+    assert env(custom)["MLOPS_NOTIFICATION_QUEUE_SIZE"] == "50"
+    mounts = {m["mountPath"]: m for m in container(custom)["volumeMounts"]}
+    assert mounts["/etc/mlops/notifications"]["readOnly"] is True
+    pod = operator_deployment(custom)["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts["/etc/mlops/notifications"]["name"])
+    assert volume["secret"] == {"secretName": "mlops-notifications", "defaultMode": 0o400}
+    assert "allowedHosts" in rejected("notifications.allowedHosts={http://x}")
+    assert "queueSize" in rejected("notifications.queueSize=0")
 
 
 def test_network_policies_cluster_wide_listed_or_off() -> None:

@@ -75,9 +75,9 @@ The rules the operator needs in every namespace it watches (a ClusterRole cluste
 each listed namespace). Each one is used by code in operator/mlops_operator/controllers/; see the chart README.
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
-# kopf watches and indexes the four kinds; reconcilers read them.
+# kopf watches and indexes the kinds; reconcilers read them (NotificationPolicies: where to send Events).
 - apiGroups: ["mlops.dev"]
-  resources: ["datasets", "trainingruns", "modelversions", "deployments"]
+  resources: ["datasets", "trainingruns", "modelversions", "deployments", "notificationpolicies"]
   verbs: ["get", "list", "watch"]
 # A succeeded TrainingRun creates its ModelVersion; drift on a Deployment creates a TrainingRun.
 - apiGroups: ["mlops.dev"]
@@ -86,6 +86,10 @@ each listed namespace). Each one is used by code in operator/mlops_operator/cont
 # Status is written with merge patches (own status, and a rolled-back ModelVersion's from its Deployment).
 - apiGroups: ["mlops.dev"]
   resources: ["datasets/status", "trainingruns/status", "modelversions/status", "deployments/status"]
+  verbs: ["patch"]
+# A NotificationPolicy's status says whether each destination can be delivered to (URL allowed, key mounted).
+- apiGroups: ["mlops.dev"]
+  resources: ["notificationpolicies/status"]
   verbs: ["patch"]
 {{- if .Values.rbac.ownerReferencesPermissionEnforcement }}
 # OwnerReferencesPermissionEnforcement: children with blockOwnerDeletion need update on the owner's finalizers.

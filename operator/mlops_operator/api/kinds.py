@@ -1,4 +1,4 @@
-"""The four kinds: their models and the metadata their CRDs carry."""
+"""The kinds: their models and the metadata their CRDs carry."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from .dataset import DatasetSpec, DatasetStatus
 from .deployment import DeploymentSpec, DeploymentStatus
 from .modelversion import ModelVersionSpec, ModelVersionStatus
+from .notification import NotificationPolicySpec, NotificationPolicyStatus
 from .trainingrun import TrainingRunSpec, TrainingRunStatus
 
 
@@ -125,4 +126,20 @@ DEPLOYMENT = Kind(
     ),
 )
 
-ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_RUN, MODEL_VERSION, DEPLOYMENT)
+NOTIFICATION_POLICY = Kind(
+    kind="NotificationPolicy",
+    plural="notificationpolicies",
+    singular="notificationpolicy",
+    short_names=("mlnotify",),
+    spec=NotificationPolicySpec,
+    status=NotificationPolicyStatus,
+    description="Where this namespace's ML events (trained, promoted, canary steps, rollbacks, drift, ...) are sent.",
+    columns=(
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Destinations", ".spec.destinations[*].name"),
+        _READY,
+        _AGE,
+    ),
+)
+
+ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_RUN, MODEL_VERSION, DEPLOYMENT, NOTIFICATION_POLICY)

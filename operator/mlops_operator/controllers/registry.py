@@ -10,7 +10,16 @@ from typing import Any
 import kopf
 
 from ..kubeapi import Kube, connection_from_env
-from . import datasets, deployments, main, metrics, modelversions, trainingruns  # noqa: F401  (handlers register on import)
+from ..notify.delivery import Notifier
+from . import (  # noqa: F401  (handlers register on import)
+    datasets,
+    deployments,
+    main,
+    metrics,
+    modelversions,
+    notificationpolicies,
+    trainingruns,
+)
 from .leader import ElectionSettings, LeaderElector
 from .runtime import runtime
 
@@ -47,7 +56,10 @@ async def start_runtime(**_: Any) -> None:
         TrainingRun=trainingruns.reconcile_trainingrun,
         ModelVersion=modelversions.reconcile_modelversion,
         Deployment=deployments.reconcile_deployment,
+        NotificationPolicy=notificationpolicies.reconcile_notificationpolicy,
     )
+    rt.notifier = Notifier(rt.settings.notifications)
+    rt.notifier.start()
     await rt.seed_store()
     _resync = asyncio.create_task(rt.resync_forever(), name="resync")  # a reference, or the loop may collect it
 
@@ -91,5 +103,7 @@ async def stop_runtime(**_: Any) -> None:
         await election.kube.aclose()
     for timer in rt.timers.values():
         timer.cancel()
+    if rt.notifier is not None:  # what is still queued gets a moment, then is counted as dropped
+        await rt.notifier.close(grace=3.0)
     await rt.kube.aclose()
     await rt.mlflow.aclose()

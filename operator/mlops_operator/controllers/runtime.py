@@ -23,8 +23,10 @@ from ..api.common import GROUP, VERSION
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
+from ..notify.delivery import Notifier
+from ..notify.routing import plan_deliveries
 from ..planning.conditions import status_changed
-from ..planning.plan import Obj, Plan
+from ..planning.plan import Event, Obj, Plan
 from . import metrics
 from .children import PLURALS, ChildWriter, NameConflictError, collection_of
 from .settings import Settings
@@ -65,6 +67,7 @@ class Runtime(ChildWriter):
     leading: bool = True  # False on a follower replica: it keeps its store current but acts on nothing
     listings: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of its last listed object
     relists: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # kind -> the store relist under way
+    notifier: Notifier | None = None  # sends the namespace's NotificationPolicy destinations what a pass posted
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
         """Keep the store current from a watch event (type None: an object of kopf's (re)listing)."""
@@ -131,7 +134,7 @@ class Runtime(ChildWriter):
         """Relist into the store and reconcile every object: repairs what a lost watch event left wrong
         (a deleted child is re-created, a missed status change is seen)."""
         await self.seed_store()
-        for kind in ("Dataset", "TrainingRun", "ModelVersion", "Deployment"):
+        for kind in ("Dataset", "TrainingRun", "ModelVersion", "Deployment", "NotificationPolicy"):
             for namespace, name in self.store.keys(kind):
                 self.requeue((kind, namespace, name), 0.0)
 
@@ -271,12 +274,13 @@ class Runtime(ChildWriter):
         for obj in plan.creates:
             await self.create(obj)
         current = dict(body.get("status") or {})
+        events = list(plan.events)
         if status_changed(current, plan.status):
             await self.write_status(kind, body, plan.status)
             if current.get("phase") != plan.status.get("phase") and not plan.events:
                 message = plan.status.get("message") or f"phase {plan.status.get('phase')}"
-                await self.post_event(body, "Normal", str(plan.status.get("phase")), message)
-        for event in plan.events:
+                events.append(Event(str(plan.status.get("phase")), message))
+        for event in events:
             await self.post_event(body, event.type, event.reason, event.message)
         labels = body["metadata"].get("labels") or {}
         metrics.count_events(
@@ -286,6 +290,7 @@ class Runtime(ChildWriter):
             kind=kind,
             trigger=labels.get(contract.LABEL_TRIGGER, ""),
         )
+        self._notify(body, {**current, **plan.status}, events)
         for obj in plan.creates_after_status:
             await self.create(obj)
         namespace = body["metadata"]["namespace"]
@@ -330,6 +335,16 @@ class Runtime(ChildWriter):
             plan.requeue_after = EFFECT_CONFIRM_SECONDS  # confirm from MLflow and mark the intent done
         for wake_kind, wake_namespace, name in plan.wake:
             self.requeue((wake_kind, wake_namespace or namespace, name), 0.0)
+
+    def _notify(self, body: Obj, status: Obj, events: list[Event]) -> None:
+        """Queue the notifications of the Events just posted (a function of each Event and the object); the
+        queue is bounded and never waits, so a slow receiver cannot slow a reconcile."""
+        if self.notifier is None or not events:
+            return
+        namespace = body["metadata"]["namespace"]
+        policies = self.store.in_namespace("NotificationPolicy", namespace)
+        if policies:
+            self.notifier.submit(plan_deliveries(policies, body, status, events, datetime.now(UTC)))
 
     async def _tag_version(self, model: str, version: int, tags: dict[str, str]) -> None:
         for tag, value in sorted(tags.items()):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from .. import __version__
 from ..integrations.prometheus import redacted
+from ..notify.delivery import NotifierSettings
+from ..notify.destinations import SecretFiles
 from ..planning.jobs import WorkerSettings
 from ..planning.querypolicy import CustomQueries
 from ..worker.errors import WorkerError
@@ -35,12 +38,13 @@ class Settings:
     custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
     workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
     feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys, for model servers only
+    notifications: NotifierSettings = field(default_factory=NotifierSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
         MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
-        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET."""
+        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET and the MLOPS_NOTIFICATION_* settings."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -59,6 +63,7 @@ class Settings:
             custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
             workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", ""), "MLOPS_WORKLOAD_SECRET"),
             feedback_secret=_checked_secret_name(os.environ.get("MLOPS_FEEDBACK_SECRET", ""), "MLOPS_FEEDBACK_SECRET"),
+            notifications=notifier_settings_from_env(),
         )
 
     def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
@@ -83,6 +88,27 @@ class Settings:
             source_policy=self.source_policy,
             credentials_secret=self.workload_secret,
         )
+
+
+def notifier_settings_from_env() -> NotifierSettings:
+    """MLOPS_NOTIFICATION_SECRETS_DIR (the mounted notification Secret; "" none), MLOPS_NOTIFICATION_ALLOWED_HOSTS
+    (comma-separated; "" any), MLOPS_NOTIFICATION_QUEUE_SIZE (default 1000), MLOPS_NOTIFICATION_BACKOFF_SECONDS
+    (first retry's delay, default 1)."""
+    directory = os.environ.get("MLOPS_NOTIFICATION_SECRETS_DIR", "").strip()
+    hosts = tuple(h.strip() for h in os.environ.get("MLOPS_NOTIFICATION_ALLOWED_HOSTS", "").split(",") if h.strip())
+    for host in hosts:
+        if not re.fullmatch(r"(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?|\[?[0-9a-fA-F:.]+\]?", host.lower()):
+            raise ValueError(f"MLOPS_NOTIFICATION_ALLOWED_HOSTS: {host!r} is not a host name, *.domain or address")
+    size = int(os.environ.get("MLOPS_NOTIFICATION_QUEUE_SIZE", "1000"))
+    base = float(os.environ.get("MLOPS_NOTIFICATION_BACKOFF_SECONDS", "1"))
+    if size < 1 or base <= 0:
+        raise ValueError("MLOPS_NOTIFICATION_QUEUE_SIZE must be >= 1 and MLOPS_NOTIFICATION_BACKOFF_SECONDS > 0")
+    return NotifierSettings(
+        secrets=SecretFiles(Path(directory) if directory else None),
+        allowed_hosts=hosts,
+        queue_size=size,
+        backoff_base=base,
+    )
 
 
 def _checked_secret_name(raw: str, variable: str) -> str:

@@ -26,6 +26,7 @@ SEEDED = (
     ("/apis/mlops.dev/v1alpha1", "trainingruns", "TrainingRun", ""),
     ("/apis/mlops.dev/v1alpha1", "modelversions", "ModelVersion", ""),
     ("/apis/mlops.dev/v1alpha1", "deployments", "Deployment", ""),
+    ("/apis/mlops.dev/v1alpha1", "notificationpolicies", "NotificationPolicy", ""),
     ("/apis/apps/v1", "deployments", "ServingDeployment", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/api/v1", "services", "Service", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/apis/batch/v1", "jobs", "Job", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
@@ -69,6 +70,8 @@ def summary(kind: str, body: Obj) -> Obj:
     elif kind == "Deployment":
         kept["spec"] = {"model": spec.get("model")}
         kept["status"] = {"rollbacks": [dict(r) for r in status.get("rollbacks") or []]}
+    elif kind == "NotificationPolicy":  # small (≤ 8 destinations); routing reads all of it
+        kept["spec"] = dict(spec)
     elif kind == "ServingDeployment":
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         kept["spec"] = {"replicas": spec.get("replicas"), "template": {"metadata": {"labels": dict(labels)}}}
@@ -131,6 +134,10 @@ class Store:
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         """One stored object summary."""
         return self.objects.get(kind, {}).get((namespace, name))
+
+    def in_namespace(self, kind: str, namespace: str) -> list[Obj]:
+        """Every stored object of a kind in one namespace."""
+        return [obj for (ns, _), obj in self.objects.get(kind, {}).items() if ns == namespace]
 
     def _all(self, kind: str) -> list[tuple[Key, Obj]]:
         return list(self.objects.get(kind, {}).items())
