@@ -102,11 +102,30 @@ class LocalObjectReference(ApiModel):
     name: ObjectName
 
 
-class ResourceRequirements(ApiModel):
-    """CPU and memory for a pod's container, as in core/v1 ResourceRequirements."""
+_EXTENDED_EQUAL = (
+    "!has(self.requests) || self.requests.all(k, !k.contains('/')"
+    " || (has(self.limits) && k in self.limits && string(self.limits[k]) == string(self.requests[k])))"
+)
 
-    requests: dict[str, Quantity] | None = None
-    limits: dict[str, Quantity] | None = None
+
+class ResourceRequirements(ApiModel):
+    """CPU, memory and accelerators (e.g. `nvidia.com/gpu` in limits) for a pod's container, as in core/v1."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=16)
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=16)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                # Kubernetes refuses the pod otherwise, after the Job or Deployment was made: say it here.
+                cel(
+                    _EXTENDED_EQUAL,
+                    "extended resources such as nvidia.com/gpu cannot be overcommitted: set them in limits"
+                    " (a request, if set, must equal the limit)",
+                )
+            ]
+        }
+    )
 
 
 class CommonStatus(StatusModel):

@@ -7,8 +7,10 @@ import re
 from dataclasses import dataclass
 
 import httpx
+import pydantic
 
 from .. import __version__
+from ..api.pod import PodOverrides
 from ..integrations.prometheus import redacted
 from ..planning.jobs import WorkerSettings
 from ..planning.querypolicy import CustomQueries
@@ -17,6 +19,7 @@ from ..worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
 
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 DEFAULT_RESYNC_SECONDS = 600.0
+ENV_WORKLOAD_POD = "MLOPS_WORKLOAD_POD"
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,13 @@ class Settings:
     custom_queries: CustomQueries = "scoped"  # custom PromQL: scoped to the object's namespace, or off
     workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
     feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys, for model servers only
+    workload_pod: PodOverrides | None = None  # the chart's workloadPod: defaults under every object's spec.pod
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
         MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
-        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET."""
+        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET, MLOPS_WORKLOAD_POD."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -59,6 +63,7 @@ class Settings:
             custom_queries=_checked_custom_queries(os.environ.get("MLOPS_CUSTOM_QUERIES", "scoped")),
             workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", ""), "MLOPS_WORKLOAD_SECRET"),
             feedback_secret=_checked_secret_name(os.environ.get("MLOPS_FEEDBACK_SECRET", ""), "MLOPS_FEEDBACK_SECRET"),
+            workload_pod=_checked_workload_pod(os.environ.get(ENV_WORKLOAD_POD, "")),
         )
 
     def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
@@ -82,7 +87,19 @@ class Settings:
             tracking_uri=self.tracking_uri,
             source_policy=self.source_policy,
             credentials_secret=self.workload_secret,
+            pod_defaults=self.workload_pod,
         )
+
+
+def _checked_workload_pod(raw: str) -> PodOverrides | None:
+    # The same model and rules as an object's spec.pod; a bad chart value stops the start, naming the field.
+    if not raw.strip() or raw.strip() in ("{}", "null"):
+        return None
+    try:
+        return PodOverrides.model_validate_json(raw)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{ENV_WORKLOAD_POD} (chart value workloadPod) is not a valid pod block: {problems}") from None
 
 
 def _checked_secret_name(raw: str, variable: str) -> str:

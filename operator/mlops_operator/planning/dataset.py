@@ -182,4 +182,5 @@ def _validation_job(obs: DatasetObserved, job_name: str) -> Obj:
         backoff_limit=2,
         active_deadline_seconds=VALIDATION_DEADLINE_SECONDS,
         ttl_seconds_after_finished=VALIDATION_TTL_SECONDS,
+        pod=obs.spec.pod,
     )

@@ -251,6 +251,7 @@ def _training_job(obs: TrainingRunObserved, dataset: TrainingDataset, name: str,
         active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=None,
         annotations={ANNOTATION_DATASET_VERSION: version},
+        pod=spec.pod,
     )
 
 
