@@ -146,6 +146,31 @@ def test_every_workload_carries_its_placement_and_runs(
         _assert_placed(canary["spec"]["template"]["spec"], node_name, priority_class)
         (server_pod,) = _pods_of(kube, namespace, "mlops.dev/deployment=placed,mlops.dev/track=stable")
         assert server_pod["spec"]["nodeName"] == node_name and server_pod["spec"]["priority"] == 1000
+
+        # A PriorityClass that does not exist: the API server refuses the pods, and the Deployment says so.
+        kube.apply(
+            textwrap.dedent(
+                f"""
+                apiVersion: mlops.dev/v1alpha1
+                kind: Deployment
+                metadata: {{name: unplaced}}
+                spec:
+                  model: {{registeredModel: {model}, version: {version}}}
+                  replicas: 1
+                  pod: {{priorityClassName: no-such-class}}
+                """
+            ),
+            namespace,
+        )
+
+        def pods_not_created() -> dict[str, Any] | None:
+            body = kube.json("get", "mldeploy", "unplaced", "-n", namespace)
+            found = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Degraded"]
+            return found[0] if found and found[0]["reason"] == "PodsNotCreated" else None
+
+        degraded = wait_for("Degraded PodsNotCreated", pods_not_created, timeout=60)
+        assert degraded["status"] == "True" and "no-such-class" in degraded["message"], degraded
+        assert degraded["message"].startswith("stable track: "), degraded
     finally:
         op.stop()
         print(f"--- operator log (tail) ---\n{op.log_tail()}")

@@ -18,7 +18,7 @@ from mlops_operator.planning.deployment import plan_deployment
 from mlops_operator.planning.placement import merged_pod
 from mlops_operator.planning.trainingrun import plan_trainingrun
 
-from .builders import SERVER, WORKER, observe, observe_dataset, observe_trainingrun, wanted
+from .builders import SERVER, WORKER, observe, observe_dataset, observe_trainingrun, track, wanted
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -316,3 +316,21 @@ def test_the_chart_value_is_read_with_the_same_rules(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MLOPS_WORKLOAD_POD", '{"env": [{"name": "MLOPS_OBJECT", "value": "{}"}]}')
     with pytest.raises(ValueError, match=r"workloadPod.*env\.0"):
         Settings.from_env()
+
+
+def test_pods_the_api_server_refuses_make_the_deployment_degraded_with_its_message() -> None:
+    refused = 'pods "iris-stable-x" is forbidden: no PriorityClass with name ml-urgent was found'
+    stable = track(0, 2, version=1)
+    stable["status"]["conditions"] = [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused}
+    ]
+    body = _deployment({"priorityClassName": "ml-urgent"})
+    body["status"] = {"stableVersion": 1}
+    plan = plan_deployment(observe(body, holder=1, stable=stable), NOW)
+    degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "PodsNotCreated")
+    assert degraded["message"] == f"stable track: {refused}"
+    assert [(e.reason, e.type) for e in plan.events if e.reason == "PodsNotCreated"] == [("PodsNotCreated", "Warning")]
+    stable["status"]["conditions"][0]["status"] = "False"  # the PriorityClass was created: pods are made
+    plan = plan_deployment(observe(body, holder=1, stable=stable), NOW)
+    assert next(c for c in plan.status["conditions"] if c["type"] == "Degraded")["status"] == "False"

@@ -245,6 +245,15 @@ def ready_replicas(observed: Obj | None) -> int:
     return int(min(status.get("readyReplicas", 0) or 0, status.get("updatedReplicas", 0) or 0))
 
 
+def replica_failure(observed: Obj | None) -> str | None:
+    """Why a track's pods cannot be created (its ReplicaFailure condition: a PriorityClass or ServiceAccount
+    that spec.pod names and that does not exist, a quota), or None."""
+    for condition in ((observed or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "pods cannot be created")[:500]
+    return None
+
+
 def served_version(observed: Obj | None) -> int | None:
     """The model version a track's Deployment serves (from its pod template labels)."""
     if observed is None:
