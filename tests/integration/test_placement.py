@@ -174,3 +174,28 @@ def test_every_workload_carries_its_placement_and_runs(
     finally:
         op.stop()
         print(f"--- operator log (tail) ---\n{op.log_tail()}")
+
+
+def test_a_check_waits_for_the_service_account_its_pods_name(
+    operator_process: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    kube, op = operator_process.kube, operator_process
+    csv = sample_data("iris", tmp_path / "iris.csv")
+    kube.apply(iris_dataset(f"file://{csv}").rstrip() + "\n  pod: {serviceAccountName: late-team}\n", namespace)
+
+    def waiting() -> dict[str, Any] | None:
+        assert op.running(), op.log_tail()
+        body = kube.json("get", "mlds", "iris", "-n", namespace)
+        ready = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+        return ready[0] if ready and ready[0]["reason"] == "PodRefsMissing" else None
+
+    ready = wait_for("Ready=False PodRefsMissing", waiting, timeout=60)
+    assert ready["status"] == "False" and f"no ServiceAccount late-team in {namespace}" in ready["message"]
+    assert not kube.json("get", "jobs", "-n", namespace)["items"], "a Job was created for pods that cannot exist"
+    events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=PodRefsMissing")["items"]
+    assert events and events[0]["type"] == "Warning"
+    kube.run("create", "serviceaccount", "late-team", "-n", namespace)
+    # Looked at again within 30 s (a ServiceAccount sends no event the operator watches), then validated.
+    wait_phase(kube, "dataset/iris", namespace, {"Ready"}, op, timeout=120)
+    (job,) = kube.json("get", "jobs", "-n", namespace)["items"]
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "late-team"

@@ -110,8 +110,12 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
+    ("", "serviceaccounts"): {"get"},  # controllers/podrefs.py
 }
-DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+DISCOVERY_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("scheduling.k8s.io", "priorityclasses"): {"get"},  # controllers/podrefs.py (cluster-scoped)
+}
 LEASE = f"{RELEASE}-mlops-operator-leader"
 LEADER_ROLE = f"{RELEASE}-mlops-operator-leader-election"
 # What controllers/leader.py does: create the Lease once; get and merge-patch only that one.

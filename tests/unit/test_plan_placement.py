@@ -334,3 +334,35 @@ def test_pods_the_api_server_refuses_make_the_deployment_degraded_with_its_messa
     stable["status"]["conditions"][0]["status"] = "False"  # the PriorityClass was created: pods are made
     plan = plan_deployment(observe(body, holder=1, stable=stable), NOW)
     assert next(c for c in plan.status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+
+
+def test_a_dataset_check_waits_for_what_its_pods_name_and_a_ready_version_stays_usable() -> None:
+    missing = ("priorityClassName: no PriorityClass ml-batch",)
+    body = _dataset({"priorityClassName": "ml-batch"})
+    plan = plan_dataset(replace(observe_dataset(body, wanted(body, NOW)), missing_pod_refs=missing), NOW)
+    assert not plan.creates_after_status and plan.requeue_after == 30
+    ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodRefsMissing") and missing[0] in ready["message"]
+    assert [(e.reason, e.type) for e in plan.events] == [("PodRefsMissing", "Warning")]
+    # A refresh of a Ready version that cannot start: the version checked before stays Ready.
+    body["status"] = {
+        "phase": "Ready",
+        "version": "sha256:abc",
+        "observedGeneration": 1,
+        "checkedJob": "iris-check-g1-0",
+        "jobName": "iris-check-g1-0",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Validated",
+                "message": "validated",
+                "lastTransitionTime": "t",
+            }
+        ],
+    }
+    observed = replace(observe_dataset(body, "iris-check-g1-1"), missing_pod_refs=missing)
+    plan = plan_dataset(observed, NOW)
+    assert not plan.creates_after_status and plan.status["phase"] == "Ready"
+    assert missing[0] in plan.status["message"]
+    assert next(c for c in plan.status["conditions"] if c["type"] == "Ready")["status"] == "True"

@@ -26,6 +26,14 @@ from .plan import Obj
 
 _T = TypeVar("_T")
 
+POD_REFS_MISSING = "PodRefsMissing"  # the reason of Ready=False while a Job's pods would name what does not exist
+POD_REFS_RECHECK_SECONDS = 30.0  # a ServiceAccount or PriorityClass sends no event we watch: look again
+
+
+def missing_refs_message(missing: tuple[str, ...]) -> str:
+    """Why no Job is created yet, naming each missing object and where it is set."""
+    return f"no Job until it exists: {'; '.join(missing)} (set in spec.pod or the chart's workloadPod)"
+
 
 def _keyed(chart: list[Any] | None, own: list[Any] | None, key: str) -> list[Any] | None:
     merged: dict[Any, Any] = {getattr(item, key): item for item in chart or []}
