@@ -37,7 +37,7 @@ RelativePath = Annotated[
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!self.startsWith('/') && !self.split('/').exists(p, p == '..')",
+                    "!self.startsWith('/') && !self.contains('..')",
                     "must be a relative path without '..'",
                 )
             ]
@@ -266,7 +266,7 @@ class ConfigMapVolume(ApiModel):
     """A ConfigMap of the object's namespace as files."""
 
     name: Subdomain
-    items: list[KeyToPath] | None = Field(default=None, max_length=64)
+    items: list[KeyToPath] | None = Field(default=None, max_length=16)
     default_mode: int | None = Field(default=None, ge=0, le=0o777)
     optional: bool | None = None
 
@@ -275,7 +275,7 @@ class SecretVolume(ApiModel):
     """A Secret of the object's namespace as files (e.g. a credentials file or CA bundle); the kubelet reads it."""
 
     secret_name: Subdomain
-    items: list[KeyToPath] | None = Field(default=None, max_length=64)
+    items: list[KeyToPath] | None = Field(default=None, max_length=16)
     default_mode: int | None = Field(default=None, ge=0, le=0o777)
     optional: bool | None = None
 
@@ -298,7 +298,7 @@ class ConfigMapProjection(ApiModel):
     """A ConfigMap inside a projected volume."""
 
     name: Subdomain
-    items: list[KeyToPath] | None = Field(default=None, max_length=64)
+    items: list[KeyToPath] | None = Field(default=None, max_length=16)
     optional: bool | None = None
 
 
@@ -306,7 +306,7 @@ class SecretProjection(ApiModel):
     """A Secret inside a projected volume."""
 
     name: Subdomain
-    items: list[KeyToPath] | None = Field(default=None, max_length=64)
+    items: list[KeyToPath] | None = Field(default=None, max_length=16)
     optional: bool | None = None
 
 
@@ -390,7 +390,7 @@ class VolumeMount(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.startsWith('{MOUNT_ROOT}') && !self.split('/').exists(p, p == '..')",
+                    f"self.startsWith('{MOUNT_ROOT}') && !self.contains('..')",
                     "volumes mount under /mnt/ (for example /mnt/ca), without '..', so no path of the image is"
                     " replaced",
                 )
@@ -402,7 +402,7 @@ class VolumeMount(ApiModel):
 
     @model_validator(mode="after")
     def _under_mnt(self) -> VolumeMount:
-        if not self.mount_path.startswith(MOUNT_ROOT) or ".." in self.mount_path.split("/"):
+        if not self.mount_path.startswith(MOUNT_ROOT) or ".." in self.mount_path:
             raise ValueError(f"volume mount {self.mount_path!r}: volumes mount under /mnt/, without '..'")
         return self
 
