@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -366,3 +367,12 @@ def test_a_dataset_check_waits_for_what_its_pods_name_and_a_ready_version_stays_
     assert not plan.creates_after_status and plan.status["phase"] == "Ready"
     assert missing[0] in plan.status["message"]
     assert next(c for c in plan.status["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_the_worker_gets_the_spec_without_the_pod_block() -> None:
+    """Placement is the kubelet's; a worker image older than the operator still parses what it is given."""
+    pods = _pods(POD)
+    for kind in ("check", "train"):
+        env = {e["name"]: e.get("value") for e in pods[kind]["containers"][0]["env"]}
+        spec = json.loads(env["MLOPS_OBJECT"])["spec"]
+        assert "pod" not in spec and spec, kind

@@ -62,14 +62,16 @@ def harden(pod_spec: Obj) -> Obj:
 
 
 def worker_object(body: Obj) -> str:
-    """The JSON a worker receives about the object it acts for (identity and spec, no status noise)."""
+    """The JSON a worker receives about the object it acts for (identity and spec but spec.pod, no status)."""
     meta = body["metadata"]
     return json.dumps(
         {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
             "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "generation")},
-            "spec": body.get("spec", {}),
+            # Without spec.pod: placement is the kubelet's business, not the worker's, and a worker image
+            # older than the operator (an upgrade in progress) parses every other field it knows.
+            "spec": {k: v for k, v in (body.get("spec") or {}).items() if k != "pod"},
         },
         separators=(",", ":"),
         sort_keys=True,
