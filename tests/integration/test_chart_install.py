@@ -231,6 +231,9 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
     assert scoped.can_i("create", "jobs.batch", "-n", namespace)
     assert scoped.can_i("patch", "jobs.batch", "-n", namespace)  # a finished training Job's TTL
     assert scoped.can_i("list", "customresourcedefinitions.apiextensions.k8s.io")
+    # spec.pod: whether the ServiceAccount and PriorityClass a Job's pods name exist (controllers/podrefs.py).
+    assert scoped.can_i("get", "serviceaccounts", "-n", namespace)
+    assert scoped.can_i("get", "priorityclasses.scheduling.k8s.io")
     # Leader election: create a Lease, get and patch only the release's own.
     lease = f"leases.coordination.k8s.io/{scoped.lease_name}"
     assert scoped.can_i("create", "leases.coordination.k8s.io", "-n", namespace)
@@ -248,6 +251,10 @@ def test_chart_rbac_grants_nothing_more(install: Any, namespace: str, crds_insta
         ["delete", "jobs.batch", "-n", namespace],
         ["create", "pods", "-n", namespace],
         ["create", "pods/exec", "-n", namespace],
+        ["get", "serviceaccounts", "-n", "default"],
+        ["list", "serviceaccounts", "-n", namespace],
+        ["create", "serviceaccounts/token", "-n", namespace],
+        ["create", "priorityclasses.scheduling.k8s.io"],
         ["delete", "namespaces"],
         ["create", "customresourcedefinitions.apiextensions.k8s.io"],
         ["get", "leases.coordination.k8s.io/someone-elses", "-n", namespace],

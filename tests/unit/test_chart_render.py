@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -109,8 +110,12 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
+    ("", "serviceaccounts"): {"get"},  # controllers/podrefs.py
 }
-DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+DISCOVERY_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("scheduling.k8s.io", "priorityclasses"): {"get"},  # controllers/podrefs.py (cluster-scoped)
+}
 LEASE = f"{RELEASE}-mlops-operator-leader"
 LEADER_ROLE = f"{RELEASE}-mlops-operator-leader-election"
 # What controllers/leader.py does: create the Lease once; get and merge-patch only that one.
@@ -545,3 +550,24 @@ def test_credentials_come_from_secrets_the_kubelet_resolves() -> None:
     assert env(render("credentials.feedbackSecret=team-ids"))["MLOPS_FEEDBACK_SECRET"] == "team-ids"
     assert env(render("credentials.feedbackSecret="))["MLOPS_FEEDBACK_SECRET"] == ""
     assert "operatorSecret" in rejected("credentials.operatorSecret=Not_A_Name")
+
+
+def test_workload_pod_defaults_reach_the_operator_and_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_operator.api.pod import PodOverrides
+    from mlops_operator.controllers.settings import Settings
+
+    assert "MLOPS_WORKLOAD_POD" not in env(render())  # the default, {}: pods as the objects say
+    defaults = {
+        "nodeSelector": {"node-pool": "ml"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "priorityClassName": "ml-workloads",
+        "imagePullSecrets": [{"name": "registry"}],
+        "env": [{"name": "TZ", "value": "UTC"}],
+    }
+    values = yaml.safe_load((CHART / "values.yaml").read_text()) | {"workloadPod": defaults}
+    raw = env(render(values=values, tmp=tmp_path))["MLOPS_WORKLOAD_POD"]
+    monkeypatch.setenv("MLOPS_WORKLOAD_POD", raw)
+    assert Settings.from_env().workload_pod == PodOverrides.model_validate(defaults)
+    assert "additional properties 'hostNetwork' not allowed" in rejected("workloadPod.hostNetwork=true")
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["workloadPod"]["properties"]
+    assert set(schema) == {field.alias for field in PodOverrides.model_fields.values()}

@@ -118,6 +118,20 @@ each listed namespace). Each one is used by code in operator/mlops_operator/cont
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# get: before a worker Job is created, whether the ServiceAccount its pods name (spec.pod or workloadPod)
+# exists; a missing one would only show as a Job Event while the run waits for its deadline. Reading a
+# ServiceAccount shows its name and Secret references, never a token.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
+{{- end }}
+
+{{/* Cluster-scoped reads for spec.pod: whether the PriorityClass a Job's pods name exists (as for
+     ServiceAccounts above: admission would refuse the pods, seen only as a Job Event). */}}
+{{- define "mlops-operator.placementRules" -}}
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["priorityclasses"]
+  verbs: ["get"]
 {{- end }}
 
 {{/* kopf's runtime discovery: it watches CRDs to notice ours being (re)installed. */}}

@@ -102,11 +102,31 @@ class LocalObjectReference(ApiModel):
     name: ObjectName
 
 
-class ResourceRequirements(ApiModel):
-    """CPU and memory for a pod's container, as in core/v1 ResourceRequirements."""
+# Kubernetes refuses a pod whose extended resource is requested without (or unlike) its limit. The CEL
+# cost budget allows the membership test, not comparing quantities: a differing request the API server
+# refuses when the pod is created (Degraded PodsNotCreated on a Deployment).
+_EXTENDED_IN_LIMITS = (
+    "!has(self.requests) || self.requests.all(k, !k.contains('/') || (has(self.limits) && k in self.limits))"
+)
 
-    requests: dict[str, Quantity] | None = None
-    limits: dict[str, Quantity] | None = None
+
+class ResourceRequirements(ApiModel):
+    """CPU, memory and accelerators (e.g. `nvidia.com/gpu` in limits) for a pod's container, as in core/v1."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=8)
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=8)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    _EXTENDED_IN_LIMITS,
+                    "extended resources such as nvidia.com/gpu cannot be overcommitted: set them in limits"
+                    " (a request, if set, must equal the limit)",
+                )
+            ]
+        }
+    )
 
 
 class CommonStatus(StatusModel):

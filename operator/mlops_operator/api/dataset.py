@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from .common import ApiModel, CommonStatus, Duration, ResourceRequirements, StatusModel, cel, defaulted
+from .pod import PodOverrides
 
 ColumnType = Literal["float", "int", "category", "string", "bool", "datetime"]
 
@@ -75,6 +76,9 @@ class DatasetSpec(ApiModel):
     validation: ValidationRules = defaulted(ValidationRules)
     refresh_interval: Duration | None = None
     resources: ResourceRequirements = defaulted(_validation_resources)  # of the validation Job's container
+    pod: PodOverrides | None = Field(
+        default=None, description="Placement, identity and extras of the check Jobs' pods."
+    )
 
 
 class Violation(StatusModel):

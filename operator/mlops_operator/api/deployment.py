@@ -17,6 +17,7 @@ from .common import (
 )
 from .modelversion import ALIAS_PATTERN, AliasMove
 from .monitoring import DriftStatus, Monitoring, PerformanceStatus
+from .pod import PodOverrides
 from .retraining import Retraining, RetrainingStatus
 
 
@@ -270,6 +271,9 @@ class DeploymentSpec(ApiModel):
     monitoring: Monitoring | None = None
     retraining: Retraining | None = None
     server: ServerSettings = defaulted(ServerSettings)
+    pod: PodOverrides | None = Field(
+        default=None, description="Placement, identity and extras of the model-server pods (every track)."
+    )
 
 
 class ServedInterval(StatusModel):

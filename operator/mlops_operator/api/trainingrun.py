@@ -16,6 +16,7 @@ from .common import (
     defaulted,
 )
 from .modelversion import Promotion
+from .pod import PodOverrides
 
 PrimaryMetric = Literal["accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
 
@@ -71,6 +72,7 @@ class TrainingRunSpec(ApiModel):
     resources: ResourceRequirements | None = None
     backoff_limit: int = Field(default=2, ge=0, le=20)
     active_deadline_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    pod: PodOverrides | None = Field(default=None, description="Placement, identity and extras of the training pod.")
 
 
 TrainingRunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Refused"]

@@ -24,6 +24,7 @@ from ..planning.dataset import plan_dataset, wanted_check
 from ..planning.jobs import job_outcome
 from ..planning.observed import DatasetObserved, WorkerJobObserved
 from ..planning.plan import Meta, Obj, Plan
+from .podrefs import missing_pod_refs
 from .runtime import Runtime, runtime
 
 
@@ -53,8 +54,18 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DatasetObserved:
         expected = status.job_name == name
         check = await gather_job(rt, meta.namespace, name, expected, contract.EXPERIMENT_DATASETS, meta.uid)
     conflicts = await rt.name_conflicts(meta.uid)
+    missing: tuple[str, ...] = ()
+    if status.checked_job != name and check.job is None and check.job_error is None:  # a Job is to be created
+        missing = await missing_pod_refs(rt, meta.namespace, spec.pod)
     return DatasetObserved(
-        meta=meta, spec=spec, status=status, body=body, worker=rt.settings.worker, check=check, conflicts=conflicts
+        meta=meta,
+        spec=spec,
+        status=status,
+        body=body,
+        worker=rt.settings.worker,
+        check=check,
+        conflicts=conflicts,
+        missing_pod_refs=missing,
     )
 
 

@@ -128,6 +128,7 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
             tracking_uri=rt.settings.tracking_uri,
             credentials_secret=rt.settings.workload_secret,
             feedback_secret=rt.settings.feedback_secret,
+            pod_defaults=rt.settings.workload_pod,
         ),
         prometheus_url=prometheus_url,
         prometheus_refused=prometheus_refused,

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pydantic
 
 from .. import __version__
+from ..api.pod import PodOverrides
 from ..integrations.prometheus import redacted
 from ..notify.delivery import NotifierSettings
 from ..notify.destinations import SecretFiles
@@ -20,6 +22,7 @@ from ..worker.sourcepolicy import ENV_SOURCE_POLICY, policy_from_env
 
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 DEFAULT_RESYNC_SECONDS = 600.0
+ENV_WORKLOAD_POD = "MLOPS_WORKLOAD_POD"
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,13 @@ class Settings:
     workload_secret: str = ""  # the per-namespace credentials Secret Jobs and servers get via envFrom
     feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys, for model servers only
     notifications: NotifierSettings = field(default_factory=NotifierSettings)
+    workload_pod: PodOverrides | None = None  # the chart's workloadPod: defaults under every object's spec.pod
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read MLFLOW_TRACKING_URI, MLOPS_WORKER_IMAGE, MLOPS_SERVER_IMAGE, MLOPS_PROMETHEUS_URL, MLOPS_API_QPS,
         MLOPS_RESYNC_SECONDS, MLOPS_SOURCE_POLICY, MLOPS_PROMETHEUS_ALLOWED_URLS, MLOPS_CUSTOM_QUERIES,
-        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET and the MLOPS_NOTIFICATION_* settings."""
+        MLOPS_WORKLOAD_SECRET, MLOPS_FEEDBACK_SECRET, MLOPS_WORKLOAD_POD and the MLOPS_NOTIFICATION_* settings."""
         return cls(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
             worker_image=os.environ.get("MLOPS_WORKER_IMAGE", f"mlops-operator/trainer:{__version__}"),
@@ -64,6 +68,7 @@ class Settings:
             workload_secret=_checked_secret_name(os.environ.get("MLOPS_WORKLOAD_SECRET", ""), "MLOPS_WORKLOAD_SECRET"),
             feedback_secret=_checked_secret_name(os.environ.get("MLOPS_FEEDBACK_SECRET", ""), "MLOPS_FEEDBACK_SECRET"),
             notifications=notifier_settings_from_env(),
+            workload_pod=_checked_workload_pod(os.environ.get(ENV_WORKLOAD_POD, "")),
         )
 
     def prometheus_for(self, requested: str | None) -> tuple[str | None, str | None]:
@@ -87,6 +92,7 @@ class Settings:
             tracking_uri=self.tracking_uri,
             source_policy=self.source_policy,
             credentials_secret=self.workload_secret,
+            pod_defaults=self.workload_pod,
         )
 
 
@@ -109,6 +115,17 @@ def notifier_settings_from_env() -> NotifierSettings:
         queue_size=size,
         backoff_base=base,
     )
+
+
+def _checked_workload_pod(raw: str) -> PodOverrides | None:
+    # The same model and rules as an object's spec.pod; a bad chart value stops the start, naming the field.
+    if not raw.strip() or raw.strip() in ("{}", "null"):
+        return None
+    try:
+        return PodOverrides.model_validate_json(raw)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{ENV_WORKLOAD_POD} (chart value workloadPod) is not a valid pod block: {problems}") from None
 
 
 def _checked_secret_name(raw: str, variable: str) -> str:

@@ -26,6 +26,7 @@ from ..planning.ownership import ModelOwnership
 from ..planning.plan import Meta, Obj, Plan
 from ..planning.trainingrun import TERMINAL, plan_trainingrun, training_job_name
 from .datasets import failure, gather_job
+from .podrefs import missing_pod_refs
 from .runtime import Runtime, runtime
 
 
@@ -52,6 +53,7 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
     dataset, dataset_error = None, None
     ownership: ModelOwnership | None = None
     ownership_error: MlflowError | None = None
+    missing: tuple[str, ...] = ()
     if status.phase in TERMINAL:  # only a Job this run controls is ever patched (its TTL)
         stored = rt.store.get("Job", meta.namespace, name)
         job = WorkerJobObserved(name, job=None if foreign("Job", stored, meta.uid) else stored)
@@ -64,6 +66,7 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
                 ownership = ModelOwnership.of(model, await rt.mlflow.registered_model(model))
             except MlflowError as error:
                 ownership_error = error
+            missing = await missing_pod_refs(rt, meta.namespace, spec.pod)
     return TrainingRunObserved(
         meta=meta,
         spec=spec,
@@ -77,6 +80,7 @@ async def gather(rt: Runtime, body: Obj) -> TrainingRunObserved:
         ownership=ownership,
         ownership_error=ownership_error,
         conflicts=() if status.phase in TERMINAL else await rt.name_conflicts(meta.uid),
+        missing_pod_refs=missing,
     )
 
 

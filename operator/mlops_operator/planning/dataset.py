@@ -20,6 +20,7 @@ from .conflicts import plan_name_conflicts
 from .degraded import degraded, job_problems, problem_text, retry_after
 from .jobs import JobOutcome, worker_job
 from .observed import DatasetObserved
+from .placement import POD_REFS_MISSING, POD_REFS_RECHECK_SECONDS, missing_refs_message
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 VALIDATION_TTL_SECONDS = 24 * 3600
@@ -99,6 +100,15 @@ def _plan_check(
     status.job_name = check.name
     if job is None and check.job_error is not None:
         return  # whether the Job exists is not known: nothing is created, Degraded says why
+    if job is None and obs.missing_pod_refs:
+        message = missing_refs_message(obs.missing_pod_refs)
+        if status.message != message:
+            plan.events.append(Event(POD_REFS_MISSING, message, "Warning"))
+        status.phase, status.message = status.phase or "Pending", message
+        if first_check or not status.version:  # else a refresh waits and the version checked before stays usable
+            _ready(status, meta, stamp, "False", POD_REFS_MISSING, message)
+        plan.requeue_after = POD_REFS_RECHECK_SECONDS
+        return
     if job is None:
         plan.creates_after_status.append(_validation_job(obs, check.name))
         plan.events.append(Event("ValidationStarted", f"validating {obs.spec.source.uri} in Job {check.name}"))
@@ -182,4 +192,5 @@ def _validation_job(obs: DatasetObserved, job_name: str) -> Obj:
         backoff_limit=2,
         active_deadline_seconds=VALIDATION_DEADLINE_SECONDS,
         ttl_seconds_after_finished=VALIDATION_TTL_SECONDS,
+        pod=obs.spec.pod,
     )

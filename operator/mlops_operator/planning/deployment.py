@@ -29,7 +29,7 @@ from .plan import Event, Meta, Plan, parse_time, rfc3339
 from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, children, next_wakeup, plan_rollout, step_seconds, step_weight
-from .serving import needs_update
+from .serving import needs_update, replica_failure
 from .shadow import ShadowQueries, in_shadow, shadow_check_due, shadow_queries
 from .triggers import schedule_problem
 
@@ -214,6 +214,14 @@ def _outside_problems(status: DeploymentStatus, obs: DeploymentObserved) -> list
             problems.append((reason, f"analysis metric '{result.name}': {result.error}"))
     if status.drift is not None and (status.drift.message or "").startswith("drift check failed"):
         problems.append(("DriftCheckFailed", status.drift.message or ""))
+    for track, observed in (
+        ("stable", obs.tracks.stable),
+        ("canary", obs.tracks.canary),
+        ("shadow", obs.tracks.shadow),
+    ):
+        failure = replica_failure(observed)
+        if failure is not None:  # the API server refused the pods: the Deployment's spec.pod usually says why
+            problems.append(("PodsNotCreated", f"{track} track: {failure}"))
     return problems
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import contract
+from ..api.pod import PodOverrides
 from ..contract import (
     LABEL_COMPONENT,
     LABEL_MANAGED_BY,
@@ -14,6 +15,7 @@ from ..contract import (
     LABEL_OWNER_NAME,
     MANAGED_BY,
 )
+from .placement import merged_pod, place
 from .plan import Obj, owner_reference
 
 
@@ -24,7 +26,7 @@ class WorkerSettings:
     image: str
     tracking_uri: str
     image_pull_policy: str = "IfNotPresent"
-    service_account: str | None = None
+    pod_defaults: PodOverrides | None = None  # the chart's workloadPod, under every object's spec.pod
     source_policy: str = ""  # the cluster's Dataset source policy (JSON) for the worker; "": none
     credentials_secret: str = ""  # the per-namespace Secret Job pods get through envFrom; "": none
 
@@ -60,14 +62,16 @@ def harden(pod_spec: Obj) -> Obj:
 
 
 def worker_object(body: Obj) -> str:
-    """The JSON a worker receives about the object it acts for (identity and spec, no status noise)."""
+    """The JSON a worker receives about the object it acts for (identity and spec but spec.pod, no status)."""
     meta = body["metadata"]
     return json.dumps(
         {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
             "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "generation")},
-            "spec": body.get("spec", {}),
+            # Without spec.pod: placement is the kubelet's business, not the worker's, and a worker image
+            # older than the operator (an upgrade in progress) parses every other field it knows.
+            "spec": {k: v for k, v in (body.get("spec") or {}).items() if k != "pod"},
         },
         separators=(",", ":"),
         sort_keys=True,
@@ -86,8 +90,9 @@ def worker_job(
     active_deadline_seconds: int | None,
     ttl_seconds_after_finished: int | None,
     annotations: dict[str, str] | None = None,
+    pod: PodOverrides | None = None,
 ) -> Obj:
-    """A batch/v1 Job running `mlops-worker <command>` for `owner`."""
+    """A batch/v1 Job running `mlops-worker <command>` for `owner`, its pod placed by `pod` over the chart's."""
     labels = {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_COMPONENT: f"worker-{command}",
@@ -115,9 +120,9 @@ def worker_job(
     }
     if resources:
         container["resources"] = resources
-    pod_spec: Obj = harden({"restartPolicy": "Never", "containers": [container]})
-    if settings.service_account:
-        pod_spec["serviceAccountName"] = settings.service_account
+    pod_spec = place(
+        harden({"restartPolicy": "Never", "containers": [container]}), merged_pod(settings.pod_defaults, pod)
+    )
     spec: Obj = {
         "backoffLimit": backoff_limit,
         # Exit code 2 is a permanent error (bad column, bad params): retrying cannot help.

@@ -151,6 +151,7 @@ class DatasetObserved:
     worker: WorkerSettings
     check: WorkerJobObserved  # the wanted check (`planning.dataset.wanted_check`); not read once recorded
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Dataset does not control
+    missing_pod_refs: tuple[str, ...] = ()  # what the check's pods would name and does not exist (no Job yet)
 
 
 @dataclass(frozen=True)
@@ -178,3 +179,4 @@ class TrainingRunObserved:
     ownership: ModelOwnership | None = None
     ownership_error: MlflowError | None = None  # MLflow could not say who owns the model
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this TrainingRun does not control
+    missing_pod_refs: tuple[str, ...] = ()  # what the Job's pods would name and does not exist (no Job yet)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..api.common import API_VERSION
 from ..api.deployment import DeploymentSpec
+from ..api.pod import PodOverrides
 from ..contract import (
     ANNOTATION_SPEC_HASH,
     FEEDBACK_SECRET_KEY,
@@ -21,6 +22,7 @@ from ..contract import (
     MANAGED_BY,
 )
 from .jobs import credentials_env_from, harden
+from .placement import merged_pod, place
 from .plan import Meta, Obj
 
 SERVER_PORT = 8080
@@ -43,6 +45,7 @@ class ServerSettings:
     image_pull_policy: str = "IfNotPresent"
     credentials_secret: str = ""  # the per-namespace Secret server pods get through envFrom; "": none
     feedback_secret: str = ""  # the per-namespace Secret of prediction-id keys (servers only); "": none
+    pod_defaults: PodOverrides | None = None  # the chart's workloadPod, under every Deployment's spec.pod
 
 
 def feedback_key_env(secret: str) -> list[Obj]:
@@ -158,7 +161,10 @@ def server_deployment(
                     "prometheus.io/path": "/metrics",
                 },
             },
-            "spec": harden({"containers": [container], "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS}),
+            "spec": place(
+                harden({"containers": [container], "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS}),
+                merged_pod(settings.pod_defaults, spec.pod),
+            ),
         },
     }
     return {
@@ -237,6 +243,15 @@ def ready_replicas(observed: Obj | None) -> int:
     if status.get("observedGeneration", 0) < observed["metadata"].get("generation", 0):
         return 0
     return int(min(status.get("readyReplicas", 0) or 0, status.get("updatedReplicas", 0) or 0))
+
+
+def replica_failure(observed: Obj | None) -> str | None:
+    """Why a track's pods cannot be created (its ReplicaFailure condition: a PriorityClass or ServiceAccount
+    that spec.pod names and that does not exist, a quota), or None."""
+    for condition in ((observed or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "pods cannot be created")[:500]
+    return None
 
 
 def served_version(observed: Obj | None) -> int | None:

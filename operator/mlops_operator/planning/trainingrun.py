@@ -40,6 +40,7 @@ from .degraded import (
 from .jobs import JobOutcome, worker_job, worker_object
 from .observed import TrainingDataset, TrainingRunObserved
 from .ownership import recheck_after, refusal
+from .placement import POD_REFS_MISSING, POD_REFS_RECHECK_SECONDS, missing_refs_message
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
 
 RESULT_RETRY_SECONDS = 3.0
@@ -160,6 +161,9 @@ def _start(plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, stam
         _conditions(status, meta, stamp, "False", "WaitingForFreshData", status.message)
         plan.wake.append(("Dataset", meta.namespace, ref))
         return
+    if obs.missing_pod_refs:
+        _wait_for_pod_refs(plan, status, meta, stamp, obs.missing_pod_refs)
+        return
     version = ds_status.version
     name = training_job_name(meta)
     plan.creates.append(_training_job(obs, dataset, name, version))
@@ -236,6 +240,15 @@ def _conditions(
     status.conditions = set_typed(conditions, "Ready", ready, reason, message, generation=meta.generation, now=stamp)
 
 
+def _wait_for_pod_refs(plan: Plan, status: TrainingRunStatus, meta: Meta, stamp: str, missing: tuple[str, ...]) -> None:
+    message = missing_refs_message(missing)
+    if status.message != message:
+        plan.events.append(Event(POD_REFS_MISSING, message, "Warning"))
+    status.message = message
+    _conditions(status, meta, stamp, "False", POD_REFS_MISSING, message)
+    plan.requeue_after = POD_REFS_RECHECK_SECONDS
+
+
 def _training_job(obs: TrainingRunObserved, dataset: TrainingDataset, name: str, version: str) -> Obj:
     spec = obs.spec
     pinned = json.loads(worker_object(dataset.body))
@@ -251,6 +264,7 @@ def _training_job(obs: TrainingRunObserved, dataset: TrainingDataset, name: str,
         active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=None,
         annotations={ANNOTATION_DATASET_VERSION: version},
+        pod=spec.pod,
     )
 
 

@@ -153,3 +153,33 @@ def test_the_models_owner_is_read_before_a_job_exists_and_refuses_another_namesp
         assert observed.ownership is None and observed.ownership_error is DOWN
 
     asyncio.run(scenario())
+
+
+def test_a_missing_service_account_or_priority_class_holds_the_job_and_says_which() -> None:
+    async def scenario() -> None:
+        ready = {"spec": {}, "status": {"phase": "Ready", "version": "sha256:abc"}, "metadata": {"name": "iris"}}
+        kube, mlflow = FakeKube({DATASET: ready}), FakeMlflow()
+        rt = fake_runtime(kube, mlflow)
+        rt.reconcilers["TrainingRun"] = reconcile_trainingrun
+        body = trainingrun({})
+        body["spec"]["pod"] = {"serviceAccountName": "ml-team", "priorityClassName": "ml-batch"}
+        observed = await gather(rt, body)
+        assert observed.missing_pod_refs == (
+            "serviceAccountName: no ServiceAccount ml-team in ns",
+            "priorityClassName: no PriorityClass ml-batch",
+        )
+        await rt.reconcile("TrainingRun", "ns", "iris-train", body)
+        (written,) = kube.status_writes(PATH)
+        ready_condition = condition(written, "Ready")
+        assert (ready_condition["status"], ready_condition["reason"]) == ("False", "PodRefsMissing")
+        assert "no ServiceAccount ml-team in ns" in written["message"] and "workloadPod" in written["message"]
+        assert created(kube, "Job") == [] and requeued_in(rt, KEY) == 30
+        assert [e["reason"] for _, e in kube.created if e["kind"] == "Event"] == ["PodRefsMissing"]
+
+        # Both exist now (an unreadable one would not hold the Job either: the API server decides then).
+        kube.objects["/api/v1/namespaces/ns/serviceaccounts/ml-team"] = {"metadata": {"name": "ml-team"}}
+        kube.failing["/apis/scheduling.k8s.io/v1/priorityclasses/ml-batch"] = httpx.ReadTimeout("timed out")
+        assert (await gather(rt, body)).missing_pod_refs == ()
+        stop_timers(rt)
+
+    asyncio.run(scenario())
