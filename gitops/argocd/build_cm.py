@@ -1,4 +1,4 @@
-"""Write argocd-cm.yaml from mlops.dev/<Kind>/health.lua and mlops.dev/<Kind>/actions/ (python gitops/argocd/build_cm.py).
+"""Write argocd-cm.yaml from mlops.dev/<Kind>/health.lua and .../actions/ (python gitops/argocd/build_cm.py).
 
 tests/unit/test_argocd_health.py and test_argocd_actions.py fail when argocd-cm.yaml and the Lua files differ.
 """

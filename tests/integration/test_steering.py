@@ -144,7 +144,7 @@ def test_pause_resume_promote_and_abort_a_canary_with_the_plugin(
         ),
         timeout=30,
     )
-    assert "aborted by request (integration test)" in mv["status"]["message"]
+    assert "aborted by request of kubectl-mlops (integration test)" in mv["status"]["message"]
     assert mv["status"]["approval"]["by"] == "kubectl-mlops"  # the plugin's field manager, from managedFields
     assert alias_version(kube, model) == v2
     reasons = event_reasons(kube, namespace)

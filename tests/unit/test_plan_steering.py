@@ -3,6 +3,7 @@ or aborts the canary it names — once, recorded in status, never applied to a l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -223,6 +224,17 @@ def test_promote_while_paused_moves_one_step_and_stays_paused_with_the_clock_sto
     assert status["pausedAt"] == status["stepStartedAt"] == stamp(T0 + timedelta(minutes=5))
     held = run(steered(status, paused=True), T0 + timedelta(minutes=50), readings=error_rate(0.0))
     assert held.status["step"] == 1
+
+
+def test_the_request_record_and_events_name_who_asked() -> None:
+    body = steered(canary_status(0, T0), request={**request("Abort"), "reason": "latency spikes"})
+    obs = replace(
+        observe(body, holder=1, approved=APPROVED, stable_ready=3, canary_ready=1), requested_by="kubectl-mlops"
+    )
+    plan = plan_deployment(obs, T0 + timedelta(seconds=1))
+    assert plan.status["lastRequest"]["by"] == "kubectl-mlops"
+    message = next(e.message for e in plan.events if e.reason == "AbortedByRequest")
+    assert "aborted by request of kubectl-mlops (latency spikes)" in message
 
 
 def test_in_the_shadow_step_promote_is_ignored_and_promote_full_or_abort_end_it() -> None:

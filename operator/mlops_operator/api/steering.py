@@ -68,6 +68,7 @@ class HandledRequest(StatusModel):
     version: int
     step: int | None = None
     requested_at: str | None = None
+    by: str | None = Field(default=None, description="The field manager that wrote it (managedFields).")
     outcome: Literal["Applied", "Ignored"]
     message: str | None = None
     at: str | None = None

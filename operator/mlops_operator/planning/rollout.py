@@ -143,21 +143,24 @@ def _steer(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, stamp:
         return False
     problem = request_problem(request, status)
     canary = int(status.canary_version or 0)
-    record_request(plan, status, request, problem, f"{request.action} of version {canary} applied", stamp)
+    by = obs.requested_by
+    record_request(plan, status, request, problem, f"{request.action} of version {canary} applied", stamp, by)
     if problem is not None:
         return False
     if request.action == "Abort":
-        _abort(plan, status, obs, canary, "AbortedByRequest", by_request(request, "aborted"), stamp, "AbortedByRequest")
+        _abort(
+            plan, status, obs, canary, "AbortedByRequest", by_request(request, "aborted", by), stamp, "AbortedByRequest"
+        )
         return True
     steps, step = obs.spec.strategy.canary.steps, int(status.step or 0)
     if request.action == "Promote" and step + 1 < len(steps):
         weight = _next_step(status, steps, step, stamp)
         what = f"version {canary}: step {step + 1} ended, now at {weight}% (step {step + 2})"
-        plan.events.append(Event("PromotedByRequest", by_request(request, what)))
+        plan.events.append(Event("PromotedByRequest", by_request(request, what, by)))
         return True
     skipped = "every remaining step skipped" if request.action == "PromoteFull" else "last step ended"
-    _complete(plan, status, obs, canary, stamp, by_request(request, f"version {canary} is stable ({skipped})"))
-    plan.events.append(Event("PromotedByRequest", by_request(request, f"version {canary} promoted, {skipped}")))
+    _complete(plan, status, obs, canary, stamp, by_request(request, f"version {canary} is stable ({skipped})", by))
+    plan.events.append(Event("PromotedByRequest", by_request(request, f"version {canary} promoted, {skipped}", by)))
     return True
 
 

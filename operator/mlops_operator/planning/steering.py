@@ -60,14 +60,21 @@ def request_problem(request: RolloutRequest, status: DeploymentStatus) -> str | 
 
 
 def record_request(
-    plan: Plan, status: DeploymentStatus, request: RolloutRequest, problem: str | None, message: str, stamp: str
+    plan: Plan,
+    status: DeploymentStatus,
+    request: RolloutRequest,
+    problem: str | None,
+    message: str,
+    stamp: str,
+    by: str | None = None,
 ) -> None:
-    """Write the handled request into status (before any effect: the status write is what makes it once-only)."""
+    """Record the handled request in status; its effect is in the same status write, which makes it once-only."""
     status.last_request = HandledRequest(
         action=request.action,
         version=request.version,
         step=request.step,
         requested_at=request.requested_at,
+        by=by,
         outcome="Ignored" if problem else "Applied",
         message=problem or message,
         at=stamp,
@@ -76,9 +83,10 @@ def record_request(
         plan.events.append(Event("RequestIgnored", problem, "Warning"))
 
 
-def by_request(request: RolloutRequest, what: str) -> str:
-    """The Event message of an applied request: what happened, and the requester's reason if given."""
-    return f"{what} by request" + (f" ({request.reason})" if request.reason else "")
+def by_request(request: RolloutRequest, what: str, by: str | None = None) -> str:
+    """The Event message of an applied request: what happened, who asked (field manager) and their reason."""
+    who = f" of {by}" if by else ""
+    return f"{what} by request{who}" + (f" ({request.reason})" if request.reason else "")
 
 
 def hold_clock(plan: Plan, spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> None:
