@@ -51,6 +51,7 @@ _BY_REASON = {
     "CanaryStarted": CANARY_STEPS,
     "CanaryStep": CANARY_STEPS,
     "RolledBack": ROLLBACKS,
+    "AbortedByRequest": ROLLBACKS,  # a canary rolled back by hand is a rollback too (kubectl mlops abort)
 }
 _BY_REASON_PER_OBJECT = {"DriftDetected": DRIFT_DETECTED, "RetrainingTriggered": RETRAINING_TRIGGERS}
 

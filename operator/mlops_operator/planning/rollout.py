@@ -157,6 +157,7 @@ def _steer(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, stamp:
         weight = _next_step(status, steps, step, stamp)
         what = f"version {canary}: step {step + 1} ended, now at {weight}% (step {step + 2})"
         plan.events.append(Event("PromotedByRequest", by_request(request, what, by)))
+        plan.events.append(Event("CanaryStep", f"version {canary} at {weight}%"))  # a step as any other
         return True
     skipped = "every remaining step skipped" if request.action == "PromoteFull" else "last step ended"
     _complete(plan, status, obs, canary, stamp, by_request(request, f"version {canary} is stable ({skipped})", by))

@@ -43,3 +43,12 @@ def test_a_deleted_deployment_leaves_no_series_behind() -> None:
     assert drift_series("ns-b", "churn") == {}
     assert counted("mlops_operator_drift_detected_total", "ns-b", "churn") is None
     assert drift_series("ns-b", "other") == {("tenure", "psi"): 0.1}
+
+
+def test_a_canary_aborted_by_request_counts_as_a_rollback_and_a_promoted_step_as_a_step() -> None:
+    before = REGISTRY.get_sample_value("mlops_operator_rollbacks_total") or 0.0
+    steps = REGISTRY.get_sample_value("mlops_operator_canary_steps_total") or 0.0
+    metrics.count_events([Event("AbortedByRequest", "canary of version 3 rolled back", "Warning")], "ns-c", "iris")
+    metrics.count_events([Event("PromotedByRequest", "step 1 ended"), Event("CanaryStep", "at 50%")], "ns-c", "iris")
+    assert REGISTRY.get_sample_value("mlops_operator_rollbacks_total") == before + 1
+    assert REGISTRY.get_sample_value("mlops_operator_canary_steps_total") == steps + 1
