@@ -8,13 +8,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from .conftest import Kube, OperatorProcess, condition, wait_for
 from .test_serving import (
     Traffic,
     alias_version,
     fitted_forest,
+    iris_frame,
     model_version_manifest,
     register,
     served_versions,
@@ -22,6 +26,8 @@ from .test_serving import (
     status,
     wait_status,
 )
+
+pytestmark = pytest.mark.cluster
 
 # Step 1 pauses 5 s, step 2 an hour: the canary can only get past step 2 in this test by a promote.
 MANIFEST = """
@@ -42,6 +48,20 @@ spec:
 """
 
 
+@pytest.fixture
+def iris_csv(tmp_path: Path) -> Path:
+    frame, target = iris_frame()
+    frame["species"] = target
+    frame.to_csv(tmp_path / "iris.csv", index=False)  # the rows the traffic sends (test_serving's data)
+    return tmp_path / "iris.csv"
+
+
+@pytest.fixture
+def traffic_env(crds_installed: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("KUBECONFIG", str(crds_installed.kubeconfig))  # the traffic tool finds pods with it
+    yield
+
+
 def steer(kube: Kube, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`kubectl mlops <args>` as a user runs it: its own process, the kubeconfig from the environment."""
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
@@ -49,6 +69,13 @@ def steer(kube: Kube, namespace: str, *args: str) -> subprocess.CompletedProcess
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=90, check=False)
     print(f"$ kubectl mlops {' '.join(args)}\n{result.stdout}{result.stderr}")
     return result
+
+
+def crd_fields(kube: Kube) -> str:
+    """The CRD's spec fields now: another test session applying an older CRD prunes spec.paused on every read."""
+    crd = kube.json("get", "crd", "deployments.mlops.dev")
+    fields = sorted(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"])
+    return f"the cluster's deployments.mlops.dev CRD has spec fields {fields}"
 
 
 def event_reasons(kube: Kube, namespace: str) -> list[str]:
@@ -76,7 +103,7 @@ def test_pause_resume_promote_and_abort_a_canary_with_the_plugin(
         held_from = time.monotonic()
         while time.monotonic() - held_from < 20:
             now = status(kube, namespace)
-            assert (now["step"], now["canaryWeight"], now["canaryVersion"]) == (0, 10, v2), now
+            assert (now["step"], now["canaryWeight"], now["canaryVersion"]) == (0, 10, v2), (now, crd_fields(kube))
             time.sleep(1)
         assert kube.json("get", "deploy/iris-canary", "-n", namespace)["spec"]["replicas"] == 1
         spec = kube.json("get", "mldeploy/iris", "-n", namespace)["spec"]

@@ -271,11 +271,13 @@ class DeploymentSpec(ApiModel):
     monitoring: Monitoring | None = None
     retraining: Retraining | None = None
     server: ServerSettings = defaulted(ServerSettings)
-    paused: bool = Field(
-        default=False,
+    # No schema default (unset means not paused): the field appears on an object only when someone sets it, so
+    # a GitOps diff or an older operator never meets a `paused: false` nobody wrote.
+    paused: bool | None = Field(
+        default=None,
         description=(
-            "Hold the rollout where it is: no canary starts or changes step and the step's clocks (pause,"
-            " progressDeadline) stop; analysis still runs and a failing canary still rolls back."
+            "True: hold the rollout where it is: no canary starts or changes step and the step's clocks (pause,"
+            " progressDeadline) stop; analysis still runs and a failing canary still rolls back. Unset: false."
         ),
     )
     rollout_request: RolloutRequest | None = Field(
