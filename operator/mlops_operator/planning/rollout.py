@@ -96,9 +96,7 @@ def plan_rollout(
     """
     stamp = rfc3339(now)
     hold_clock(plan, obs.spec, status, now)
-    if _steer(plan, status, obs, stamp):
-        pass  # a request decided this pass; the rest of the rollout looks again on the next one
-    else:
+    if not _steer(plan, status, obs, stamp):  # an applied request decides this pass; the rollout goes on next pass
         _advance(plan, status, obs, now, problems)
     finish_first_rollout(plan, status, obs, stamp)
     alias_effects(plan, status, obs)
@@ -107,6 +105,7 @@ def plan_rollout(
 def _advance(
     plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime, problems: list[tuple[str, str]]
 ) -> None:
+    """Serve the first version, start, replace or cancel the canary, or progress it (a pause holds the first two)."""
     stamp, paused = rfc3339(now), obs.spec.paused
     target = choose_target(obs, status)
     stable, canary = status.stable_version, status.canary_version
