@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Kube, OperatorProcess, condition, wait_for
+from .conftest import REPO, Kube, OperatorProcess, condition, wait_for
 from .test_serving import (
     Traffic,
     alias_version,
@@ -64,6 +64,10 @@ def traffic_env(crds_installed: Kube, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def steer(kube: Kube, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`kubectl mlops <args>` as a user runs it: its own process, the kubeconfig from the environment."""
+    # The CRDs under test again, as the session fixture applies them: a test session of another branch on the same
+    # cluster may have applied its own since, and a CRD without spec.paused prunes it from every read.
+    # On a cluster of its own (`make test`) this changes nothing.
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
     argv = [sys.executable, "-m", "mlops_operator.ctl.steer", *args, "-n", namespace]
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=90, check=False)
