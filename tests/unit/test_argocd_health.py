@@ -177,9 +177,9 @@ def modelversion(
     return {**body, "status": plan.status}
 
 
-def mldeployment(status: Obj | None = None, **reads: Any) -> Obj:
+def mldeployment(status: Obj | None = None, paused: bool = False, **reads: Any) -> Obj:
     """A deployments.mlops.dev object with the status the real planner gives it."""
-    spec = {"model": {"registeredModel": "iris", "alias": "production"}, "replicas": 2}
+    spec = {"model": {"registeredModel": "iris", "alias": "production"}, "replicas": 2, "paused": paused}
     body = obj("Deployment", status or {}, **spec)
     return {**body, "status": plan_deployment(observe(body, **reads), NOW).status}
 
@@ -271,6 +271,8 @@ def cases() -> list[tuple[str, Obj, str, str]]:
         ("Deployment", mldeployment(holder=None), "Progressing", "no version of iris to serve yet"),
         ("Deployment", first, "Progressing", "0/2 ready"),
         ("Deployment", serving, "Healthy", "serves on 2 replicas"),
+        # spec.paused (kubectl mlops pause, or the Argo CD action): Suspended, as a paused Argo Rollout is.
+        ("Deployment", mldeployment(serving["status"], paused=True, holder=1, stable_ready=2), "Suspended", "paused"),
         (
             "Deployment",
             {**serving, "metadata": {**serving["metadata"], "generation": 2}},
@@ -345,7 +347,8 @@ def test_scripts_need_nothing_argo_cd_does_not_offer() -> None:
 def test_argocd_cm_snippet_carries_the_scripts() -> None:
     cm = yaml.safe_load((ARGOCD / "argocd-cm.yaml").read_text())
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
-    assert set(cm["data"]) == {f"resource.customizations.health.mlops.dev_{kind}" for kind in KINDS}
+    health_keys = {key for key in cm["data"] if key.startswith("resource.customizations.health.")}
+    assert health_keys == {f"resource.customizations.health.mlops.dev_{kind}" for kind in KINDS}
     for kind in KINDS:
         script = (ARGOCD / "mlops.dev" / kind / "health.lua").read_text()
         assert cm["data"][f"resource.customizations.health.mlops.dev_{kind}"] == script, (

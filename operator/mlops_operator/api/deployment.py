@@ -19,6 +19,7 @@ from .modelversion import ALIAS_PATTERN, AliasMove
 from .monitoring import DriftStatus, Monitoring, PerformanceStatus
 from .pod import PodOverrides
 from .retraining import Retraining, RetrainingStatus
+from .steering import HandledRequest, RolloutRequest
 
 
 class ModelSelector(ApiModel):
@@ -274,6 +275,18 @@ class DeploymentSpec(ApiModel):
     pod: PodOverrides | None = Field(
         default=None, description="Placement, identity and extras of the model-server pods (every track)."
     )
+    # No schema default (unset means not paused): the field appears on an object only when someone sets it, so
+    # a GitOps diff or an older operator never meets a `paused: false` nobody wrote.
+    paused: bool | None = Field(
+        default=None,
+        description=(
+            "True: hold the rollout where it is: no canary starts or changes step and the step's clocks (pause,"
+            " progressDeadline) stop; analysis still runs and a failing canary still rolls back. Unset: false."
+        ),
+    )
+    rollout_request: RolloutRequest | None = Field(
+        default=None, description="A one-shot Promote, PromoteFull or Abort of the running canary."
+    )
 
 
 class ServedInterval(StatusModel):
@@ -318,13 +331,13 @@ class Rollback(StatusModel):
     version: int
     reason: str = Field(
         description="AnalysisFailed, AnalysisErrors, CanaryNotReady, NoAnalysisData, ShadowDisagreement, ShadowErrors,"
-        " ShadowLatency, NoShadowTraffic, ShadowNotReady or ..."
+        " ShadowLatency, NoShadowTraffic, ShadowNotReady, AbortedByRequest or ..."
     )
     message: str | None = None
     at: str | None = None
 
 
-DeploymentPhase = Literal["Progressing", "Healthy", "Degraded", "RollingBack", "RolledBack", "Refused"]
+DeploymentPhase = Literal["Progressing", "Paused", "Healthy", "Degraded", "RollingBack", "RolledBack", "Refused"]
 
 
 class DeploymentStatus(CommonStatus):
@@ -336,6 +349,12 @@ class DeploymentStatus(CommonStatus):
     canary_weight: int | None = None
     step: int | None = Field(default=None, description="Index of the current canary step (0-based).")
     step_started_at: str | None = None
+    paused_at: str | None = Field(
+        default=None, description="When spec.paused took hold; on resume the step's clocks move on by the pause."
+    )
+    last_request: HandledRequest | None = Field(
+        default=None, description="The last spec.rolloutRequest handled (so none is applied twice)."
+    )
     step_analysis_passed: bool | None = Field(
         default=None, description="An analysis in this step judged every metric and all passed (needed to move on)."
     )

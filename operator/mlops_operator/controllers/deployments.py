@@ -20,6 +20,7 @@ from ..integrations.mlflow import MlflowError
 from ..integrations.prometheus import Prometheus, PrometheusError
 from ..kubeapi import ApiError
 from ..planning.analysis import MetricReading
+from ..planning.approval import field_manager
 from ..planning.conflicts import foreign
 from ..planning.deployment import DeploymentReads, SourceRunRead, plan_deployment, reads_due, serving_refusal
 from ..planning.observed import (
@@ -144,7 +145,16 @@ async def gather(rt: Runtime, body: Obj, now: datetime) -> DeploymentObserved:
         shadow=shadow,
         retraining=RetrainingObserved(last_run, last_version, *source, dataset=data),
         conflicts=conflicts,
+        requested_by=_requester(body),
     )
+
+
+def _requester(body: Obj) -> str | None:
+    """Who last wrote spec.rolloutRequest, for the record of the request (the user is in the audit log)."""
+    if not (body.get("spec") or {}).get("rolloutRequest"):
+        return None
+    entry = field_manager(body.get("metadata") or {}, "rolloutRequest")
+    return str(entry.get("manager") or "unknown") if entry is not None else None
 
 
 def _tracks(rt: Runtime, meta: Meta) -> Tracks:

@@ -124,7 +124,8 @@ def count_events(
             TRAINING_RUNS_FINISHED.labels(namespace, FINISHED_REASONS[event.reason], trigger or TRIGGER_USER).inc()
         elif kind == "ModelVersion" and event.reason == "Rejected":
             MODEL_VERSIONS_REJECTED.labels(namespace).inc()
-        elif kind == "Deployment" and event.reason == "RolledBack":  # the ModelVersion's echo is not a second one
+        # The ModelVersion's echo is not a second one; a canary aborted by hand (kubectl mlops abort) is one.
+        elif kind == "Deployment" and event.reason in ("RolledBack", "AbortedByRequest"):
             ROLLBACKS.labels(namespace, name).inc()
         counter = _BY_REASON.get(event.reason)
         if counter is not None:

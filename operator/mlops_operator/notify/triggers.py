@@ -28,6 +28,8 @@ _BY_REASON: dict[tuple[str, str], Trigger] = {
     ("Deployment", "RetrainingTriggered"): "RetrainingStarted",
     ("Deployment", "RetrainingFailed"): "RetrainingFailed",
     ("Deployment", "RetrainingRejected"): "RetrainingFailed",
+    # `kubectl mlops abort` (spec.rolloutRequest Abort) rolls the canary back as a failed analysis does.
+    ("Deployment", "AbortedByRequest"): "RolledBack",
 }
 
 

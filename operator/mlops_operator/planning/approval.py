@@ -15,14 +15,20 @@ TAG_APPROVED_AT = "mlops.dev/approved-at"
 TAG_APPROVED_VIA = "mlops.dev/approved-via"  # Apply | Update
 
 
-def approval_of(metadata: Obj, fallback_time: str) -> Obj:
-    """The approval record of an object whose spec.promote is true: the newest managedFields entry that
-    owns spec.promote, or an `unknown` manager when the API server sent no managed fields."""
+def field_manager(metadata: Obj, field: str) -> Obj | None:
+    """The newest managedFields entry that owns `spec.<field>` (None: the API server sent no managed fields)."""
     newest: Obj | None = None
     for entry in metadata.get("managedFields") or []:
         spec = ((entry.get("fieldsV1") or {}).get("f:spec")) or {}
-        if "f:promote" in spec and (newest is None or str(entry.get("time", "")) >= str(newest.get("time", ""))):
+        if f"f:{field}" in spec and (newest is None or str(entry.get("time", "")) >= str(newest.get("time", ""))):
             newest = entry
+    return newest
+
+
+def approval_of(metadata: Obj, fallback_time: str) -> Obj:
+    """The approval record of an object whose spec.promote is true: the newest managedFields entry that
+    owns spec.promote, or an `unknown` manager when the API server sent no managed fields."""
+    newest = field_manager(metadata, "promote")
     if newest is None:
         return {"by": "unknown", "at": fallback_time, "via": "unknown"}
     return {

@@ -28,9 +28,11 @@ from .performance import PerformanceQueries, performance_reads, plan_performance
 from .plan import Event, Meta, Plan, parse_time, rfc3339
 from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
-from .rollout import analysis_due, children, next_wakeup, plan_rollout, step_seconds, step_weight
+from .rollout import analysis_due, plan_rollout, step_seconds, step_weight
 from .serving import needs_update, replica_failure
 from .shadow import ShadowQueries, in_shadow, shadow_check_due, shadow_queries
+from .steering import paused_conditions
+from .tracks import children, next_wakeup
 from .triggers import schedule_problem
 
 DEGRADED = "Degraded"
@@ -133,6 +135,7 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
         status.retraining = (status.retraining or RetrainingStatus()).model_copy(update={"message": message})
     problems += _outside_problems(status, obs)
     _conditions_and_phase(plan, status, obs, now, problems)
+    paused_conditions(obs.meta, obs.spec, status, rfc3339(now))
     existing = {("Deployment", f"{obs.meta.name}-stable"): obs.tracks.stable}
     existing[("Deployment", f"{obs.meta.name}-canary")] = obs.tracks.canary
     existing[("Service", obs.meta.name)] = obs.tracks.service

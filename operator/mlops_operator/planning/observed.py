@@ -115,6 +115,7 @@ class DeploymentObserved:
     shadow: ShadowReadings | None = None  # None when no shadow check was due
     retraining: RetrainingObserved = field(default_factory=RetrainingObserved)
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this Deployment does not control
+    requested_by: str | None = None  # the field manager that last wrote spec.rolloutRequest (managedFields)
 
     @property
     def no_prometheus_reason(self) -> str:

@@ -13,20 +13,22 @@ from datetime import datetime
 
 from ..api.common import parse_duration
 from ..api.deployment import (
-    AliasMove,
     AnalysisResult,
+    CanaryStep,
     DeploymentSpec,
     DeploymentStatus,
     Rollback,
     ServedInterval,
     ShadowStatus,
 )
+from .aliasmove import alias_effects, alias_intent, finish_first_rollout, wake_version
 from .analysis import StepContext, judge_all, step_metrics
 from .observed import DeploymentObserved
-from .plan import Event, Obj, Plan, parse_time, rfc3339
+from .plan import Event, Plan, parse_time, rfc3339
 from .qualitytests import max_looks
-from .serving import SHADOW, served_version, server_deployment, service, shadow_service, split_replicas
+from .serving import split_replicas
 from .shadow import in_shadow, judge_shadow, shadow_of, shadow_seconds
+from .steering import by_request, hold_clock, pending_request, record_request, request_problem
 
 STEADY_RESYNC_SECONDS = 60.0
 MAX_HISTORY = 20
@@ -34,7 +36,8 @@ MAX_ROLLBACKS = 10
 CANARY_FIELDS = ("canary_version", "canary_weight", "step", "step_started_at", "step_analysis_passed")
 
 
-def _seconds(duration: str | None) -> float:
+def seconds(duration: str | None) -> float:
+    """A duration field in seconds (0 when unset)."""
     return parse_duration(duration).total_seconds() if duration else 0.0
 
 
@@ -55,7 +58,7 @@ def step_context(spec: DeploymentSpec, status: DeploymentStatus) -> StepContext:
     canary_spec = spec.strategy.canary
     step = canary_spec.steps[min(int(status.step or 0), len(canary_spec.steps) - 1)]
     looks = max_looks(
-        _seconds(canary_spec.analysis.interval), _seconds(step.pause), _seconds(canary_spec.progress_deadline)
+        seconds(canary_spec.analysis.interval), seconds(step.pause), seconds(canary_spec.progress_deadline)
     )
     return StepContext(int(status.canary_version or 0), status.stable_version, looks)
 
@@ -66,7 +69,7 @@ def analysis_due(spec: DeploymentSpec, status: DeploymentStatus, now: datetime) 
     if status.canary_version is None or in_shadow(status) or not step_metrics(analysis, step_weight(spec, status)):
         return False
     since = parse_time(status.last_analysis_at) or parse_time(status.step_started_at)
-    return since is None or (now - since).total_seconds() >= _seconds(analysis.interval)
+    return since is None or (now - since).total_seconds() >= seconds(analysis.interval)
 
 
 def rolled_back_versions(status: DeploymentStatus) -> set[int]:
@@ -92,6 +95,18 @@ def plan_rollout(
     `problems` collects (reason, message) for the Degraded condition: what holds the rollout that a person must fix.
     """
     stamp = rfc3339(now)
+    hold_clock(plan, obs.spec, status, now)
+    if not _steer(plan, status, obs, stamp):  # an applied request decides this pass; the rollout goes on next pass
+        _advance(plan, status, obs, now, problems)
+    finish_first_rollout(plan, status, obs, stamp)
+    alias_effects(plan, status, obs)
+
+
+def _advance(
+    plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime, problems: list[tuple[str, str]]
+) -> None:
+    """Serve the first version, start, replace or cancel the canary, or progress it (a pause holds the first two)."""
+    stamp, paused = rfc3339(now), obs.spec.paused
     target = choose_target(obs, status)
     stable, canary = status.stable_version, status.canary_version
     if stable is None:
@@ -99,11 +114,14 @@ def plan_rollout(
             _serve(status, target, stamp)
             plan.events.append(Event("Serving", f"serving version {target} as stable"))
     elif canary is None:
-        if target is not None and target != stable and target not in rolled_back_versions(status):
+        if target is not None and target != stable and target not in rolled_back_versions(status) and not paused:
             _start_canary(plan, status, obs, target, stamp, problems)
     elif target is not None and target not in (canary, stable):
-        _start_canary(plan, status, obs, target, stamp, problems)  # a newer candidate replaces the running canary
-    elif target == stable:
+        if not paused:  # a newer candidate replaces the running canary, unless a person holds the rollout
+            _start_canary(plan, status, obs, target, stamp, problems)
+        else:
+            _progress_canary(plan, status, obs, now)
+    elif target == stable:  # going back to stable is never held by a pause
         _clear_canary(status)
         why = (
             "pinned in spec.model.version"
@@ -115,8 +133,44 @@ def plan_rollout(
         )
     else:
         _progress_canary(plan, status, obs, now)
-    _finish_first_rollout(plan, status, obs, stamp)
-    _alias_effects(plan, status, obs)
+
+
+def _steer(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, stamp: str) -> bool:
+    """Handle a pending spec.rolloutRequest: record it, then apply it to the canary it names. True: it applied."""
+    request = pending_request(obs.spec, status)
+    if request is None:
+        return False
+    problem = request_problem(request, status)
+    canary = int(status.canary_version or 0)
+    by = obs.requested_by
+    record_request(plan, status, request, problem, f"{request.action} of version {canary} applied", stamp, by)
+    if problem is not None:
+        return False
+    if request.action == "Abort":
+        _abort(
+            plan, status, obs, canary, "AbortedByRequest", by_request(request, "aborted", by), stamp, "AbortedByRequest"
+        )
+        return True
+    steps, step = obs.spec.strategy.canary.steps, int(status.step or 0)
+    if request.action == "Promote" and step + 1 < len(steps):
+        weight = _next_step(status, steps, step, stamp)
+        what = f"version {canary}: step {step + 1} ended, now at {weight}% (step {step + 2})"
+        plan.events.append(Event("PromotedByRequest", by_request(request, what, by)))
+        plan.events.append(Event("CanaryStep", f"version {canary} at {weight}%"))  # a step as any other
+        return True
+    skipped = "every remaining step skipped" if request.action == "PromoteFull" else "last step ended"
+    _complete(plan, status, obs, canary, stamp, by_request(request, f"version {canary} is stable ({skipped})", by))
+    plan.events.append(Event("PromotedByRequest", by_request(request, f"version {canary} promoted, {skipped}", by)))
+    return True
+
+
+def _next_step(status: DeploymentStatus, steps: list[CanaryStep], step: int, stamp: str) -> int:
+    """Move to step + 1 with fresh step state; a paused rollout stays paused there, its clock stopped from now."""
+    status.step, status.canary_weight = step + 1, steps[step + 1].weight
+    status.step_started_at, status.step_analysis_passed = stamp, False
+    if status.paused_at is not None:
+        status.paused_at = stamp
+    return steps[step + 1].weight
 
 
 def _serve(status: DeploymentStatus, version: int, stamp: str) -> None:
@@ -188,10 +242,12 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
             return
         if results and all(r.passed is True for r in results):
             status.step_analysis_passed = True
+    if obs.spec.paused:  # the step's clocks are stopped: no deadline runs out and no step ends
+        return
     wanted = split_replicas(obs.spec.replicas, steps[step].weight)[1]
     started = parse_time(status.step_started_at) or now
-    elapsed, pause = (now - started).total_seconds(), _seconds(steps[step].pause)
-    deadline = _seconds(canary_spec.progress_deadline)
+    elapsed, pause = (now - started).total_seconds(), seconds(steps[step].pause)
+    deadline = seconds(canary_spec.progress_deadline)
     if obs.tracks.canary_ready < wanted:
         if elapsed > deadline:
             why = (
@@ -213,16 +269,20 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
             _abort(plan, status, obs, canary, reason, why, stamp)
         return
     if step + 1 < len(steps):
-        status.step, status.canary_weight = step + 1, steps[step + 1].weight
-        status.step_started_at, status.step_analysis_passed = stamp, False
-        plan.events.append(Event("CanaryStep", f"version {canary} at {steps[step + 1].weight}%"))
+        weight = _next_step(status, steps, step, stamp)
+        plan.events.append(Event("CanaryStep", f"version {canary} at {weight}%"))
         return
+    _complete(plan, status, obs, canary, stamp, f"version {canary} is stable")
+
+
+def _complete(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, canary: int, stamp: str, why: str) -> None:
+    """The canary becomes stable; the alias move is recorded before it is made."""
     _serve(status, canary, stamp)
     _clear_canary(status)
     if obs.spec.model.alias:
-        status.alias_move = _alias_intent(obs, canary, stamp, "canary completed")
-    plan.events.append(Event("CanaryCompleted", f"version {canary} is stable"))
-    _wake_version(plan, obs, canary)
+        status.alias_move = alias_intent(obs, canary, stamp, "canary completed")
+    plan.events.append(Event("CanaryCompleted", why))
+    wake_version(plan, obs, canary)
 
 
 def _progress_shadow(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> None:
@@ -232,7 +292,9 @@ def _progress_shadow(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
     if shadow is None or current is None:  # the shadow was removed from the spec mid-step: go on as a canary
         status.canary_weight, status.step_started_at = canary_spec.steps[0].weight, stamp
         return
-    elapsed, deadline = shadow_seconds(status, now), _seconds(canary_spec.progress_deadline)
+    elapsed, deadline = shadow_seconds(status, now), seconds(canary_spec.progress_deadline)
+    if obs.spec.paused:  # held: no verdict, no hand-over and no deadline until resumed
+        return
     if obs.tracks.shadow_ready < 1:
         if elapsed > deadline:
             why = (
@@ -254,7 +316,7 @@ def _progress_shadow(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
     verdict = judge_shadow(shadow, current, readings, stamp)
     status.shadow = verdict.figures
     if not verdict.judged:
-        if elapsed > _seconds(shadow.duration) + deadline:
+        if elapsed > seconds(shadow.duration) + deadline:
             why = f"shadow step: {verdict.message} within {shadow.duration} + {canary_spec.progress_deadline}"
             _abort(plan, status, obs, canary, "NoShadowTraffic", why, stamp)
         return
@@ -287,102 +349,18 @@ def _reasons(results: list[AnalysisResult]) -> str:
 
 
 def _abort(
-    plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, canary: int, reason: str, why: str, stamp: str
+    plan: Plan,
+    status: DeploymentStatus,
+    obs: DeploymentObserved,
+    canary: int,
+    reason: str,
+    why: str,
+    stamp: str,
+    event: str = "RolledBack",
 ) -> None:
     _clear_canary(status)
     message = f"canary of version {canary} rolled back: {why}"
     rollbacks = [*(status.rollbacks or []), Rollback(version=canary, reason=reason, message=message, at=stamp)]
     status.rollbacks, status.rolled_back_version, status.message = rollbacks[-MAX_ROLLBACKS:], canary, message
-    plan.events.append(Event("RolledBack", message, "Warning"))
-    _wake_version(plan, obs, canary)
-
-
-def _wake_version(plan: Plan, obs: DeploymentObserved, version: int) -> None:
-    """Let the ModelVersion of `version` re-read this Deployment's status (Promoted or RolledBack follows)."""
-    name = obs.approved.get(version)
-    if name:
-        plan.wake.append(("ModelVersion", obs.meta.namespace, name))
-
-
-def _finish_first_rollout(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, stamp: str) -> None:
-    """The very first version served from an approval takes the alias once it is fully ready."""
-    model, stable = obs.spec.model, status.stable_version
-    if not model.alias or stable is None or obs.holder_error is not None or obs.holder_version == stable:
-        return
-    if stable not in obs.approved or status.canary_version is not None or status.alias_move is not None:
-        return
-    if obs.tracks.stable_ready >= obs.spec.replicas:
-        status.alias_move = _alias_intent(obs, stable, stamp, "first rollout ready")
-
-
-def _alias_intent(obs: DeploymentObserved, version: int, stamp: str, reason: str) -> AliasMove:
-    """The alias move to record before it is made."""
-    model = obs.spec.model
-    return AliasMove(
-        registered_model=model.registered_model,
-        alias=model.alias or "",
-        version=version,
-        decided_at=stamp,
-        reason=reason,
-    )
-
-
-def _alias_effects(plan: Plan, status: DeploymentStatus, obs: DeploymentObserved) -> None:
-    """A recorded alias move is made (again) until MLflow shows it; then it is done and cleared."""
-    move = status.alias_move
-    if move is None:
-        return
-    if obs.holder_error is None and obs.holder_version == move.version:
-        status.alias_move = None
-        plan.events.append(
-            Event("AliasMoved", f"alias '{move.alias}' of {move.registered_model} names version {move.version}")
-        )
-        _wake_version(plan, obs, move.version)
-        return
-    plan.alias_moves.append((move.registered_model, move.alias, move.version))
-
-
-def children(status: DeploymentStatus, obs: DeploymentObserved) -> list[Obj]:
-    """The Service and both tracks' apps/v1 Deployments for this status."""
-    replicas = obs.spec.replicas
-    stable_replicas, canary_replicas = split_replicas(replicas, status.canary_weight)
-    stable, canary_version = status.stable_version, status.canary_version
-    if canary_version is None:
-        # Hand-over after a completed canary: its pods keep serving until the stable track is ready.
-        served = served_version(obs.tracks.canary)
-        if served is not None and served == stable and obs.tracks.stable_ready < replicas and obs.tracks.canary:
-            canary_version, canary_replicas = served, int(obs.tracks.canary["spec"].get("replicas") or 0)
-        else:
-            canary_version, canary_replicas = served, 0
-    serving = [
-        service(obs.meta),
-        server_deployment(obs.meta, obs.spec, "stable", stable, stable_replicas, obs.server),
-        server_deployment(obs.meta, obs.spec, "canary", canary_version, canary_replicas, obs.server),
-    ]
-    shadow = shadow_of(obs.spec)
-    if shadow is not None:
-        shadowing = status.canary_version if in_shadow(status) else None
-        replicas_shadow = shadow.replicas if shadowing is not None else 0
-        serving.append(shadow_service(obs.meta))
-        serving.append(server_deployment(obs.meta, obs.spec, SHADOW, shadowing, replicas_shadow, obs.server))
-    return serving
-
-
-def next_wakeup(status: DeploymentStatus, obs: DeploymentObserved, now: datetime) -> float | None:
-    """Seconds until the pause ends, the next analysis or the deadline (at most 5 s while a canary runs)."""
-    if status.canary_version is None:
-        return STEADY_RESYNC_SECONDS if obs.spec.model.alias else None  # notice alias moves made elsewhere
-    canary_spec = obs.spec.strategy.canary
-    shadow = shadow_of(obs.spec)
-    if in_shadow(status) and shadow is not None:
-        return max(0.5, min(5.0, _seconds(shadow.duration) - shadow_seconds(status, now)))
-    step = canary_spec.steps[min(int(status.step or 0), len(canary_spec.steps) - 1)]
-    started = parse_time(status.step_started_at) or now
-    elapsed = (now - started).total_seconds()
-    waits = [5.0]
-    if step.pause:
-        waits.append(_seconds(step.pause) - elapsed)
-    if step_metrics(canary_spec.analysis, step.weight):
-        since = parse_time(status.last_analysis_at) or started
-        waits.append(_seconds(canary_spec.analysis.interval) - (now - since).total_seconds())
-    return max(0.5, min(waits))
+    plan.events.append(Event(event, message, "Warning"))
+    wake_version(plan, obs, canary)

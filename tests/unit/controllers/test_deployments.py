@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from mlops_operator.controllers.deployments import gather
+from mlops_operator.controllers.deployments import _requester, gather
 from mlops_operator.planning.deployment import plan_deployment
 from mlops_operator.planning.observed import WatchedDataset
 
@@ -86,3 +86,18 @@ def test_an_absent_dataset_is_data_and_the_serving_run_is_not_read_for_it() -> N
         stop_timers(rt)
 
     asyncio.run(scenario())
+
+
+def test_the_requester_of_a_rollout_request_is_read_from_managed_fields() -> None:
+    def entry(manager: str, time: str, field: str) -> dict[str, Any]:
+        return {"manager": manager, "time": time, "operation": "Update", "fieldsV1": {"f:spec": {f"f:{field}": {}}}}
+
+    fields = [
+        entry("kubectl-client-side-apply", "2026-12-04T10:00:00Z", "model"),
+        entry("kubectl-mlops", "2026-12-04T11:00:00Z", "rolloutRequest"),
+        entry("argocd-controller", "2026-12-04T09:00:00Z", "rolloutRequest"),
+    ]
+    body = {"metadata": {"managedFields": fields}, "spec": {"rolloutRequest": {"action": "Abort", "version": 2}}}
+    assert _requester(body) == "kubectl-mlops"  # the newest writer of that field
+    assert _requester({"metadata": {"managedFields": fields}, "spec": {}}) is None  # no request: nobody asked
+    assert _requester({"metadata": {}, "spec": body["spec"]}) is None  # no managed fields sent

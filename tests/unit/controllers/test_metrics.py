@@ -109,3 +109,16 @@ def test_finished_runs_rejections_and_rollbacks_are_counted_from_zero() -> None:
     metrics.count_events([Event("RolledBack", "by iris", "Warning")], "ns-d", "m-4", kind="ModelVersion")
     assert sample("mlops_operator_rollbacks_total", namespace="ns-d", deployment="iris") == 1
     assert sample("mlops_operator_rollbacks_total", namespace="ns-d", deployment="m-4") is None
+
+
+def test_a_canary_aborted_by_request_counts_as_a_rollback_and_a_promoted_step_as_a_step() -> None:
+    rollbacks = {"namespace": "ns-e", "deployment": "iris"}
+    steps = REGISTRY.get_sample_value("mlops_operator_canary_steps_total") or 0.0
+    metrics.count_events(
+        [Event("AbortedByRequest", "canary of version 3 rolled back", "Warning")], "ns-e", "iris", kind="Deployment"
+    )
+    metrics.count_events(
+        [Event("PromotedByRequest", "step 1 ended"), Event("CanaryStep", "at 50%")], "ns-e", "iris", kind="Deployment"
+    )
+    assert sample("mlops_operator_rollbacks_total", **rollbacks) == 1
+    assert REGISTRY.get_sample_value("mlops_operator_canary_steps_total") == steps + 1

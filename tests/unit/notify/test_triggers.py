@@ -22,6 +22,8 @@ from mlops_operator.notify.triggers import trigger_of
         ("Deployment", "RolledBack", {"rollbacks": [{"reason": "AnalysisFailed"}]}, "RolledBack"),
         ("Deployment", "RolledBack", {"rollbacks": [{"reason": "ShadowDisagreement"}]}, "ShadowFailed"),
         ("Deployment", "RolledBack", {}, "RolledBack"),
+        ("Deployment", "AbortedByRequest", {"rollbacks": [{"reason": "AbortedByRequest"}]}, "RolledBack"),
+        ("Deployment", "Paused", {}, None),
         ("Deployment", "ShadowPassed", {}, "ShadowPassed"),
         ("Deployment", "DriftDetected", {}, "DriftDetected"),
         ("Deployment", "DriftCleared", {}, None),

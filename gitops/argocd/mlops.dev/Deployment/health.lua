@@ -31,8 +31,9 @@ local function stale(status)
   return generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation
 end
 
--- deployments.mlops.dev (not apps/v1). Phases: Progressing | Healthy | Degraded | RollingBack | RolledBack | Refused
--- (see planning/rollout.py). As with Argo Rollouts, an aborted canary is Degraded until a new version
+-- deployments.mlops.dev (not apps/v1). Phases: Progressing | Paused | Healthy | Degraded | RollingBack | RolledBack |
+-- Refused (see planning/rollout.py). Paused (spec.paused) is Suspended, as a paused Argo Rollout is.
+-- As with Argo Rollouts, an aborted canary is Degraded until a new version
 -- rolls out, even though the stable version keeps serving.
 local hs = {}
 local status = obj.status
@@ -51,6 +52,9 @@ elseif phase == "Healthy" then
 elseif phase == "Progressing" then
   hs.status = "Progressing"
   hs.message = describe(status, "Rolling out")
+elseif phase == "Paused" then
+  hs.status = "Suspended"
+  hs.message = describe(status, "Rollout paused (spec.paused)")
 elseif phase == "Degraded" or phase == "RollingBack" or phase == "RolledBack" or phase == "Refused" then
   -- Refused: the registered model belongs to another namespace (or to none yet); nothing is served.
   hs.status = "Degraded"
