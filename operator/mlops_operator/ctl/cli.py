@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 
 from ..kubeapi import ApiError
-from . import read
+from . import read, steer
 from .kube import CtlError, Reader, resolve_target
 
 # Each module adds its subcommands with `add_commands(subparsers) -> None`; a subcommand sets
-# `run(args, reader, out) -> int` with set_defaults. The steering commands (ctl/steer.py: promote, abort,
-# pause, resume, approve) register by joining this tuple.
-COMMAND_MODULES: tuple[Callable[[Any], None], ...] = (read.add_commands,)
+# `run(args, reader, out) -> int` with set_defaults: reads (ctl/read.py: get, history, why) and the steering
+# writes (ctl/steer.py: promote, abort, pause, resume, approve).
+COMMAND_MODULES: tuple[Callable[[Any], None], ...] = (read.add_commands, steer.add_commands)
 
 
 def build_parser(prog: str = "kubectl mlops") -> argparse.ArgumentParser:

@@ -99,13 +99,13 @@ def kind_named(text: str) -> Kind:
 class Reader:
     """The plugin's reads: lists of the mlops.dev kinds and Events in one namespace."""
 
-    def __init__(self, client: KubeClient, namespace: str) -> None:
-        self.client, self.namespace = client, namespace
+    def __init__(self, client: KubeClient, target: Target) -> None:
+        self.client, self.target, self.namespace = client, target, target.namespace
 
     @classmethod
     def connect(cls, target: Target, timeout: float = 15.0) -> Reader:
-        """A reader on a new client for `target`."""
-        return cls(KubeClient(target.connection, timeout=timeout), target.namespace)
+        """A reader on a new client for `target` (writers such as the steering commands use `target` too)."""
+        return cls(KubeClient(target.connection, timeout=timeout), target)
 
     def close(self) -> None:
         """Release connections."""

@@ -21,18 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..api.common import GROUP, VERSION
-from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
+from ..kubeapi import ApiError, Kube, custom_path
+
+if TYPE_CHECKING:
+    from .kube import Reader, Target
 
 FIELD_MANAGER = "kubectl-mlops"
 Obj = dict[str, Any]
@@ -118,23 +117,11 @@ def _verb(action: str) -> str:
     return {"Promote": "promote", "PromoteFull": "promote", "Abort": "abort"}[action]
 
 
-def default_namespace() -> str:
-    """The namespace of the kubeconfig's current context, else `default` (as kubectl does)."""
-    path = Path(os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))).expanduser()
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-        current = config.get("current-context")
-        context = next((c.get("context") or {} for c in config.get("contexts") or [] if c.get("name") == current), {})
-        return str(context.get("namespace") or "default")
-    except (OSError, yaml.YAMLError):
-        return "default"
-
-
-async def _run(args: argparse.Namespace) -> int:
-    namespace = getattr(args, "namespace", None) or default_namespace()
+async def _run(args: argparse.Namespace, target: Target) -> int:
+    namespace = target.namespace
     command = args.steer_command
     plural = "modelversions" if command == "approve" else "deployments"
-    kube = Kube(connection_from_env())
+    kube = Kube(target.connection)
     path = custom_path(GROUP, VERSION, plural, namespace, args.name)
     try:
         for attempt in range(WRITE_ATTEMPTS):
@@ -192,8 +179,9 @@ async def _await_outcome(kube: Kube, path: str, requested_at: str, wait: float) 
     return UNCONFIRMED
 
 
-def _command(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+def _command(args: argparse.Namespace, reader: Reader, out: TextIO) -> int:
+    # The CLI resolved the connection and namespace as kubectl does (flags, $KUBECONFIG, context, in-cluster).
+    return asyncio.run(_run(args, reader.target))
 
 
 def add_commands(subparsers: Any) -> None:
@@ -202,9 +190,7 @@ def add_commands(subparsers: Any) -> None:
     def add(name: str, help_text: str, kind: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("name", help=f"the {kind}")
-        # SUPPRESS: a namespace given to the top-level parser is not overwritten by this one's default.
-        parser.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="default: the context's namespace")
-        parser.set_defaults(func=_command, steer_command=name)
+        parser.set_defaults(run=_command, steer_command=name)
         return parser
 
     for name, help_text in (
@@ -225,12 +211,10 @@ def add_commands(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one steering command standalone (`python -m mlops_operator.ctl.steer ...`)."""
-    parser = argparse.ArgumentParser(prog="kubectl-mlops", description="steer mlops.dev rollouts")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    """`python -m mlops_operator.ctl.steer ...`: the whole `kubectl mlops` CLI, which includes these commands."""
+    from .cli import run  # the CLI imports this module to register the commands
+
+    return run(argv)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,15 @@ def test_kubectl_mlops_console_script_points_at_the_plugin_main() -> None:
 
 def test_another_module_can_add_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     def add_commands(subparsers: Any) -> None:
-        pause = subparsers.add_parser("pause")
-        pause.add_argument("deployment")
-        pause.set_defaults(run=lambda args, reader, out: 0)
+        extra = subparsers.add_parser("extra")
+        extra.add_argument("deployment")
+        extra.set_defaults(run=lambda args, reader, out: 0)
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, add_commands))
-    args = cli.build_parser().parse_args(["pause", "iris", "-n", "demo"])
-    assert (args.command, args.deployment, args.sub_namespace) == ("pause", "iris", "demo")
-    assert set(cli.build_parser()._subparsers._group_actions[0].choices) == {"get", "history", "why", "pause"}  # type: ignore[union-attr]
+    args = cli.build_parser().parse_args(["extra", "iris", "-n", "demo"])
+    assert (args.command, args.deployment, args.sub_namespace) == ("extra", "iris", "demo")
+    commands = {"get", "history", "why", "promote", "abort", "pause", "resume", "approve", "extra"}
+    assert set(cli.build_parser()._subparsers._group_actions[0].choices) == commands  # type: ignore[union-attr]
 
 
 def test_connection_flags_go_before_or_after_the_command() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from mlops_operator.api.deployment import DeploymentSpec
+from mlops_operator.ctl.cli import build_parser
 from mlops_operator.ctl.steer import (
     SteerError,
-    add_commands,
     approve_patch,
     outcome,
     pause_patch,
@@ -79,12 +78,10 @@ def test_the_outcome_is_read_only_for_our_request() -> None:
     assert outcome(handled, "2026-12-04T12:00:01Z") is None
 
 
-def test_commands_join_a_top_level_cli_without_overwriting_its_namespace() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-n", "--namespace")
-    add_commands(parser.add_subparsers(dest="command"))
+def test_steering_commands_are_part_of_kubectl_mlops_with_its_namespace_flags() -> None:
+    parser = build_parser()
     args = parser.parse_args(["-n", "team-a", "promote", "iris", "--full"])
     assert (args.namespace, args.steer_command, args.full, args.name) == ("team-a", "promote", True, "iris")
-    assert callable(args.func)
-    assert parser.parse_args(["abort", "iris", "-n", "team-b"]).namespace == "team-b"
+    assert callable(args.run)
+    assert parser.parse_args(["abort", "iris", "-n", "team-b"]).sub_namespace == "team-b"
     assert parser.parse_args(["approve", "iris-3"]).steer_command == "approve"
