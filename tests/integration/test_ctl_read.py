@@ -1,8 +1,7 @@
 """`kubectl mlops get / history / why` through the real kubectl, on a namespace with a trained and served model.
 
 The plugin is found the way a user's kubectl finds it: a `kubectl-mlops` executable on PATH (`kubectl plugin
-list`). The venv's console script belongs to the installed checkout, so the test writes its own tiny
-`kubectl-mlops` that runs this tree's code (`python -m mlops_operator.ctl`).
+list`): the `kubectl-mlops` console script the package installs into the venv.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlops_operator
 import pytest
 import yaml
 
@@ -45,14 +43,10 @@ def deployment_manifest(model: str) -> str:
     )
 
 
-def plugin_dir(tmp_path: Path) -> Path:
-    """A PATH directory holding `kubectl-mlops`, which runs this checkout's plugin."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kubectl-mlops"
-    source = Path(mlops_operator.__file__).resolve().parents[1]
-    script.write_text(f'#!/bin/sh\nPYTHONPATH="{source}" exec "{sys.executable}" -m mlops_operator.ctl "$@"\n')
-    script.chmod(0o755)
+def plugin_dir() -> Path:
+    """The directory of the installed `kubectl-mlops` console script (pyproject's entry point, in the venv)."""
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "kubectl-mlops").is_file(), f"no kubectl-mlops in {bin_dir}: reinstall the package (make install)"
     return bin_dir
 
 
@@ -64,7 +58,9 @@ class Plugin:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {**os.environ, "KUBECONFIG": str(self.kube.kubeconfig), **extra}
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        # The plugin's directory once, first: a second kubectl-mlops on PATH would make `kubectl plugin list` warn.
+        rest = [d for d in env.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != self.bin_dir.resolve()]
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), *rest])
         return env
 
     def run(self, *args: str, **env: str) -> str:
@@ -133,7 +129,7 @@ def test_plugin_get_history_why_name_the_real_objects(
     crds_installed: Kube, served_namespace: tuple[str, str], tmp_path: Path
 ) -> None:
     namespace, model = served_namespace
-    plugin = Plugin(crds_installed, plugin_dir(tmp_path))
+    plugin = Plugin(crds_installed, plugin_dir())
     listed = plugin.run("plugin", "list")
     assert str(plugin.bin_dir / "kubectl-mlops") in listed, listed
 
@@ -192,7 +188,7 @@ def test_plugin_get_history_why_name_the_real_objects(
 
 def test_watch_redraws_on_change_and_stops_on_ctrl_c(crds_installed: Kube, namespace: str, tmp_path: Path) -> None:
     # No operator: a change to any mlops object must redraw, whoever makes it.
-    plugin = Plugin(crds_installed, plugin_dir(tmp_path))
+    plugin = Plugin(crds_installed, plugin_dir())
     out = tmp_path / "watch.out"
     with out.open("w") as sink:
         proc = subprocess.Popen(
