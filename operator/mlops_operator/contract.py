@@ -15,6 +15,7 @@ ENV_OBJECT = "MLOPS_OBJECT"
 ENV_DATASET = "MLOPS_DATASET"
 # The Job name, so the operator can find the run the Job produced.
 ENV_JOB_NAME = "MLOPS_JOB_NAME"
+ENV_FEEDBACK_MAX_AGE_S = "MLOPS_FEEDBACK_MAX_AGE_S"  # server: labels for older predictions are refused
 
 # -- MLflow experiments -------------------------------------------------------------------------
 EXPERIMENT_DATASETS = "mlops-datasets"

@@ -32,6 +32,9 @@ FEEDBACK_SECRET = "mlops-feedback"
 ROWS = IRIS_ROWS * 10  # 30 rows a request
 
 
+LABEL_MAX_AGE_S = 20
+
+
 def predict_with_ids(pod: ServerPod) -> tuple[list[Any], list[str]]:
     """Predictions and their ids from one pod's /invocations."""
     response = httpx.post(
@@ -86,6 +89,8 @@ def test_labels_sent_back_give_live_accuracy_and_a_wrong_stream_degrades_it(
             "consecutiveWindows": 2,
         }
     }
+    # Short, so the test can send a label past it; the default is 168h.
+    manifest["spec"]["server"] = {"feedbackMaxAge": f"{LABEL_MAX_AGE_S}s"}
     env = {"MLOPS_FEEDBACK_SECRET": FEEDBACK_SECRET}
     with operator_for(kube, namespace, tmp_path / "operator.log", extra_env=env) as op:
         rec = StatusRecorder(kube, namespace, op)
@@ -99,6 +104,16 @@ def test_labels_sent_back_give_live_accuracy_and_a_wrong_stream_degrades_it(
             pods[1], [{"id": altered, "label": str(predictions[0])}, {"id": "not-an-id", "label": "x"}]
         )
         assert answer["accepted"] == 0 and [r["reason"] for r in answer["rejected"]] == ["signature", "malformed"]
+
+        # A late label counts on the other replica; one older than spec.server.feedbackMaxAge is refused as expired.
+        predictions, ids = predict_with_ids(pods[0])
+        issued = time.monotonic()
+        time.sleep(LABEL_MAX_AGE_S / 3)
+        late = send_feedback(pods[1], [{"id": ids[0], "label": str(predictions[0])}])
+        assert late["accepted"] == 1 and late["rejected"] == [], late
+        time.sleep(max(0.0, LABEL_MAX_AGE_S + 3 - (time.monotonic() - issued)))
+        expired = send_feedback(pods[1], [{"id": ids[1], "label": str(predictions[1])}])
+        assert expired["accepted"] == 0 and [r["reason"] for r in expired["rejected"]] == ["expired"], expired
 
         # Right labels, a steady stream: live accuracy 1.0 once Prometheus has scraped them.
         good = label_until(

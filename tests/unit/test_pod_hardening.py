@@ -85,3 +85,20 @@ def test_the_prediction_id_keys_reach_model_servers_only_from_their_own_secret()
     assert container["envFrom"] == [{"secretRef": {"name": "mlops-credentials", "optional": True}}]
     for pod in _pod_specs(worker, replace(SERVER, credentials_secret="mlops-credentials")):
         assert "mlops-feedback" not in str(pod), "a Job or a server without the setting names the feedback Secret"
+
+
+def test_late_labels_count_up_to_the_deployments_feedback_max_age() -> None:
+    server = replace(SERVER, feedback_secret="mlops-feedback")
+    meta = Meta(namespace="ns", name="iris", uid="u3", generation=1)
+
+    def max_age(server_spec: dict[str, object], settings: ServerSettings = server) -> str | None:
+        spec = DeploymentSpec.model_validate(
+            {"model": {"registeredModel": "iris", "alias": "production"}, "server": server_spec}
+        )
+        container = server_deployment(meta, spec, "stable", 1, 1, settings)["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}.get("MLOPS_FEEDBACK_MAX_AGE_S")
+
+    assert max_age({}) == "604800"  # the API's default, 168h
+    assert max_age({"feedbackMaxAge": "90s"}) == "90"
+    assert max_age({"feedbackMaxAge": "1h30m"}) == "5400"
+    assert max_age({"feedbackMaxAge": "90s"}, SERVER) is None  # no keys, no ids, nothing to age

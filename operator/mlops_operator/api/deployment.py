@@ -261,6 +261,11 @@ class ServerSettings(ApiModel):
         "Loading them runs code from the artifact with the server's rights: enable only for models whose "
         "every version you trust. Off: only skops-format scikit-learn models load.",
     )
+    feedback_max_age: Duration = Field(
+        default="168h",
+        description="Labels sent back (POST .../feedback) count up to this long after the prediction; later ones"
+        " are refused as expired. Each replica remembers the ids it counted for this long, to count none twice.",
+    )
 
 
 class DeploymentSpec(ApiModel):

@@ -7,11 +7,12 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..api.common import API_VERSION
+from ..api.common import API_VERSION, parse_duration
 from ..api.deployment import DeploymentSpec
 from ..api.pod import PodOverrides
 from ..contract import (
     ANNOTATION_SPEC_HASH,
+    ENV_FEEDBACK_MAX_AGE_S,
     FEEDBACK_SECRET_KEY,
     FEEDBACK_SECRET_PREVIOUS_KEY,
     LABEL_DEPLOYMENT,
@@ -109,6 +110,9 @@ def server_deployment(
         ]  # and no prediction-id keys: nobody labels the shadow's discarded answers
     else:
         track_env = feedback_key_env(settings.feedback_secret)
+        if track_env:  # late labels count up to the Deployment's max age, on whichever replica they reach
+            max_age = parse_duration(spec.server.feedback_max_age).total_seconds()
+            track_env.append({"name": ENV_FEEDBACK_MAX_AGE_S, "value": f"{max_age:g}"})
         if track == "stable" and shadow is not None:
             track_env.append({"name": "MLOPS_SHADOW_URL", "value": shadow_url(meta)})
     env = [

@@ -28,7 +28,6 @@ ENV_NAMESPACE = "MLOPS_NAMESPACE"  # the Deployment's namespace: bound into pred
 # Secret (envFrom); without MLOPS_FEEDBACK_KEY predictions carry no ids and /feedback answers 409.
 ENV_FEEDBACK_KEY = "MLOPS_FEEDBACK_KEY"
 ENV_FEEDBACK_KEY_PREVIOUS = "MLOPS_FEEDBACK_KEY_PREVIOUS"  # verifies only: rotation
-ENV_FEEDBACK_MAX_AGE_S = "MLOPS_FEEDBACK_MAX_AGE_S"  # labels for older predictions are refused
 ENV_FEEDBACK_MAX_ITEMS = "MLOPS_FEEDBACK_MAX_ITEMS"  # labels per feedback request
 ENV_FEEDBACK_REPLAY_SIZE = "MLOPS_FEEDBACK_REPLAY_SIZE"  # ids one worker remembers, not to count twice
 ENV_FEEDBACK_MAX_INFLIGHT = "MLOPS_FEEDBACK_MAX_INFLIGHT"  # feedback requests one worker judges at once
@@ -190,7 +189,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         namespace=env.get(ENV_NAMESPACE, "").strip(),
         feedback_key=_key(env, ENV_FEEDBACK_KEY),
         feedback_key_previous=_key(env, ENV_FEEDBACK_KEY_PREVIOUS),
-        feedback_max_age_s=_float(env, ENV_FEEDBACK_MAX_AGE_S, DEFAULT_FEEDBACK_MAX_AGE_S),
+        feedback_max_age_s=_float(env, contract.ENV_FEEDBACK_MAX_AGE_S, DEFAULT_FEEDBACK_MAX_AGE_S),
         feedback_max_items=_int(env, ENV_FEEDBACK_MAX_ITEMS, DEFAULT_FEEDBACK_MAX_ITEMS, 1),
         feedback_replay_size=_int(env, ENV_FEEDBACK_REPLAY_SIZE, DEFAULT_FEEDBACK_REPLAY_SIZE, 1),
         feedback_max_inflight=_int(env, ENV_FEEDBACK_MAX_INFLIGHT, DEFAULT_FEEDBACK_MAX_INFLIGHT, 1),
