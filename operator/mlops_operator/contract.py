@@ -102,6 +102,7 @@ ANNOTATION_DATA_NOT_BEFORE = "mlops.dev/data-not-before"
 # Labels: model, version, track, deployment, namespace (+ outcome on requests, feature/bin on drift).
 METRIC_REQUESTS = "mlops_server_requests_total"
 METRIC_DURATION = "mlops_server_request_duration_seconds"
+METRIC_IN_FLIGHT = "mlops_server_requests_in_flight"  # gauge: admitted predictions not yet answered (HPA target)
 METRIC_FEATURE_BINS = "mlops_server_feature_bin_total"
 METRIC_FEATURE_NULLS = "mlops_server_feature_nulls_total"
 # Labels for signed prediction ids (server/feedback.py). Labels: model, version, track, deployment (+ namespace

@@ -196,10 +196,14 @@ class Kube:
         """PATCH with a JSON merge patch (put metadata.resourceVersion in it for optimistic locking)."""
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
-    async def delete(self, path: str, propagation: str = "Background") -> None:
-        """DELETE, with the given propagation policy; a missing object is not an error."""
+    async def delete(self, path: str, propagation: str = "Background", uid: str | None = None) -> None:
+        """DELETE, with the given propagation policy (and only the object with `uid`, if given); a missing object
+        is not an error."""
+        body: Obj = {"propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self.request("DELETE", path, body={"propagationPolicy": propagation})
+            await self.request("DELETE", path, body=body)
         except ApiError as error:
             if error.status != 404:
                 raise

@@ -53,6 +53,8 @@ def observe(
     canary_ready: int = 0,
     stable: dict[str, Any] | None = None,
     canary: dict[str, Any] | None = None,
+    budgets: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    autoscaler: dict[str, Any] | None = None,
     readings: list[MetricReading] | None = None,
     drift: DriftReadings | None = None,
     performance: PerformanceReadings | None = None,
@@ -71,6 +73,9 @@ def observe(
         tracks=Tracks(
             stable=stable if stable is not None else (track(stable_ready) if stable_ready else None),
             canary=canary if canary is not None else (track(canary_ready) if canary_ready else None),
+            stable_budget=budgets[0] if budgets else None,
+            canary_budget=budgets[1] if budgets else None,
+            autoscaler=autoscaler,
         ),
         approved=approved or {},
         holder_version=holder,

@@ -50,7 +50,13 @@ def deployment(status: dict | None = None, canary: dict | None = None, **model: 
 
 
 def children(plan: Any) -> dict:
-    return {c["metadata"]["name"]: c for c in plan.applies}
+    """The Services and apps/v1 Deployments a plan applies, by name (a track's PDB and HPA share its name)."""
+    return {c["metadata"]["name"]: c for c in plan.applies if c["kind"] in ("Service", "Deployment")}
+
+
+def scaling_children(plan: Any) -> dict:
+    """The PodDisruptionBudgets and HPA a plan applies, by (kind, name)."""
+    return {(c["kind"], c["metadata"]["name"]): c for c in plan.applies if c["kind"] not in ("Service", "Deployment")}
 
 
 def steady(**extra: object) -> dict:
@@ -100,11 +106,13 @@ def test_first_rollout_serves_the_alias_holder_with_a_service_over_both_tracks()
 
 def test_unchanged_children_are_not_applied_again() -> None:
     first = plan_deployment(observe(deployment(), holder=1), T0)
-    objs = children(first)
+    objs, budgets = children(first), scaling_children(first)
+    observed_budgets = (budgets["PodDisruptionBudget", "iris-stable"], budgets["PodDisruptionBudget", "iris-canary"])
     body = deployment(first.status)
-    again = plan_deployment(observe(body, holder=1, stable=objs["iris-stable"], canary=objs["iris-canary"]), T0)
+    tracks = {"stable": objs["iris-stable"], "canary": objs["iris-canary"], "budgets": observed_budgets}
+    again = plan_deployment(observe(body, holder=1, **tracks), T0)
     names = {c["metadata"]["name"] for c in again.applies}
-    assert names == {"iris"}  # the Service was not observed; both tracks are as desired
+    assert names == {"iris"}  # the Service was not observed; both tracks and their budgets are as desired
 
 
 def test_nothing_to_serve_says_so() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from mlops_operator.contract import METRIC_IN_FLIGHT
 from mlops_operator.profile import OTHER_BIN, bin_labels, build_profile, numeric_counts
 from mlops_operator.server import metrics
 from mlops_operator.server.metrics import ServerMetrics, bin_counts, categorical_bins, numeric_bins, outcome_of
@@ -134,3 +137,26 @@ def test_the_servers_own_feedback_series_start_at_zero_before_any_label() -> Non
     assert 'mlops_server_feedback_absolute_error_count{deployment="d",model="m",track="canary",version="3"} 0.0' in text
     assert 'mlops_server_feedback_squared_error_total{deployment="d",model="m",track="canary",version="3"} 0.0' in text
     assert ServerMetrics("m", "canary", "d").exposition()[0].decode().count("mlops_server_feedback") == 0
+
+
+def test_in_flight_counts_admitted_requests_until_answered_even_when_scoring_fails(registry: Registry) -> None:
+    app = make_app(registry)
+    assert app.metrics is not None
+    static = {"model": "iris-classifier", "track": "canary", "deployment": "iris"}
+    seen: list[float] = []
+    score = app._score
+
+    async def watched(*args: Any) -> Any:  # the gauge as an HPA scraping mid-request sees it
+        seen.append(sample(app.metrics.exposition()[0].decode(), METRIC_IN_FLIGHT, **static))
+        return await score(*args)
+
+    app._score = watched  # type: ignore[method-assign]
+    try:
+        row = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": [[5.1, 3.5, 1.4, 0.2]]}}
+        assert call(app, "POST", "/invocations", json=row).status_code == 200
+        assert call(app, "POST", "/invocations", json={"instances": [[1.0]]}).status_code == 422
+        text = call(app, "GET", "/metrics").text
+        assert seen == [1, 1] and sample(text, METRIC_IN_FLIGHT, **static) == 0
+        assert "version" not in next(line for line in text.splitlines() if line.startswith("mlops_server_requests_in"))
+    finally:
+        app.stop()

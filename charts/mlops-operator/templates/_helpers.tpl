@@ -114,6 +114,17 @@ each listed namespace). Each one is used by code in operator/mlops_operator/cont
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# spec.autoscaling: the stable track's HorizontalPodAutoscaler (<name>-stable), indexed, created, patched.
+# delete: the one verb of its kind here. Removing spec.autoscaling must remove the HPA, or it would keep
+# resizing the stable track against spec.replicas; an HPA has no "off" setting to patch instead. Only an
+# HPA the Deployment controls is deleted, with its uid as precondition (children.py delete_child).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# A PodDisruptionBudget per serving track (spec.disruptionBudget): indexed, created, patched.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Events about the objects (the operator's own and kopf's handler events).
 - apiGroups: [""]
   resources: ["events"]

@@ -19,6 +19,7 @@ from .modelversion import ALIAS_PATTERN, AliasMove
 from .monitoring import DriftStatus, Monitoring, PerformanceStatus
 from .pod import PodOverrides
 from .retraining import Retraining, RetrainingStatus
+from .scaling import Autoscaling, DisruptionBudget
 from .steering import HandledRequest, RolloutRequest
 
 
@@ -272,7 +273,11 @@ class DeploymentSpec(ApiModel):
     """Serve a registered model and roll out new versions as canaries."""
 
     model: ModelSelector
-    replicas: int = Field(default=2, ge=0, le=1000)
+    replicas: int = Field(default=2, ge=0, le=1000, description="Pods of the stable track (without autoscaling).")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale the stable track with an HPA instead of spec.replicas."
+    )
+    disruption_budget: DisruptionBudget = defaulted(DisruptionBudget)
     strategy: Strategy = defaulted(Strategy)
     monitoring: Monitoring | None = None
     retraining: Retraining | None = None
@@ -291,6 +296,19 @@ class DeploymentSpec(ApiModel):
     )
     rollout_request: RolloutRequest | None = Field(
         default=None, description="A one-shot Promote, PromoteFull or Abort of the running canary."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.autoscaling) || !has(self.autoscaling.target.cpuUtilization) || (has(self.server)"
+                    " && has(self.server.resources) && has(self.server.resources.requests)"
+                    " && 'cpu' in self.server.resources.requests)",
+                    "autoscaling on cpuUtilization needs server.resources.requests.cpu (a percent of that request)",
+                )
+            ]
+        }
     )
 
 

@@ -22,7 +22,13 @@ log = logging.getLogger("mlops.controllers")
 
 PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 STORE_KINDS = {"Deployment": "ServingDeployment"}  # an apps/v1 child's kind in the store (ours has the name)
-PLURALS_OF_CHILDREN = {"Job": "jobs", "Service": "services", "Deployment": "deployments"}
+PLURALS_OF_CHILDREN = {
+    "Job": "jobs",
+    "Service": "services",
+    "Deployment": "deployments",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+}
 
 
 class NameConflictError(Exception):
@@ -71,6 +77,17 @@ class ChildWriter:
             patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
             await self.kube.merge_patch(f"{collection_of(obj)}/{meta['name']}", patch)
             log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+
+    async def delete_child(self, obj: Obj) -> None:
+        """Delete a child only while the owner still controls it (its uid as precondition: a same-named object
+        created since is never taken); gone already is done."""
+        meta = obj["metadata"]
+        owner_uid = controller_uid(obj)
+        if owner_uid is None or foreign(str(obj["kind"]), obj, owner_uid) is not None:
+            return
+        path = f"{collection_of(obj)}/{meta['name']}"
+        await self.kube.delete(path, uid=meta.get("uid"))
+        log.info("deleted %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
 
     async def _claimable(self, children: list[Obj]) -> None:
         """Before any of several children is applied, check that none has a name held by an object the owner

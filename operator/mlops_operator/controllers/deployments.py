@@ -166,6 +166,9 @@ def _tracks(rt: Runtime, meta: Meta) -> Tracks:
         ("service", "v1", "Service", meta.name),
         ("shadow", "apps/v1", "Deployment", track_name(meta.name, "shadow")),
         ("shadow_service", "v1", "Service", track_name(meta.name, "shadow")),
+        ("autoscaler", "autoscaling/v2", "HorizontalPodAutoscaler", track_name(meta.name, "stable")),
+        ("stable_budget", "policy/v1", "PodDisruptionBudget", track_name(meta.name, "stable")),
+        ("canary_budget", "policy/v1", "PodDisruptionBudget", track_name(meta.name, "canary")),
     ):
         obj = rt.store.get(STORE_KINDS.get(kind, kind), meta.namespace, name)
         conflict = foreign(kind, obj, meta.uid)
@@ -334,10 +337,38 @@ async def track_changed(type: str, body: kopf.Body, namespace: str, name: str, *
 
 
 @kopf.on.event("", "v1", "services", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
-def service_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """Keep the view of the Services the operator made current (a deleted one wakes its owner to re-create it)."""
+async def service_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Keep the view of the Services the operator made current (a deleted one wakes its owner to re-create it).
+    Async: kopf runs sync handlers in a thread, where requeue finds no event loop."""
     rt = runtime()
     rt.observe("Service", type, dict(body))
     owner = (body.get("metadata", {}).get("labels") or {}).get(contract.LABEL_DEPLOYMENT)
     if type == "DELETED" and owner:
+        rt.requeue(("Deployment", namespace, owner), 0.0)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
+async def autoscaler_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Keep the view of the stable tracks' HPAs current (a deleted or edited one wakes its owner to restore it);
+    the HPA's own scaling reaches the owner through the stable track's apps/v1 Deployment."""
+    _child_changed("HorizontalPodAutoscaler", type, body, namespace)
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]
+async def budget_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Keep the view of the tracks' PodDisruptionBudgets current (a deleted or edited one is restored)."""
+    _child_changed("PodDisruptionBudget", type, body, namespace)
+
+
+def _spec_hash(obj: Obj | None) -> str | None:
+    return ((obj or {}).get("metadata", {}).get("annotations") or {}).get(contract.ANNOTATION_SPEC_HASH)
+
+
+def _child_changed(kind: str, type: str, body: kopf.Body, namespace: str) -> None:
+    rt = runtime()
+    before = _spec_hash(rt.store.get(kind, namespace, body["metadata"]["name"]))
+    rt.observe(kind, type, dict(body))
+    owner = (body.get("metadata", {}).get("labels") or {}).get(contract.LABEL_DEPLOYMENT)
+    # Status-only changes (the HPA's currentReplicas every 15 s) need no pass: the track's own event brings one.
+    if owner and (type == "DELETED" or before != _spec_hash(dict(body))):
         rt.requeue(("Deployment", namespace, owner), 0.0)

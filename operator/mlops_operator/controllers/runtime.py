@@ -28,7 +28,7 @@ from ..notify.routing import plan_deliveries
 from ..planning.conditions import status_changed
 from ..planning.plan import Event, Obj, Plan
 from . import metrics
-from .children import PLURALS, ChildWriter, NameConflictError, collection_of
+from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of
 from .settings import Settings
 from .store import Store, collection_paths
 
@@ -76,6 +76,9 @@ class Runtime(ChildWriter):
             self.store.delete(kind, meta.get("namespace", ""), meta["name"])
             if kind in PLURALS:
                 self.forget((kind, meta.get("namespace", ""), meta["name"]))
+            # A child deleted right after we applied it must be applied again, not skipped as "just applied".
+            child_kind = next((child for child, stored in STORE_KINDS.items() if stored == kind), kind)
+            self.applied.pop(f"{meta.get('namespace', '')}/{child_kind}/{meta['name']}", None)
         else:
             self.store.put(kind, body)
         if event_type is None:
@@ -250,7 +253,14 @@ class Runtime(ChildWriter):
         kind, namespace, name = key
         if kind == "Deployment":
             metrics.forget_object(namespace, name)
-            for child in (f"Deployment/{name}-stable", f"Deployment/{name}-canary", f"Service/{name}"):
+            for child in (
+                f"Deployment/{name}-stable",
+                f"Deployment/{name}-canary",
+                f"Service/{name}",
+                f"HorizontalPodAutoscaler/{name}-stable",
+                f"PodDisruptionBudget/{name}-stable",
+                f"PodDisruptionBudget/{name}-canary",
+            ):
                 self.applied.pop(f"{namespace}/{child}", None)
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
@@ -266,7 +276,8 @@ class Runtime(ChildWriter):
         3. Events — the transitions that status write recorded (before any outside effect can fail);
         4. creates after status — objects whose decision status had to record first (a retraining run);
         5. applies — children created or patched to their desired spec, skipping one just applied; then
-           patches of existing children (a finished Job's TTL);
+           deletes of children of ours that spec no longer asks for (an HPA); then patches of existing
+           children (a finished Job's TTL);
         6. outside effects — alias moves recorded in status as intent; a failure is retried with back-off,
            and the next pass confirms the effect from MLflow and marks it done;
         7. wake — objects whose view depends on this one.
@@ -298,6 +309,8 @@ class Runtime(ChildWriter):
         for obj in plan.applies:
             if not self._just_applied(namespace, obj):
                 await self.create_or_patch(obj)
+        for obj in plan.deletes:
+            await self.delete_child(obj)
         for child, patch in plan.patches:
             try:
                 await self.kube.merge_patch(f"{collection_of(child)}/{child['metadata']['name']}", patch)

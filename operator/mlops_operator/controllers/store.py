@@ -30,6 +30,8 @@ SEEDED = (
     ("/apis/apps/v1", "deployments", "ServingDeployment", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/api/v1", "services", "Service", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/apis/batch/v1", "jobs", "Job", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+    ("/apis/autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+    ("/apis/policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
 )
 
 
@@ -40,6 +42,7 @@ def summary(kind: str, body: Obj) -> Obj:
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
             "generation": meta.get("generation"),
             "annotations": dict(meta.get("annotations") or {}),
         }

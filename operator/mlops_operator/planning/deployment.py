@@ -29,10 +29,11 @@ from .plan import Event, Meta, Plan, parse_time, rfc3339
 from .querypolicy import CustomQueries
 from .retraining import needs_source_spec, plan_retraining, retraining_of
 from .rollout import analysis_due, plan_rollout, step_seconds, step_weight
+from .scaling import replica_floor
 from .serving import needs_update, replica_failure
 from .shadow import ShadowQueries, in_shadow, shadow_check_due, shadow_queries
 from .steering import paused_conditions
-from .tracks import children, next_wakeup
+from .tracks import children, next_wakeup, stale_children
 from .triggers import schedule_problem
 
 DEGRADED = "Degraded"
@@ -141,9 +142,13 @@ def plan_deployment(obs: DeploymentObserved, now: datetime) -> Plan:
     existing[("Service", obs.meta.name)] = obs.tracks.service
     existing[("Deployment", f"{obs.meta.name}-shadow")] = obs.tracks.shadow
     existing[("Service", f"{obs.meta.name}-shadow")] = obs.tracks.shadow_service
+    existing[("HorizontalPodAutoscaler", f"{obs.meta.name}-stable")] = obs.tracks.autoscaler
+    existing[("PodDisruptionBudget", f"{obs.meta.name}-stable")] = obs.tracks.stable_budget
+    existing[("PodDisruptionBudget", f"{obs.meta.name}-canary")] = obs.tracks.canary_budget
     plan.applies = [
         c for c in children(status, obs) if needs_update(c, existing.get((c["kind"], c["metadata"]["name"])))
     ]
+    plan.deletes = stale_children(obs)
     waits = [w for w in (plan.requeue_after, next_wakeup(status, obs, now), _retry_after(status, now)) if w is not None]
     plan.requeue_after = min(waits) if waits else None
     plan.status = status_patch(status)
@@ -241,7 +246,7 @@ def _conditions_and_phase(
     plan: Plan, status: DeploymentStatus, obs: DeploymentObserved, now: datetime, problems: list[tuple[str, str]]
 ) -> None:
     meta, spec, stamp = obs.meta, obs.spec, rfc3339(now)
-    replicas, tracks = spec.replicas, obs.tracks
+    replicas, tracks = replica_floor(spec), obs.tracks
     ready_total = tracks.stable_ready + tracks.canary_ready
     status.ready_replicas, status.endpoint = ready_total, f"http://{meta.name}.{meta.namespace}.svc"
 

@@ -25,13 +25,16 @@ Series = list[tuple[dict[str, str], float]]
 
 @dataclass(frozen=True)
 class Tracks:
-    """The observed serving objects: both tracks' apps/v1 Deployments and the Service."""
+    """The observed serving objects: the tracks' apps/v1 Deployments, the Services, the HPA and the budgets."""
 
     stable: Obj | None = None
     canary: Obj | None = None
     service: Obj | None = None
     shadow: Obj | None = None  # the shadow track's apps/v1 Deployment (spec.strategy.canary.shadow)
     shadow_service: Obj | None = None
+    autoscaler: Obj | None = None  # the stable track's HorizontalPodAutoscaler (spec.autoscaling)
+    stable_budget: Obj | None = None  # each serving track's PodDisruptionBudget
+    canary_budget: Obj | None = None
 
     @property
     def shadow_ready(self) -> int:

@@ -34,6 +34,7 @@ class Plan:
     version_tags: list[tuple[str, int, dict[str, str]]] = field(default_factory=list)
     # Merge patches of existing children after the status write: (child with apiVersion/kind/metadata, patch).
     patches: list[tuple[Obj, Obj]] = field(default_factory=list)
+    deletes: list[Obj] = field(default_factory=list)  # children of ours spec no longer asks for, after applies
     wake: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, ns, name) to reconcile afterwards
 
 

@@ -26,7 +26,7 @@ from .analysis import StepContext, judge_all, step_metrics
 from .observed import DeploymentObserved
 from .plan import Event, Plan, parse_time, rfc3339
 from .qualitytests import max_looks
-from .serving import split_replicas
+from .scaling import track_replicas
 from .shadow import in_shadow, judge_shadow, shadow_of, shadow_seconds
 from .steering import by_request, hold_clock, pending_request, record_request, request_problem
 
@@ -244,7 +244,7 @@ def _progress_canary(plan: Plan, status: DeploymentStatus, obs: DeploymentObserv
             status.step_analysis_passed = True
     if obs.spec.paused:  # the step's clocks are stopped: no deadline runs out and no step ends
         return
-    wanted = split_replicas(obs.spec.replicas, steps[step].weight)[1]
+    wanted = track_replicas(obs.spec, steps[step].weight, obs.tracks.stable, obs.tracks.canary).canary
     started = parse_time(status.step_started_at) or now
     elapsed, pause = (now - started).total_seconds(), seconds(steps[step].pause)
     deadline = seconds(canary_spec.progress_deadline)

@@ -76,6 +76,12 @@ def split_replicas(replicas: int, canary_weight: int | None) -> tuple[int, int]:
     return replicas - canary, canary
 
 
+def track_selector(meta: Meta, track: str) -> dict[str, str]:
+    """The labels that select one track's pods."""
+    # Shadow pods do not carry LABEL_DEPLOYMENT, which the Deployment's Service selects: users never reach them.
+    return {LABEL_SHADOW_OF if track == SHADOW else LABEL_DEPLOYMENT: meta.name, LABEL_TRACK: track}
+
+
 def spec_hash(spec: Obj) -> str:
     """A short digest of a desired spec, stored on the child so unchanged children are never patched."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -94,14 +100,14 @@ def deployment_owner(meta: Meta) -> Obj:
 
 
 def server_deployment(
-    meta: Meta, spec: DeploymentSpec, track: str, version: int | None, replicas: int, settings: ServerSettings
+    meta: Meta, spec: DeploymentSpec, track: str, version: int | None, replicas: int | None, settings: ServerSettings
 ) -> Obj:
-    """The apps/v1 Deployment of one track, serving `version` of the registered model."""
+    """The apps/v1 Deployment of one track, serving `version` of the registered model; `replicas` None leaves
+    the count to the track's HorizontalPodAutoscaler (a merge patch without the field keeps what the HPA set)."""
     model, shadow = spec.model.registered_model, spec.strategy.canary.shadow
     common = {LABEL_TRACK: track, LABEL_MANAGED_BY: MANAGED_BY, "app.kubernetes.io/name": "mlops-server"}
     labels = {LABEL_DEPLOYMENT: meta.name, **common}
-    # Shadow pods do not carry LABEL_DEPLOYMENT, which the Deployment's Service selects: users never reach them.
-    selector = {LABEL_SHADOW_OF if track == SHADOW else LABEL_DEPLOYMENT: meta.name, LABEL_TRACK: track}
+    selector = track_selector(meta, track)
     pod_labels = {**selector, **common, LABEL_MODEL_VERSION: str(version or 0)}
     if track == SHADOW and shadow is not None:
         track_env = [
@@ -153,7 +159,6 @@ def server_deployment(
     if spec.server.resources is not None:
         container["resources"] = spec.server.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
     desired_spec: Obj = {
-        "replicas": replicas if version is not None else 0,
         "selector": {"matchLabels": selector},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {
@@ -171,6 +176,10 @@ def server_deployment(
             ),
         },
     }
+    if version is None:
+        desired_spec["replicas"] = 0
+    elif replicas is not None:
+        desired_spec["replicas"] = replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -336,10 +336,15 @@ class ServerApp:
                 self._count(OUTCOME_REJECTED, None)
                 message = f"overloaded: {self.limiter.limit} requests in flight in this worker; retry"
                 return _error(protocol, 503, message, (b"retry-after", RETRY_AFTER_SHED))
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.admitted()
             try:
                 status, body, extra = await self._score(raw, protocol, model, scope["headers"])
             finally:
                 self.limiter.release()
+                if metrics is not None:
+                    metrics.answered()
         finally:
             self.body_budget.give_back(len(raw))
         self._count(outcome_of(status), time.perf_counter() - start)

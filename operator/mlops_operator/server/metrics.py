@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .. import contract
@@ -144,6 +144,16 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.rows = Counter(_base(ROWS_TOTAL), "Rows scored.", LABELS, registry=self.registry)
+        # No version label: a request admitted before a model swap is answered after it, on the same child.
+        # livesum: the pod's value is the sum over its live worker processes (an HPA Pods-metric target).
+        self.in_flight = Gauge(
+            contract.METRIC_IN_FLIGHT,
+            "Prediction requests admitted and not yet answered.",
+            list(self._static),
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self._in_flight = self.in_flight.labels(**self._static)
         self.feature_bins = Counter(
             _base(FEATURE_BIN_TOTAL),
             "Scored input values per reference-profile bin.",
@@ -212,6 +222,14 @@ class ServerMetrics:
             edges = self._features[k].edges
             assert edges is not None
             self._edges[row, : len(edges)] = edges
+
+    def admitted(self) -> None:
+        """A prediction request took an in-flight slot."""
+        self._in_flight.inc()
+
+    def answered(self) -> None:
+        """A prediction request gave its in-flight slot back."""
+        self._in_flight.dec()
 
     def request(self, outcome: str, seconds: float | None) -> None:
         """Count one inference request; latency only for admitted ones (shed requests would flatter p99)."""
