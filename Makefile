@@ -10,7 +10,7 @@ STATE_DIR ?= .localcluster
 TEST_WORKERS ?= 4
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install system-deps binaries crds lint unit integration test demo cluster-up cluster-down cluster-status clean
+.PHONY: install system-deps binaries images crds lint unit integration test demo cluster-up cluster-down cluster-status clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ install: system-deps $(VENV)/.installed
 
 binaries: system-deps
 	@bash hack/build-binaries.sh >/dev/null
+
+# The three images (images/*/Dockerfile) with buildah into ~/.cache/mlops-operator/containers, from a local
+# debootstrap base; the node agent runs pods from them (docs/images.md).
+images:
+	@bash hack/build-images.sh
 
 crds: install
 	$(BIN)/mlops-operator crds
@@ -42,7 +47,7 @@ integration: install binaries
 
 # The session fixture brings the local cluster up (or reuses a healthy one) and leaves it
 # running so the next run is warm; `make cluster-down` stops it.
-test: install binaries lint
+test: install binaries images lint
 	$(BIN)/pytest tests -m "not outage and not alone" -n $(TEST_WORKERS) --dist worksteal --durations 15
 	$(BIN)/pytest tests -m "outage or alone" --durations 0
 
@@ -55,7 +60,7 @@ cluster-down: install
 cluster-status: install
 	$(BIN)/mlops-operator cluster status --state-dir $(STATE_DIR)
 
-demo: cluster-up
+demo: images cluster-up
 	@bash hack/demo.sh $(STATE_DIR)
 
 clean: cluster-down

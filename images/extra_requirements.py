@@ -1,4 +1,6 @@
-"""Print the requirements of one optional-dependency group ("extra") of a built wheel, one per line.
+"""Print the requirements of one optional-dependency group ("extra"), one per line, from a built wheel
+or from pyproject.toml (so the image's dependency layer is built before the code is copied in, and a code
+change reuses it).
 
 The images install the mlops-operator wheel with `--no-deps` and then only the requirements of their
 extra (`operator`, `trainer` or `server` in pyproject.toml), so each image carries what its
@@ -6,12 +8,14 @@ entrypoint needs and not the whole default dependency set. Standard library only
 builder stage before anything is installed.
 
     python extra_requirements.py dist/mlops_operator-0.1.0-py3-none-any.whl operator > requirements.txt
+    python extra_requirements.py pyproject.toml operator > requirements.txt
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import tomllib
 import zipfile
 from email.parser import Parser
 
@@ -39,7 +43,20 @@ def wheel_metadata(wheel: str) -> str:
         return archive.read(name).decode()
 
 
+def pyproject_requirements(path: str, extra: str) -> list[str]:
+    """The requirements of `[project.optional-dependencies].<extra>` in a pyproject.toml."""
+    with open(path, "rb") as file:
+        extras = tomllib.load(file)["project"].get("optional-dependencies", {})
+    if extra not in extras:
+        raise SystemExit(f"pyproject.toml has no extra '{extra}' (has: {sorted(extras)})")
+    return list(extras[extra])
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit(f"usage: {sys.argv[0]} WHEEL EXTRA")
-    print("\n".join(extra_requirements(wheel_metadata(sys.argv[1]), sys.argv[2])))
+        raise SystemExit(f"usage: {sys.argv[0]} WHEEL|pyproject.toml EXTRA")
+    source, wanted_extra = sys.argv[1], sys.argv[2]
+    if source.endswith(".toml"):
+        print("\n".join(pyproject_requirements(source, wanted_extra)))
+    else:
+        print("\n".join(extra_requirements(wheel_metadata(source), wanted_extra)))

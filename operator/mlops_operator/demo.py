@@ -115,7 +115,7 @@ def run_demo(cfg: ClusterConfig, timeout: float = 600, out: Callable[[str], None
     out("==> installing the CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=mlops-operator")
-    data = (cfg.state_dir / "demo" / "iris.csv").resolve()
+    data = (cfg.data_dir / "demo" / "iris.csv").resolve()  # readable in pods run from images
     write_sample("iris", data)
     out(f"==> wrote the iris data set to {data}")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}

@@ -1,5 +1,15 @@
 """Integration tests share the cluster fixtures (tests/fixtures/cluster.py, loaded by the root conftest)."""
 
+from pathlib import Path
+
+import pytest
+
 from tests.fixtures.cluster import REPO, Kube, OperatorProcess, condition, wait_for
 
 __all__ = ["REPO", "Kube", "OperatorProcess", "condition", "wait_for"]
+
+
+@pytest.fixture
+def tmp_path(cluster_tmp_path: Path) -> Path:
+    """Pods read the files a test writes (Dataset sources): its tmp_path is under the node's data dir."""
+    return cluster_tmp_path

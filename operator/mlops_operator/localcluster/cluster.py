@@ -290,6 +290,10 @@ def up(cfg: ClusterConfig, out: Callable[[str], None] = print) -> float:
 def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     bin_dir = ensure_binaries()
     (cfg.state_dir / ".gitignore").write_text("*\n")
+    # Pods run from images read Dataset files here as uid 10001 (the node mounts it read-only in each).
+    cfg.data_dir.mkdir(exist_ok=True)
+    for path in (cfg.state_dir, cfg.data_dir):
+        path.chmod(path.stat().st_mode | 0o755)
     ids = _identities(cfg)
     for who, path in (
         ("admin", cfg.kubeconfig),

@@ -90,6 +90,11 @@ class ClusterConfig:
         return self.state_dir / "pids"
 
     @property
+    def data_dir(self) -> Path:
+        """Files every pod may read at this same path (Dataset sources of tests and the demo)."""
+        return self.state_dir / "data"
+
+    @property
     def pods_dir(self) -> Path:
         return self.state_dir / "pods"
 

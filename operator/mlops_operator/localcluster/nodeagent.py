@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ClusterConfig
+from .containerspec import Mount
+from .imagestore import ImageStore
 from .kubeclient import ApiError, KubeClient
 from .kubeconfig import read_credentials
 from .network import AddressPool, delete_namespace, delete_pod_network, ensure_bridge, list_namespaces, netns_name
@@ -115,6 +117,10 @@ class NodeAgent:
         self.kubelet_version = kubelet_version
         self.addresses = AddressPool(config.pod_cidr, config.state_dir / "pod-addresses.json")
         self.image_entrypoints = IMAGE_ENTRYPOINTS
+        self.images = ImageStore()
+        # The node's data directory, read-only in every container run from an image at the same path: the
+        # local stand-in for the shared volume (kind's extraMounts) a file:// Dataset source reads from.
+        self.node_mounts = [Mount(source=str(config.data_dir), target=str(config.data_dir), readonly=True)]
         self.runners: dict[str, PodRunner] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -135,6 +141,22 @@ class NodeAgent:
     def lookup_secret(self, namespace: str, name: str) -> Obj | None:
         """A Secret or None."""
         return self._lookup(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
+    def request_token(self, namespace: str, account: str, audiences: list[str], seconds: int, pod: Obj) -> str:
+        """A service account token bound to the pod (TokenRequest; the Node authorizer allows it for pods
+        bound here). Written once per container start: the local node does not rotate it."""
+        meta = pod["metadata"]
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": audiences,
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+            },
+        }
+        answer = self.client.create(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", body)
+        return str(answer["status"]["token"])
 
     def base_env(self, pod_ip: str) -> dict[str, str]:
         """What every container gets before its own env: PATH and the API server's address."""
@@ -243,6 +265,9 @@ class NodeAgent:
                 delete_namespace(netns)  # leftovers of a previous agent
         for uid in set(self.addresses.assigned()) - known:
             self.addresses.release(uid)
+        for container in self.images.working_containers():
+            if not any(uid in container for uid in known):
+                self.images.remove(container)  # a rootfs of a pod gone while no agent ran
         return listing["metadata"]["resourceVersion"]
 
     def run(self) -> None:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import network, servicenet
+from .containerspec import container_env_base
+from .imagerun import nsenter_prefix, start_argv
+from .imagestore import ImageStoreError, container_name
 from .kubeclient import ApiError
 from .podspec import (
     ContainerConfigError,
@@ -22,6 +25,7 @@ from .podspec import (
     container_argv,
     pod_status,
     resolve_env,
+    restored_state,
     termination_message_from_log,
 )
 from .probes import ProbeTracker, run_probe
@@ -52,6 +56,8 @@ class Container:
     backoff: float = 1.0
     killed_reason: str | None = None
     log_offset: int = 0
+    from_image: str = ""  # the store's image name when the container runs from its image, else host process
+    enter: list[str] | None = None  # how an exec probe joins a container run from its image
 
 
 class PodRunner(threading.Thread):
@@ -74,21 +80,7 @@ class PodRunner(threading.Thread):
         self.containers = [self._container_from(spec) for spec in pod["spec"]["containers"]]
 
     def _container_from(self, spec: Obj) -> Container:
-        previous = {s["name"]: s for s in self.pod.get("status", {}).get("containerStatuses") or []}
-        state = ContainerState(name=spec["name"], image=spec.get("image", ""))
-        old = previous.get(spec["name"])
-        if old:
-            state.restart_count = int(old.get("restartCount", 0))
-            if "terminated" in old.get("state", {}):
-                term = old["state"]["terminated"]
-                state.state, state.exit_code, state.reason = "terminated", term.get("exitCode"), term.get("reason", "")
-                state.started_at, state.finished_at = term.get("startedAt"), term.get("finishedAt")
-            elif "running" in old.get("state", {}):
-                # The process died with the previous agent; report it like a node restart does.
-                state.state, state.exit_code, state.reason = "terminated", 137, "Error"
-                state.message = "the node agent restarted while the container ran"
-                state.started_at, state.finished_at = old["state"]["running"].get("startedAt"), utc_now()
-        return Container(spec=spec, state=state)
+        return Container(spec=spec, state=restored_state(spec, self.pod.get("status", {}).get("containerStatuses")))
 
     # --- called from the agent's watch thread -------------------------------------------
     def update(self, pod: Obj) -> None:
@@ -110,6 +102,9 @@ class PodRunner(threading.Thread):
             self._kill_all(grace=0)
         finally:
             self._teardown_network()
+            for container in self.containers:
+                if container.from_image:
+                    self.agent.images.remove(container_name(self.uid, container.spec["name"]))
             self.agent.forget(self.uid)
 
     @property
@@ -195,6 +190,7 @@ class PodRunner(threading.Thread):
     def _start(self, container: Container) -> None:
         spec, state = container.spec, container.state
         agent = self.agent
+        container.from_image, container.enter = "", None
         try:
             # The pod's own address is known here before the API's copy of the status says so.
             status = {
@@ -204,16 +200,37 @@ class PodRunner(threading.Thread):
                 "hostIP": agent.config.bridge_ip,
                 "hostIPs": [{"ip": agent.config.bridge_ip}],
             }
+            image = agent.images.lookup(spec.get("image", ""))
+            node_env = agent.base_env(self.pod_ip or "")
             env = resolve_env(
                 {**self.pod, "status": status},
                 spec,
                 config_maps=agent.lookup_config_map,
                 secrets=agent.lookup_secret,
-                base_env=agent.base_env(self.pod_ip or ""),
+                base_env=container_env_base(image, node_env) if image else node_env,
             )
-            argv = container_argv(spec, env, agent.image_entrypoints)
+            if image:
+                argv, plan = start_argv(
+                    agent.images,
+                    image,
+                    self.pod,
+                    spec,
+                    work_dir=self.work_dir,
+                    pod_ip=self.pod_ip or "",
+                    env=env,
+                    node_mounts=agent.node_mounts,
+                    lookups=(agent.lookup_config_map, agent.lookup_secret, agent.request_token),
+                )
+                container.from_image = image.name
+                container.enter = nsenter_prefix(plan)
+            else:
+                argv = container_argv(spec, env, agent.image_entrypoints)
         except (ContainerConfigError, ApiError) as error:
             state.state, state.reason, state.message = "waiting", ContainerConfigError.reason, str(error)
+            container.restart_at = time.monotonic() + 2.0
+            return
+        except (ImageStoreError, OSError) as error:
+            state.state, state.reason, state.message = "waiting", "CreateContainerError", str(error)
             container.restart_at = time.monotonic() + 2.0
             return
         if state.state == "terminated":
@@ -224,9 +241,12 @@ class PodRunner(threading.Thread):
                 "finishedAt": state.finished_at,
             }
             state.restart_count += 1
-        cwd = Path(spec.get("workingDir") or self.work_dir)
-        cwd.mkdir(parents=True, exist_ok=True)
-        env.setdefault("HOME", str(self.work_dir))
+        if container.from_image:  # the launcher chroots and changes directory itself
+            cwd = self.work_dir
+        else:
+            cwd = Path(spec.get("workingDir") or self.work_dir)
+            cwd.mkdir(parents=True, exist_ok=True)
+            env.setdefault("HOME", str(self.work_dir))
         log_path = self.log_dir / f"{spec['name']}.log"
         container.log_offset = log_path.stat().st_size if log_path.exists() else 0
         try:
@@ -246,13 +266,23 @@ class PodRunner(threading.Thread):
             return
         state.state, state.reason, state.message = "running", "", ""
         state.started_at, state.finished_at, state.exit_code = utc_now(), None, None
+        if container.enter is not None:  # nsenter joins the container's process, known from here on
+            container.enter[1:1] = [f"--target={container.process.pid}"]
         state.ready = spec.get("readinessProbe") is None
         container.restart_at = 0.0
         started = time.monotonic()
         container.readiness = ProbeTracker(spec["readinessProbe"], started) if spec.get("readinessProbe") else None
         container.liveness = ProbeTracker(spec["livenessProbe"], started) if spec.get("livenessProbe") else None
         container.killed_reason = None
-        log.info("pod %s: started container %s (pid %s): %s", self.pod_ref, spec["name"], container.process.pid, argv)
+        mode = f"from image {container.from_image}" if container.from_image else "as a host process"
+        log.info(
+            "pod %s: started container %s %s (pid %s): %s",
+            self.pod_ref,
+            spec["name"],
+            mode,
+            container.process.pid,
+            argv,
+        )
 
     def _poll(self, container: Container, now: float) -> None:
         process = container.process
@@ -288,7 +318,8 @@ class PodRunner(threading.Thread):
         for tracker, kind in ((container.liveness, "liveness"), (container.readiness, "readiness")):
             if tracker is None or not tracker.due(now):
                 continue
-            tracker.record(run_probe(tracker.probe, container.spec, self.pod_ip or "", self.netns or ""), now)
+            enter = container.enter if container.from_image and container.process else None
+            tracker.record(run_probe(tracker.probe, container.spec, self.pod_ip or "", self.netns or "", enter), now)
             if kind == "readiness":
                 container.state.ready = tracker.passing
             elif tracker.failed and container.process is not None:

@@ -10,6 +10,7 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
@@ -266,3 +267,23 @@ def termination_message_from_log(data: bytes) -> str:
     lines = data.decode(errors="replace").rstrip("\n").split("\n")[-TERMINATION_LOG_LINES:]
     text = "\n".join(lines)
     return text.encode()[-TERMINATION_LOG_BYTES:].decode(errors="ignore")
+
+
+def restored_state(spec: Obj, statuses: list[Obj] | None) -> ContainerState:
+    """A container's state from the pod's last reported status, when a (restarted) agent takes the pod on."""
+    previous = {s["name"]: s for s in statuses or []}
+    state = ContainerState(name=spec["name"], image=spec.get("image", ""))
+    old = previous.get(spec["name"])
+    if old:
+        state.restart_count = int(old.get("restartCount", 0))
+        if "terminated" in old.get("state", {}):
+            term = old["state"]["terminated"]
+            state.state, state.exit_code, state.reason = "terminated", term.get("exitCode"), term.get("reason", "")
+            state.started_at, state.finished_at = term.get("startedAt"), term.get("finishedAt")
+        elif "running" in old.get("state", {}):
+            # The process died with the previous agent; report it like a node restart does.
+            state.state, state.exit_code, state.reason = "terminated", 137, "Error"
+            state.message = "the node agent restarted while the container ran"
+            state.started_at = old["state"]["running"].get("startedAt")
+            state.finished_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return state

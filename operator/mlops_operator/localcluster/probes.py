@@ -21,8 +21,9 @@ def _port(value: int | str, container: Obj) -> int:
     raise ValueError(f"named port {value!r} not found")
 
 
-def run_probe(probe: Obj, container: Obj, pod_ip: str, netns: str) -> bool:
-    """Run one probe attempt; True on success."""
+def run_probe(probe: Obj, container: Obj, pod_ip: str, netns: str, enter: list[str] | None = None) -> bool:
+    """Run one probe attempt; True on success. `enter` runs an exec probe inside a container started from its
+    image (its mount namespace, root and user), not on the host."""
     timeout = float(probe.get("timeoutSeconds", 1))
     try:
         if "httpGet" in probe:
@@ -39,7 +40,7 @@ def run_probe(probe: Obj, container: Obj, pod_ip: str, netns: str) -> bool:
                 return True
         if "exec" in probe:
             result = subprocess.run(
-                ["ip", "netns", "exec", netns, *probe["exec"]["command"]],
+                ["ip", "netns", "exec", netns, *(enter or []), *probe["exec"]["command"]],
                 capture_output=True,
                 timeout=timeout,
                 check=False,
