@@ -15,6 +15,12 @@ ENV_OBJECT = "MLOPS_OBJECT"
 ENV_DATASET = "MLOPS_DATASET"
 # The Job name, so the operator can find the run the Job produced.
 ENV_JOB_NAME = "MLOPS_JOB_NAME"
+# A trial round's pods (worker `trial`): JSON {"round", "rounds", "budget", "candidates" (indices into the
+# candidate list, null: all), "completions", "parentJob", "timeoutSeconds"}; the shard is JOB_COMPLETION_INDEX.
+ENV_TRIAL = "MLOPS_TRIAL"
+ENV_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by the Job controller on every pod of an Indexed Job
+# The refit after a trial search (worker `train`): JSON of the chosen grid point; no search runs in the pod.
+ENV_PARAMS = "MLOPS_PARAMS"
 ENV_FEEDBACK_MAX_AGE_S = "MLOPS_FEEDBACK_MAX_AGE_S"  # server: labels for older predictions are refused
 
 # -- MLflow experiments -------------------------------------------------------------------------
@@ -36,6 +42,16 @@ TAG_REGISTERED_MODEL = "mlops.dev/registered-model"
 TAG_REGISTERED_VERSION = "mlops.dev/registered-version"
 TAG_TASK = "mlops.dev/task"  # classification | regression
 TAG_BEST_PARAMS = "mlops.dev/best-params"  # JSON of the chosen grid point, when a search ran
+# Trial searches (planning/trials.py, worker/trials.py): the parent run is the refit Job's run; each trial a child.
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: the UI nests child runs under their parent
+TAG_ROLE = "mlops.dev/role"  # ROLE_PARENT | ROLE_TRIAL on the runs of a trial search
+TAG_TRIAL_ROUND = "mlops.dev/trial-round"  # 0-based round of the search
+TAG_TRIAL_CANDIDATE = "mlops.dev/trial-candidate"  # index into the candidate list (ParameterGrid/Sampler order)
+TAG_TRIAL_PARAMS = "mlops.dev/trial-params"  # JSON of the candidate's grid point (types kept, unlike params)
+ROLE_PARENT = "parent"
+ROLE_TRIAL = "trial"
+OUTCOME_TIMEOUT = "timeout"  # a trial over trials.trialTimeoutSeconds: finished, no score
+CV_SCORE = "cv_score"  # mean over the folds (greater is better: errors negated); per fold cv_score_fold_<i>
 # sha256 over the model's stored artifact files (modelformat.artifact_sha256); the server checks it before loading
 TAG_MODEL_SHA256 = "mlops.dev/model-sha256"
 

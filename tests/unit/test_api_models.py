@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 from mlops_operator.api import ALL_KINDS, parse_duration
 from mlops_operator.api.deployment import DeploymentSpec
+from mlops_operator.api.trainingrun import TrainingRunSpec
 from pydantic import ValidationError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml"))
@@ -75,3 +77,14 @@ def test_a_schedule_defaults_to_utc_and_accepts_what_only_the_planner_can_judge(
         assert spec.retraining.triggers.schedule.time_zone == (zone or "UTC")
         assert spec.retraining.triggers.on_new_data is False
     assert len(SCHEDULE_MANIFESTS) == 2
+
+
+TRIALS_MANIFESTS = sorted((EXAMPLES[0].parents[2] / "tests" / "manifests" / "invalid").glob("trials-*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRIALS_MANIFESTS, ids=lambda p: p.stem)
+def test_trials_the_crd_rejects_are_rejected_by_the_model_with_the_same_message(path: Path) -> None:
+    expected = path.read_text().splitlines()[0].removeprefix("# expect:").strip()
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        TrainingRunSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+    assert len(TRIALS_MANIFESTS) == 3

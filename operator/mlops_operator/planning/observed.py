@@ -184,3 +184,8 @@ class TrainingRunObserved:
     ownership_error: MlflowError | None = None  # MLflow could not say who owns the model
     conflicts: tuple[NameConflict, ...] = ()  # child names held by objects this TrainingRun does not control
     missing_pod_refs: tuple[str, ...] = ()  # what the Job's pods would name and does not exist (no Job yet)
+    # A trial search (spec.trials) before its refit: the current round's Indexed Job (its `run_error` says the
+    # trial runs could not be read) and every trial child run of this TrainingRun, from one search.
+    trial_job: WorkerJobObserved | None = None
+    trial_runs: tuple[RunInfo, ...] = ()
+    finished_trial_jobs: tuple[Obj, ...] = ()  # a finished run: its round Jobs in the store (for their TTL)

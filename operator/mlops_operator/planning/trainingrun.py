@@ -10,11 +10,10 @@ growing back-off.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from .. import contract
-from ..api.common import API_VERSION, ConditionStatus
+from ..api.common import API_VERSION
 from ..api.trainingrun import TrainingRunStatus
 from ..contract import (
     ANNOTATION_CONTROLLER_UID,
@@ -25,7 +24,7 @@ from ..contract import (
     LABEL_TRAINING_RUN,
 )
 from ..integrations.mlflow import RunInfo
-from .conditions import find_typed, set_typed, status_patch
+from .conditions import find_typed, status_patch
 from .conflicts import plan_name_conflicts
 from .degraded import (
     API_READ_FAILED,
@@ -37,20 +36,17 @@ from .degraded import (
     problem_text,
     retry_after,
 )
-from .jobs import JobOutcome, worker_job, worker_object
-from .observed import TrainingDataset, TrainingRunObserved
+from .jobs import JobOutcome
+from .observed import TrainingRunObserved
 from .ownership import recheck_after, refusal
 from .placement import POD_REFS_MISSING, POD_REFS_RECHECK_SECONDS, missing_refs_message
 from .plan import Event, Meta, Obj, Plan, dns_name, parse_time, rfc3339
+from .search import plan_search, start_search
+from .trainingjob import set_run_conditions, training_job, training_job_name
 
 RESULT_RETRY_SECONDS = 3.0
 FINISHED_JOB_TTL_SECONDS = 3600  # the Job and its pods' logs stay an hour after the run recorded its result
 TERMINAL = ("Succeeded", "Failed")
-
-
-def training_job_name(meta: Meta) -> str:
-    """One Job per TrainingRun, named after it and its uid so a re-created run never adopts an old Job."""
-    return dns_name(meta.name, meta.uid[:8])
 
 
 def model_version_name(registered_model: str, version: int) -> str:
@@ -69,7 +65,7 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
     pods could not be read waits (nothing final is decided without them) and says Degraded."""
     meta, stamp = obs.meta, rfc3339(now)
     status, plan = obs.status.model_copy(deep=True), Plan(status={})
-    problems = job_problems(obs.job)
+    problems = job_problems(obs.job) + (job_problems(obs.trial_job) if obs.trial_job is not None else [])
     if obs.dataset_error is not None:
         problems.append((API_READ_FAILED, obs.dataset_error))
     if obs.ownership_error is not None:
@@ -77,12 +73,14 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
     if status.phase in TERMINAL:
         # Finished runs never change; their ModelVersion lives on. The result is recorded, so the Job may go.
         expire_finished_job(plan, obs.job.job)
+        for trial_job in obs.finished_trial_jobs:
+            expire_finished_job(plan, trial_job)
     else:
         status.observed_generation = meta.generation
         if plan_name_conflicts(plan, status, meta, obs.conflicts, now):
             plan.status = status_patch(status)
             return plan
-        _plan_run(plan, status, obs, problems, stamp)
+        _plan_run(plan, status, obs, problems, now)
     status.conditions = degraded(status.conditions, problems, generation=meta.generation, now=stamp)
     plan.status = status_patch(status)
     if problems:
@@ -95,11 +93,15 @@ def plan_trainingrun(obs: TrainingRunObserved, now: datetime) -> Plan:
 
 
 def _plan_run(
-    plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, problems: list[Problem], stamp: str
+    plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, problems: list[Problem], now: datetime
 ) -> None:
-    meta, job, outcome = obs.meta, obs.job.job, obs.job.outcome
+    meta, job, outcome, stamp = obs.meta, obs.job.job, obs.job.outcome, rfc3339(now)
     if job is None:
-        if obs.job.job_error is None:  # else it is not known to be absent: nothing is created
+        if obs.job.job_error is not None:  # it is not known to be absent: nothing is created
+            return
+        if status.trials is not None and obs.spec.trials is not None:  # the search runs; its refit is not made
+            plan_search(plan, status, obs, problems, now)
+        else:
             _start(plan, status, obs, stamp)
         return
     status.job_name = job["metadata"]["name"]
@@ -112,7 +114,7 @@ def _plan_run(
     if outcome.state in ("Pending", "Running"):
         status.phase = "Pending" if outcome.state == "Pending" else "Running"
         status.message = f"Job {status.job_name} is {outcome.state.lower()}"
-        _conditions(status, meta, stamp, "Unknown", outcome.state, status.message)
+        set_run_conditions(status, meta, stamp, "Unknown", outcome.state, status.message)
         return
     if problems:
         status.message = f"Job {status.job_name} finished; its result cannot be read yet: {problem_text(problems)}"
@@ -145,31 +147,34 @@ def _start(plan: Plan, status: TrainingRunStatus, obs: TrainingRunObserved, stam
         return  # whether the run may start is not known: Degraded says why
     if dataset is None:
         status.message = f"waiting for Dataset '{ref}': it does not exist in namespace {meta.namespace}"
-        _conditions(status, meta, stamp, "False", "DatasetNotFound", status.message)
+        set_run_conditions(status, meta, stamp, "False", "DatasetNotFound", status.message)
         return
     ds_status = dataset.status
     if ds_status.phase != "Ready" or not ds_status.version:
         why = ds_status.message or "not validated yet"
         status.message = f"waiting for Dataset '{ref}' to be Ready (phase {ds_status.phase or 'Pending'}: {why})"
-        _conditions(status, meta, stamp, "False", "DatasetNotReady", status.message)
+        set_run_conditions(status, meta, stamp, "False", "DatasetNotReady", status.message)
         return
     fresh_after = obs.data_not_before
     if fresh_after and _checked_before(ds_status.last_checked, fresh_after):
         status.message = (
             f"waiting for Dataset '{ref}' to re-check its source (this run needs data read after {fresh_after})"
         )
-        _conditions(status, meta, stamp, "False", "WaitingForFreshData", status.message)
+        set_run_conditions(status, meta, stamp, "False", "WaitingForFreshData", status.message)
         plan.wake.append(("Dataset", meta.namespace, ref))
         return
     if obs.missing_pod_refs:
         _wait_for_pod_refs(plan, status, meta, stamp, obs.missing_pod_refs)
         return
     version = ds_status.version
+    if obs.spec.trials is not None:
+        start_search(plan, status, obs, dataset, version, stamp)
+        return
     name = training_job_name(meta)
-    plan.creates.append(_training_job(obs, dataset, name, version))
+    plan.creates.append(training_job(obs, dataset, name, version))
     status.job_name, status.dataset_version = name, version
     status.message = f"Job {name} created on dataset version {version[:19]}"
-    _conditions(status, meta, stamp, "Unknown", "JobCreated", status.message)
+    set_run_conditions(status, meta, stamp, "Unknown", "JobCreated", status.message)
     plan.events.append(Event("JobCreated", f"training Job {name} on Dataset '{ref}' version {version}"))
 
 
@@ -177,7 +182,7 @@ def _refuse(plan: Plan, status: TrainingRunStatus, meta: Meta, stamp: str, reaso
     # Not terminal: the model may be adopted by (or given to) this namespace later; the recheck sees it.
     before = find_typed(status.conditions, "Ready")
     status.phase, status.message = "Refused", message
-    _conditions(status, meta, stamp, "False", reason, message)
+    set_run_conditions(status, meta, stamp, "False", reason, message)
     if before is None or before.reason != reason:
         plan.events.append(Event(reason, message, "Warning"))
 
@@ -213,7 +218,7 @@ def _succeeded(
     status.phase, status.metrics, status.model_version = "Succeeded", metrics, mv_name
     status.completion_time = outcome.completion_time or stamp
     status.message = f"registered {registered} version {version} ({figures})"
-    _conditions(status, obs.meta, stamp, "True", "Succeeded", status.message)
+    set_run_conditions(status, obs.meta, stamp, "True", "Succeeded", status.message)
     plan.events.append(Event("Succeeded", f"{status.message}; created ModelVersion {mv_name}"))
 
 
@@ -226,18 +231,8 @@ def _failed(
     reason = (run.tags.get(contract.TAG_ERROR) if run else None) or outcome.message or "the training Job failed"
     status.phase, status.completion_time, status.message = "Failed", outcome.completion_time or stamp, reason
     condition_reason = outcome.reason if outcome.reason in ("DeadlineExceeded", "OOMKilled") else "TrainingFailed"
-    _conditions(status, meta, stamp, "False", condition_reason, reason)
+    set_run_conditions(status, meta, stamp, "False", condition_reason, reason)
     plan.events.append(Event(condition_reason, reason, "Warning"))
-
-
-def _conditions(
-    status: TrainingRunStatus, meta: Meta, stamp: str, succeeded: ConditionStatus, reason: str, message: str
-) -> None:
-    ready: ConditionStatus = "True" if succeeded == "True" else "False"
-    conditions = set_typed(
-        status.conditions, "Succeeded", succeeded, reason, message, generation=meta.generation, now=stamp
-    )
-    status.conditions = set_typed(conditions, "Ready", ready, reason, message, generation=meta.generation, now=stamp)
 
 
 def _wait_for_pod_refs(plan: Plan, status: TrainingRunStatus, meta: Meta, stamp: str, missing: tuple[str, ...]) -> None:
@@ -245,27 +240,8 @@ def _wait_for_pod_refs(plan: Plan, status: TrainingRunStatus, meta: Meta, stamp:
     if status.message != message:
         plan.events.append(Event(POD_REFS_MISSING, message, "Warning"))
     status.message = message
-    _conditions(status, meta, stamp, "False", POD_REFS_MISSING, message)
+    set_run_conditions(status, meta, stamp, "False", POD_REFS_MISSING, message)
     plan.requeue_after = POD_REFS_RECHECK_SECONDS
-
-
-def _training_job(obs: TrainingRunObserved, dataset: TrainingDataset, name: str, version: str) -> Obj:
-    spec = obs.spec
-    pinned = json.loads(worker_object(dataset.body))
-    pinned["status"] = {"version": version}
-    return worker_job(
-        owner=obs.body,
-        name=name,
-        command="train",
-        settings=obs.worker,
-        extra_env={contract.ENV_DATASET: json.dumps(pinned, separators=(",", ":"), sort_keys=True)},
-        resources=spec.resources.model_dump(mode="json", by_alias=True, exclude_none=True) if spec.resources else None,
-        backoff_limit=spec.backoff_limit,
-        active_deadline_seconds=spec.active_deadline_seconds,
-        ttl_seconds_after_finished=None,
-        annotations={ANNOTATION_DATASET_VERSION: version},
-        pod=spec.pod,
-    )
 
 
 def _model_version(

@@ -1,4 +1,4 @@
-"""`mlops-worker`: the trainer image's entrypoint (validate, train, sample-data).
+"""`mlops-worker`: the trainer image's entrypoint (validate, train, trial, sample-data).
 
 Job pods get their input from env (MLFLOW_TRACKING_URI, MLOPS_OBJECT, MLOPS_DATASET, MLOPS_JOB_NAME)
 and report through MLflow. Exit codes: 0 done (valid or invalid data alike), 2 permanent error
@@ -24,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("validate", help="validate a Dataset source against its schema and profile it (env MLOPS_OBJECT)")
     sub.add_parser("train", help="train and register a model for a TrainingRun (env MLOPS_OBJECT, MLOPS_DATASET)")
+    sub.add_parser("trial", help="evaluate this pod's share of a trial round (env MLOPS_TRIAL, JOB_COMPLETION_INDEX)")
     sample = sub.add_parser("sample-data", help="write a bundled data set (iris, diabetes) as CSV")
     sample.add_argument("dataset", choices=["iris", "diabetes"])
     sample.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -47,6 +48,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .train import run_train
 
         return run_train()
+    if args.command == "trial":
+        from .trials import run_trials
+
+        return run_trials()
     from .sample_data import write_sample
 
     rows = write_sample(args.dataset, args.out, args.shift)

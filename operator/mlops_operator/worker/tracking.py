@@ -115,3 +115,28 @@ def close_stale_runs(mlflow_client: MlflowClient, experiment: str, identity: dic
     runs = mlflow_client.search_runs([existing.experiment_id], f"{clause} and attributes.status = 'RUNNING'")
     for run in runs:
         fail_run(mlflow_client, run.info.run_id, "the pod running this stopped before it finished; a retry took over")
+
+
+def ensure_parent_run(mlflow_client: MlflowClient, experiment: str, run_name: str, identity: dict[str, str]) -> str:
+    """The parent run of a trial search (the refit's run too), found by its tags or created.
+
+    Shards start at once, so two may both find none and both create one: each then keeps the oldest
+    (start time, then id) and deletes its own if it lost, so every pod ends up logging under one parent.
+    """
+    tags = {**identity, contract.TAG_ROLE: contract.ROLE_PARENT}
+    experiment_id = ensure_experiment(mlflow_client, experiment)
+    clause = " and ".join(f"tags.`{key}` = {quote(value)}" for key, value in sorted(tags.items()))
+
+    def oldest() -> str | None:
+        runs = mlflow_client.search_runs([experiment_id], clause, max_results=50)
+        live = [r for r in runs if r.info.status in ("RUNNING", "FINISHED")]
+        return min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else None
+
+    found = oldest()
+    if found is not None:
+        return found
+    mine = str(mlflow_client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id)
+    chosen = oldest() or mine
+    if chosen != mine:
+        mlflow_client.delete_run(mine)
+    return chosen

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -189,8 +191,26 @@ def log_model(mlflow_client: MlflowClient, run_id: str, model: Any, data: Traini
     return str(info.model_uri), stored_sha256(mlflow_client, info)
 
 
+def chosen_params(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The grid point a trial search chose (contract.ENV_PARAMS), or None: search here, as GridSearchCV."""
+    text = environ.get(contract.ENV_PARAMS)
+    if not text:
+        return None
+    try:
+        chosen = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PermanentError(f"env {contract.ENV_PARAMS} is not valid JSON: {error}") from error
+    if not isinstance(chosen, dict):
+        raise PermanentError(f"env {contract.ENV_PARAMS} must hold a JSON object of parameters")
+    return chosen
+
+
 def train_and_register(
-    mlflow_client: MlflowClient, run_id: str, env: WorkerEnv, spec: TrainingRunSpec
+    mlflow_client: MlflowClient,
+    run_id: str,
+    env: WorkerEnv,
+    spec: TrainingRunSpec,
+    chosen: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Everything between a started run and a registered version, logging as it goes."""
     assert env.dataset is not None
@@ -208,16 +228,18 @@ def train_and_register(
         print(f"note: {note}", flush=True)
     metric = primary_metric(estimator.task, spec.evaluation.primary_metric, estimator)
     x_train, x_test, y_train, y_test = split(data, estimator.task, spec.evaluation.test_fraction, spec.evaluation.seed)
-    params = dict(spec.params or {})
+    params = {**(spec.params or {}), **(chosen or {})}
     model = make_model(build_estimator(estimator, params), data)
     prefix = f"{MODEL_STEP}__" if data.categorical else ""
     classes = len({str(label) for label in data.y})
-    fitted, best = fit(model, x_train, y_train, spec.search, scorer(metric, classes), estimator.name, prefix)
+    grid = None if chosen is not None else spec.search  # a trial search chose already: refit, no search
+    fitted, best = fit(model, x_train, y_train, grid, scorer(metric, classes), estimator.name, prefix)
+    best = dict(chosen) if chosen is not None else best
     metrics = evaluate(fitted, x_test, y_test, estimator.task)
     logged = {**params, **best}
     for key, value in logged.items():
         mlflow_client.log_param(run_id, key, tracking.param_value(value))
-    if spec.search:
+    if spec.search:  # chosen here by GridSearchCV, or before by the trial search
         mlflow_client.set_tag(run_id, contract.TAG_BEST_PARAMS, json.dumps(best, default=str, sort_keys=True))
     for key, value in metrics.items():
         mlflow_client.log_metric(run_id, key, value)
@@ -267,6 +289,7 @@ def run_train() -> int:
     """The `train` command: exit 0 with a registered version, 2 for a spec or data problem, 1 for transient ones."""
     env = read_env("TrainingRun")
     spec = trainingrun_spec(env.obj.spec, env.obj.name)
+    chosen = chosen_params(os.environ)
     try:
         mlflow_client = tracking.client(env.tracking_uri)
         found = find_registered(mlflow_client, spec.registered_model, env.obj.uid)
@@ -274,14 +297,17 @@ def run_train() -> int:
             print(summary(complete_reused(mlflow_client, env, found)), flush=True)
             return 0
         identity = env.obj.identity_tags(env.job_name)
-        tracking.close_stale_runs(mlflow_client, contract.EXPERIMENT_TRAINING, identity)
-        run_id = tracking.start_run(mlflow_client, contract.EXPERIMENT_TRAINING, env.job_name, identity)
+        if chosen is not None:  # the refit logs into the search's parent run, beside its trial children
+            run_id = tracking.ensure_parent_run(mlflow_client, contract.EXPERIMENT_TRAINING, env.job_name, identity)
+        else:
+            tracking.close_stale_runs(mlflow_client, contract.EXPERIMENT_TRAINING, identity)
+            run_id = tracking.start_run(mlflow_client, contract.EXPERIMENT_TRAINING, env.job_name, identity)
     except Exception as error:
         raise tracking.as_worker_error(error, "start the training run") from error
     try:
         # Before fitting: a run into another namespace's model fails at once, and nothing is registered.
         claim_model(mlflow_client, spec.registered_model, env.obj.namespace)
-        result = train_and_register(mlflow_client, run_id, env, spec)
+        result = train_and_register(mlflow_client, run_id, env, spec, chosen)
     except Exception as error:
         failure = _classify(error)
         tracking.fail_run(mlflow_client, run_id, describe(failure))
