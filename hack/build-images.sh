@@ -82,5 +82,4 @@ for image in "${images[@]}"; do
   seconds=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   echo "$tag ${seconds}s $("${B[@]}" images --noheading --format '{{.Size}}' "$tag")"
 done
-# Layers of earlier builds no tag points to any more.
-"${B[@]}" rmi --prune >/dev/null 2>&1 || true
+# No `rmi --prune`: the build stage's layers are untagged, and they are the cache.

@@ -1,13 +1,13 @@
 """The Helm chart's RBAC on the real cluster: enough to run the iris pipeline, and nothing more.
 
 What is installed, and why: `helm install` of the real chart (the real helm binary, the real schema
-and templates) with `replicas=0` and `--skip-crds`. The chart's operator Deployment cannot run here:
-there is no container runtime and no image (the node agent runs a container's `command` with the
-repository's Python; the chart's container has only `args` for the image's ENTRYPOINT), so it is
-scaled to zero and the operator runs as a local subprocess instead, authenticated with a token of
-the chart's ServiceAccount (TokenRequest API, `kubectl create token`). Everything else the chart
-renders is applied as it is: the ServiceAccount, the ClusterRole/ClusterRoleBinding, the Role and
-RoleBinding of each watched namespace, and the metrics Service. The CRDs are the session's (the
+and templates) with `--skip-crds`. The pipeline test runs the chart's operator Deployment as it is:
+the node agent runs its pod from the operator image `make images` built (the chart's default image
+name and tag), with the ServiceAccount's token projected by the API-access volume, so the operator
+authenticates in-cluster exactly as on a real cluster. The RBAC test installs with `replicas=0` and asks
+the API server (`kubectl auth can-i`). Everything else the chart renders is applied as it is: the
+ServiceAccount, the ClusterRole/ClusterRoleBinding, the Role and RoleBinding of each watched namespace,
+and the metrics Service. The CRDs are the session's (the
 chart's copies are byte-identical, see tests/unit/test_chart_sync.py) and are shared with other tests,
 so helm leaves them alone. The bundled MLflow is off: the local cluster's MLflow is used.
 
@@ -19,7 +19,6 @@ only to be asked (`kubectl auth can-i`); no process uses it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import uuid
@@ -29,13 +28,13 @@ from typing import Any
 
 import pytest
 import yaml
+from mlops_operator import __version__
 from mlops_operator.localcluster.binaries import ensure_binaries
 
-from .conftest import REPO, Kube, OperatorProcess, wait_for
+from .conftest import REPO, Kube, wait_for
 from .test_training import get, iris_dataset, mlflow_alias, sample_data, training_run, wait_phase
 
 CHART = REPO / "charts" / "mlops-operator"
-OPERATOR_PORT = 18391  # kopf's liveness endpoint of the subprocess; 18080/18081 belong to other tests
 PIPELINE_TIMEOUT = 240
 
 
@@ -108,31 +107,47 @@ def install(crds_installed: Kube) -> Iterator[Any]:
         helm(kube, "uninstall", name, "--namespace", namespace, "--wait", "--timeout", "60s")
 
 
-def token_kubeconfig(kube: Kube, release: Release, path: Path) -> Path:
-    """A kubeconfig that authenticates as the chart's ServiceAccount with a TokenRequest token."""
-    token = kube.run(
-        "create", "token", release.service_account, "-n", release.namespace, "--duration", "1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(kube.kubeconfig.read_text())
-    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster = dict(next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"]))
-    if cluster.get("certificate-authority"):
-        cluster["certificate-authority"] = str((kube.kubeconfig.parent / cluster["certificate-authority"]).resolve())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": release.service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": release.service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+@dataclasses.dataclass
+class InClusterOperator:
+    """The chart's operator pod, run by the node agent from the operator image: what wait_phase asks of an
+    operator (running? its log) answered from the pod's status and its log file on the node."""
+
+    kube: Kube
+    namespace: str
+    release: str
+
+    def pod(self) -> dict[str, Any] | None:
+        selector = f"app.kubernetes.io/instance={self.release}"
+        pods = self.kube.json("get", "pods", "-n", self.namespace, "-l", selector)["items"]
+        return pods[0] if pods else None
+
+    def running(self) -> bool:
+        pod = self.pod()
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        return bool(statuses) and "running" in statuses[0]["state"] and statuses[0]["restartCount"] == 0
+
+    def log_file(self, pod: dict[str, Any]) -> Path:
+        meta = pod["metadata"]
+        assert self.kube.state_dir is not None
+        directory = f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        return self.kube.state_dir / "logs" / "pods" / directory / "operator.log"
+
+    def log_tail(self, lines: int = 60) -> str:
+        pod = self.pod()
+        if pod is None or not self.log_file(pod).exists():
+            return "(no operator pod log)"
+        return "\n".join(self.log_file(pod).read_text(errors="replace").splitlines()[-lines:])
 
 
-def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_path: Path) -> None:
-    release: Release = install(namespace, f"watchNamespaces={{{namespace}}}")
+def test_chart_installs_the_operator_from_its_image_and_runs_the_iris_pipeline(
+    install: Any, namespace: str, tmp_path: Path
+) -> None:
+    """`helm install` with the chart's default image settings (mlops-operator/operator:<appVersion>, the tag
+    `make images` builds): the node agent runs the operator pod from the image, with the chart's
+    ServiceAccount token projected in, and the operator runs the iris pipeline on the chart's RBAC."""
+    # file:// is off by default; on this node the data dir is the data meant to share (docs/images.md).
+    schemes = "sourcePolicy.allowedSchemes={file,https,http,s3,gs,runs}"
+    release: Release = install(namespace, f"watchNamespaces={{{namespace}}}", "replicas=1", schemes)
     kube = release.kube
     kinds = sorted(m["kind"] for m in release.manifests)
     assert kinds == sorted(
@@ -153,15 +168,15 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
     (policy,) = kube.json("get", "networkpolicies", "-n", namespace)["items"]
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mlops-server"
     assert policy["spec"]["ingress"][0]["from"][0] == {"podSelector": {}}
-    operator = next(m for m in release.manifests if m["kind"] == "Deployment")
-    assert operator["spec"]["replicas"] == 0
-    sa_kube = dataclasses.replace(kube, kubeconfig=token_kubeconfig(kube, release, tmp_path / "sa.kubeconfig"))
-    whoami = json.loads(sa_kube.run("auth", "whoami", "-o", "json").stdout)
-    assert whoami["status"]["userInfo"]["username"] == release.user
-
-    op = OperatorProcess(
-        sa_kube, namespace, tmp_path / "operator.log", port=OPERATOR_PORT, extra_env=release.lease_env
-    ).start()
+    deployment = next(m for m in release.manifests if m["kind"] == "Deployment")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"mlops-operator/operator:{__version__}", "the chart's default image"
+    op = InClusterOperator(kube, namespace, release.name)
+    kube.run("rollout", "status", f"deployment/{deployment['metadata']['name']}", "-n", namespace, "--timeout=120s")
+    pod = op.pod()
+    assert pod is not None
+    agent_log = (kube.state_dir or Path()) / "logs" / "node-agent.log"
+    assert f"pod {namespace}/{pod['metadata']['name']}: started container operator from image" in agent_log.read_text()
     try:
         model = f"iris-{namespace}"
         iris_csv = sample_data("iris", tmp_path / "iris.csv")
@@ -185,9 +200,12 @@ def test_chart_rbac_runs_the_iris_pipeline(install: Any, namespace: str, tmp_pat
         events = wait_for("events posted by the operator", operator_events, timeout=30)
         assert {e["involvedObject"]["kind"] for e in events} >= {"Dataset", "TrainingRun", "ModelVersion"}
     finally:
-        op.stop()
-    log = op.log_file.read_text(errors="replace")
-    print(f"--- operator log (tail) ---\n{op.log_tail()}")
+        print(f"--- operator pod log (tail) ---\n{op.log_tail()}")
+    log_file = op.log_file(pod)
+    # Scaled to zero: the pod gets SIGTERM and the operator hands its Lease back before it exits.
+    kube.run("scale", f"deployment/{deployment['metadata']['name']}", "-n", namespace, "--replicas=0")
+    wait_for("the operator pod to go", lambda: op.pod() is None, timeout=60)
+    log = log_file.read_text(errors="replace")
     denied = [line for line in log.splitlines() if " 403 " in line or "forbidden" in line.lower()]
     assert not denied, "the operator was denied something:\n" + "\n".join(denied[:20])
     assert "Not enough permissions" not in log, log

@@ -8,7 +8,7 @@ import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -80,7 +80,15 @@ def phase(kube: Kube, ref: str, namespace: str) -> str | None:
     return result.stdout.strip() or None
 
 
-def wait_phase(kube: Kube, ref: str, namespace: str, wanted: set[str], op: OperatorProcess, timeout: float) -> str:
+class RunningOperator(Protocol):
+    """What waiting asks of an operator: a subprocess (OperatorProcess) or the chart's pod."""
+
+    def running(self) -> bool: ...
+
+    def log_tail(self, lines: int = 60) -> str: ...
+
+
+def wait_phase(kube: Kube, ref: str, namespace: str, wanted: set[str], op: RunningOperator, timeout: float) -> str:
     def reached() -> str | None:
         assert op.running(), f"the operator exited:\n{op.log_tail()}"
         current = phase(kube, ref, namespace)

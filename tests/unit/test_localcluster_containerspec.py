@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,10 @@ def test_the_api_access_volume_is_projected_with_a_token_bound_to_the_pod(tmp_pa
             ]
         },
     }
-    spec = pod(serviceAccountName="op", volumes=[access])
+    # The pod's user owns its token alone, as the kubelet does when runAsUser is known.
+    spec = pod(
+        serviceAccountName="op", volumes=[access], securityContext={"runAsUser": os.getuid(), "runAsGroup": os.getgid()}
+    )
     asked: list[tuple[Any, ...]] = []
 
     def token(namespace: str, account: str, audiences: list[str], seconds: int, bound: dict[str, Any]) -> str:
@@ -205,3 +209,19 @@ def test_image_config_is_read_from_buildah_inspect() -> None:
     assert config.entrypoint == ["mlops-worker"] and config.cmd == []
     assert config.env == {"PATH": "/opt/venv/bin", "A": "b=c"} and config.user == "10001" and config.image_id == "sha"
     assert container_name("uid", "c") == "mlops-pod-uid-c"
+
+
+def test_mount_paths_resolve_inside_the_rootfs_never_on_the_host(tmp_path: Path) -> None:
+    from mlops_operator.localcluster.containerinit import in_root
+
+    root = tmp_path / "rootfs"
+    (root / "run").mkdir(parents=True)
+    (root / "var").mkdir()
+    (root / "var" / "run").symlink_to("/run")  # as in Debian images
+    (root / "escape").symlink_to("../../../../etc")
+    (root / "loop").symlink_to("loop")
+    assert in_root(root, "/var/run/secrets/kubernetes.io") == root / "run" / "secrets" / "kubernetes.io"
+    assert in_root(root, "/escape/passwd") == root / "etc" / "passwd"
+    assert in_root(root, "/../../tmp") == root / "tmp"
+    with pytest.raises(OSError, match="too many levels"):
+        in_root(root, "/loop/x")

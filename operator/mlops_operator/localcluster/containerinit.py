@@ -45,9 +45,34 @@ def bind(source: str, target: str, *, readonly: bool = False, recursive: bool = 
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
 
 
+def in_root(root: Path, inside: str) -> Path:
+    """`inside` resolved within the rootfs, symlinks followed as the container would see them (an image's
+    /var/run -> /run, or a hostile `ln -s /etc x`, never leads out to the host's tree)."""
+    parts = [p for p in inside.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            resolved = resolved[:-1]
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many levels of symbolic links in {inside}")
+            link = os.readlink(candidate)
+            parts = [p for p in link.split("/") if p not in ("", ".")] + parts
+            if link.startswith("/"):
+                resolved = []
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
 def mountpoint(root: Path, inside: str, *, like: str) -> str:
     """Create the path a mount goes on inside the rootfs: a directory, or a file when `like` is a file."""
-    target = root / inside.lstrip("/")
+    target = in_root(root, inside)
     if os.path.isdir(like) or not os.path.exists(like):
         target.mkdir(parents=True, exist_ok=True)
     else:
@@ -101,7 +126,7 @@ def prepare(spec: dict[str, Any]) -> None:
         if not os.path.exists(source):
             os.makedirs(source)
         bind(source, mountpoint(root, target, like=source), readonly=item["readonly"], recursive=True)
-    workdir = root / spec["working_dir"].lstrip("/")
+    workdir = in_root(root, spec["working_dir"])
     if not workdir.exists():
         workdir.mkdir(parents=True)  # as runc: a missing working dir is created
     if spec["readonly_root"]:

@@ -22,8 +22,14 @@ LAUNCHER = "mlops_operator.localcluster.containerinit"
 TokenRequest = Callable[[str, str, list[str], int, Obj], str]
 
 
+def _directory(path: Path) -> None:
+    """A volume directory the container's user can enter (the agent's own umask may be stricter)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _directory(path.parent)
     path.write_bytes(data)
     os.chmod(path, mode)
 
@@ -33,7 +39,7 @@ def _projected(volume: Obj, target: Path, pod: Obj, config_maps: Lookup, secrets
     sources, as the kubelet writes the API-access volume the ServiceAccount admission adds."""
     projected = volume["projected"]
     mode = int(projected.get("defaultMode", 0o644))
-    target.mkdir(parents=True, exist_ok=True)
+    _directory(target)
     namespace = pod["metadata"]["namespace"]
     for source in projected.get("sources") or []:
         if "serviceAccountToken" in source:
@@ -41,7 +47,13 @@ def _projected(volume: Obj, target: Path, pod: Obj, config_maps: Lookup, secrets
             audiences = [spec["audience"]] if spec.get("audience") else []
             account = pod["spec"].get("serviceAccountName") or "default"
             value = token(namespace, account, audiences, int(spec.get("expirationSeconds", 3607)), pod)
-            _write(target / spec["path"], value.encode(), 0o600 if mode == 0o644 else mode)
+            path = target / spec["path"]
+            _write(path, value.encode(), mode)
+            # As the kubelet: with the pod's runAsUser known, the token is that user's alone (0600).
+            security = pod["spec"].get("securityContext") or {}
+            if security.get("runAsUser") is not None:
+                os.chown(path, int(security["runAsUser"]), int(security.get("runAsGroup", 0)))
+                os.chmod(path, 0o600)
         elif "configMap" in source or "secret" in source:
             _materialise(
                 {"name": volume["name"], **source},
