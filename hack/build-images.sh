@@ -36,6 +36,10 @@ need
 [ "$(id -u)" = 0 ] || { log "run as root: debootstrap and buildah's chroot isolation need it"; exit 1; }
 
 mkdir -p "$store/storage" "$cache_root/images"
+# One build at a time per store (test workers each make sure the images are current); the others wait,
+# then find them current.
+exec 9>"$store/.build.lock"
+flock 9
 B=(buildah --root "$store/storage" --runroot "$store/run" --storage-driver overlay)
 
 # -- the base ------------------------------------------------------------------------------------------
@@ -74,10 +78,21 @@ fi
 # bundle is mounted for the RUN steps alone, so nothing of it stays in an image.
 ca_mount=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && ca_mount=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+# What an image is built from; an image labelled with the same hash is current and not rebuilt at all.
+context_hash() {
+  (cd "$repo" && { printf '%s\n' "images/$1/Dockerfile" pyproject.toml README.md LICENSE images/extra_requirements.py .dockerignore
+    find operator -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*'; } | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+}
 for image in "${images[@]}"; do
   tag="localhost/mlops-operator/$image:$version"
+  source=$(context_hash "$image")
+  built=$("${B[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "dev.mlops.source"}}' "$tag" 2>/dev/null || true)
+  if [ "$built" = "$source" ]; then
+    echo "$tag current $("${B[@]}" images --noheading --format '{{.Size}}' "$tag")"
+    continue
+  fi
   start=$(date +%s%N)
-  "${B[@]}" bud --quiet --isolation chroot --layers --pull=never "${ca_mount[@]}" \
+  "${B[@]}" bud --quiet --isolation chroot --layers --pull=never "${ca_mount[@]}" --label "dev.mlops.source=$source" \
     -f "$repo/images/$image/Dockerfile" -t "$tag" "$repo" >/dev/null
   seconds=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   echo "$tag ${seconds}s $("${B[@]}" images --noheading --format '{{.Size}}' "$tag")"
