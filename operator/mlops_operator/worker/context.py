@@ -35,16 +35,22 @@ class WorkerObject:
         }
 
 
-def parse_object(text: str | None, variable: str, kind: str) -> WorkerObject:
-    """Parse the JSON of one object from env `variable`, checking it is of `kind`."""
-    if not text:
-        raise PermanentError(f"env {variable} is not set; the operator passes the {kind} as JSON there")
+def json_object(text: str, variable: str) -> dict[str, Any]:
+    """The JSON object an env var holds; anything else is a permanent error naming the variable."""
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise PermanentError(f"env {variable} is not valid JSON: {error}") from error
     if not isinstance(body, dict):
         raise PermanentError(f"env {variable} must hold a JSON object, not {type(body).__name__}")
+    return body
+
+
+def parse_object(text: str | None, variable: str, kind: str) -> WorkerObject:
+    """Parse the JSON of one object from env `variable`, checking it is of `kind`."""
+    if not text:
+        raise PermanentError(f"env {variable} is not set; the operator passes the {kind} as JSON there")
+    body = json_object(text, variable)
     if body.get("kind") != kind:
         raise PermanentError(f"env {variable} holds a {body.get('kind')!r}, expected a {kind}")
     meta = body.get("metadata") or {}

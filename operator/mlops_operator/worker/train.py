@@ -18,7 +18,7 @@ from .. import contract, modelformat
 from ..api.dataset import DatasetSpec
 from ..api.trainingrun import TrainingRunSpec
 from . import tracking
-from .context import WorkerEnv, read_env
+from .context import WorkerEnv, json_object, read_env
 from .errors import PermanentError, RetryableError, WorkerError, describe
 from .estimators import build_estimator, resolve_estimator
 from .modeling import MODEL_STEP, TrainingData, evaluate, fit, make_model, prepare_data, primary_metric, scorer, split
@@ -194,15 +194,7 @@ def log_model(mlflow_client: MlflowClient, run_id: str, model: Any, data: Traini
 def chosen_params(environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The grid point a trial search chose (contract.ENV_PARAMS), or None: search here, as GridSearchCV."""
     text = environ.get(contract.ENV_PARAMS)
-    if not text:
-        return None
-    try:
-        chosen = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise PermanentError(f"env {contract.ENV_PARAMS} is not valid JSON: {error}") from error
-    if not isinstance(chosen, dict):
-        raise PermanentError(f"env {contract.ENV_PARAMS} must hold a JSON object of parameters")
-    return chosen
+    return json_object(text, contract.ENV_PARAMS) if text else None
 
 
 def train_and_register(
