@@ -447,22 +447,41 @@ def main() -> None:
         "mlserver": lambda: mlserver(ensure_bench_venv()),
     }
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    keys = args.servers.split(",")
     for run in range(args.runs):
-        for key in args.servers.split(","):
-            server = factories[key]()
-            server.start(WORK / f"{key}.log")
-            assert server.process is not None
-            try:
-                for label, path, body, concurrency in points(server, args.concurrency, args.overload):
+        servers = [factories[key]() for key in keys]
+        try:
+            for key, server in zip(keys, servers, strict=True):
+                server.start(WORK / f"{key}.log")
+            # Every point on each server in turn, all up at once: a comparison sees the same background load.
+            # The order rotates by run, so no server always runs first (or right after a neighbour's overload).
+            order = servers[run % len(servers) :] + servers[: run % len(servers)]
+            for label, runs_on in interleaved(servers, order, args.concurrency, args.overload):
+                for server, path, body, concurrency in runs_on:
+                    assert server.process is not None
                     sampler = RssSampler(server.process.pid)
                     sampler.start()
                     summary = run_load(server.port, path, body, concurrency, args.duration)
                     summary["rss_mib"] = sampler.stop()
                     results.setdefault((server.name, label), []).append(summary)
-                    print(f"run {run + 1} {server.name:28s} {label:24s} " + json.dumps(summary), flush=True)
-            finally:
+                    print(f"run {run + 1} {server.name:36s} {label:24s} " + json.dumps(summary), flush=True)
+        finally:
+            for server in servers:
                 server.stop()
     print_table(results, args)
+
+
+def interleaved(
+    servers: list[Server], order: list[Server], concurrency: int, overload: int
+) -> list[tuple[str, list[tuple[Server, str, bytes, int]]]]:
+    """Each point's label (in the order `servers` list them) with the servers that run it, in `order`."""
+    by_label: dict[str, list[tuple[Server, str, bytes, int]]] = {
+        label: [] for server in servers for label, *_ in points(server, concurrency, overload)
+    }
+    for server in order:
+        for label, path, body, conc in points(server, concurrency, overload):
+            by_label[label].append((server, path, body, conc))
+    return list(by_label.items())
 
 
 def ab_metrics(tracking_uri: str, slices: int, seconds: float, concurrency: int) -> None:
@@ -497,32 +516,41 @@ def ab_metrics(tracking_uri: str, slices: int, seconds: float, concurrency: int)
 def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> None:
     print("\n| server | request | concurrency | requests/s | p50 ms | p99 ms | shed | peak RSS MiB | client CPU |")
     print("|---|---|---|---|---|---|---|---|---|")
-    medians: dict[tuple[str, str], dict[str, float]] = {}
-    for (name, label), runs in results.items():
-        med = medians[(name, label)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    names = list(dict.fromkeys(name for name, _ in results))  # the servers in the order they first ran
+    for (name, label), runs in sorted(results.items(), key=lambda item: names.index(item[0][0])):
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         conc = args.overload if "overload" in label else 1 if "one client" in label else args.concurrency
         print(
             f"| {name} | {label} | {conc} | {med['rps']:,.0f} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | "
             f"{med['shed']:.0%} | {med['rss_mib']:.0f} | {med['client_cpu']:.0%} |"
         )
     print(f"\nmedians of {args.runs} run(s), {args.duration:g} s each")
-    print_ratios(medians)
+    print_ratios(results)
 
 
-def print_ratios(medians: dict[tuple[str, str], dict[str, float]]) -> None:
-    """The real model as a share of the constant one (the HTTP path's limit), and against MLServer, per point."""
+def print_ratios(results: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """The real model as a share of the constant one (the HTTP path's limit), and against MLServer, per point.
+
+    Medians of the per-run ratios: within a run the two sides of a ratio ran one right after the other.
+    """
     ours, limit, peer = "mlops-server", "mlops-server (constant model)", "MLServer"
-    labels = [label for name, label in medians if name == ours]
+
+    def ratio(label: str, other: str, key: str) -> float | None:
+        mine, theirs = results.get((ours, label)), results.get((other, label))
+        if not mine or not theirs or len(mine) != len(theirs):
+            return None
+        return statistics.median(a[key] / b[key] for a, b in zip(mine, theirs, strict=True))
+
+    labels = [label for name, label in results if name == ours]
     if not labels:
         return
-    print("\n| request | ours / constant (share of the limit) | ours / MLServer requests/s | p99 ours vs MLServer |")
+    print("\n| request | ours / constant model (share of the limit) | ours / MLServer: requests/s | p99 |")
     print("|---|---|---|---|")
     for label in labels:
-        real, const, other = medians[(ours, label)], medians.get((limit, label)), medians.get((peer, label))
-        share = f"{real['rps'] / const['rps']:.0%}" if const else "-"
-        times = f"{real['rps'] / other['rps']:.1f}x" if other else "-"
-        p99 = f"{real['p99_ms']:.2f} vs {other['p99_ms']:.2f} ms" if other else "-"
-        print(f"| {label} | {share} | {times} | {p99} |")
+        share, times, p99 = ratio(label, limit, "rps"), ratio(label, peer, "rps"), ratio(label, peer, "p99_ms")
+        cells = [f"{share:.0%}" if share else "-", f"{times:.1f}x" if times else "-", f"{p99:.2f}x" if p99 else "-"]
+        print(f"| {label} | {' | '.join(cells)} |")
+    print("(medians of per-run ratios; p99 below 1x: ours is lower)")
 
 
 if __name__ == "__main__":
