@@ -1,14 +1,20 @@
 """Model-server benchmark (not a test): mlops-server against `mlflow models serve` and MLServer on the same model.
 
-Usage: .venv/bin/python bench/serve.py [--duration 20] [--runs 3] [--concurrency 8] [--servers ours,mlflow,mlserver]
+Usage: .venv/bin/python bench/serve.py [--duration 20] [--runs 3] [--concurrency 8]
+       [--servers ours,ours-constant,ours-nometrics,mlflow,mlserver]
 
 The iris classifier (scikit-learn LogisticRegression, the test suite's model) is registered in a
 sqlite MLflow under ~/.cache/mlops-operator/bench; MLServer (mlserver-sklearn) gets the same
 fitted estimator as a joblib file and runs from its own venv (~/.cache/mlops-operator/bench-venv,
-created on first use). Each server runs one worker process pinned to CPU 1 with `taskset`; the load
-generator (a callback-based HTTP/1.1 keep-alive client on uvloop, fixed concurrency, closed loop)
-is pinned to CPU 0, and reports its own CPU use so that a saturated client shows. Every point runs
-`--duration` seconds after a 2 s warm-up; the table gives medians over `--runs` runs.
+created on first use). "ours-constant" is the same mlops-server stack serving a scikit-learn
+DummyClassifier registered the same way (skops, digest, profile): its predict costs a few
+microseconds whatever the input, so it measures the most the HTTP path (parse, decode, validate,
+batch, drift counters, encode) can do, and the real model's figures are a share of that.
+
+Each server runs one worker process pinned to CPU 1 with `taskset`; the load generator (a
+callback-based HTTP/1.1 keep-alive client on uvloop, fixed concurrency, closed loop) is pinned to
+CPU 0, and reports its own CPU use so that a saturated client shows. Every point runs `--duration`
+seconds after a 2 s warm-up; the table gives medians over `--runs` runs, then the ratios.
 """
 
 from __future__ import annotations
@@ -35,26 +41,59 @@ BENCH_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1
 VENV_BIN = Path(sys.executable).parent
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 MODEL = "iris-bench"
+CONSTANT_MODEL = "iris-bench-constant"  # served under MODEL's name, so its requests are byte for byte the same
 SERVER_CPU, CLIENT_CPU = "1", "0"
 
 
 # -- the model --------------------------------------------------------------------------------------
 def prepare_model() -> str:
-    """Register the iris model once (cached) and write MLServer's copy; returns the tracking URI."""
+    """Register the iris model and its constant twin once (cached), write MLServer's copy; returns the tracking URI."""
     WORK.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{WORK / 'mlflow.db'}"
-    if (WORK / "model.joblib").exists():
+    if (WORK / "model.joblib").exists() and (WORK / "constant.registered").exists():
         return tracking_uri
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import joblib
+    import mlflow
 
     from tests.unit.test_server_registry import build_registry  # the test suite's models, same code path
 
-    registry = build_registry(WORK)
-    client = __import__("mlflow").MlflowClient(registry.tracking_uri, registry_uri=registry.tracking_uri)
-    client.rename_registered_model("iris-classifier", MODEL)
-    joblib.dump(registry.iris_model, WORK / "model.joblib")
-    return registry.tracking_uri
+    if not (WORK / "model.joblib").exists():
+        registry = build_registry(WORK)
+        client = mlflow.MlflowClient(registry.tracking_uri, registry_uri=registry.tracking_uri)
+        client.rename_registered_model("iris-classifier", MODEL)
+        joblib.dump(registry.iris_model, WORK / "model.joblib")
+    register_constant(tracking_uri)
+    (WORK / "constant.registered").touch()
+    return tracking_uri
+
+
+def register_constant(tracking_uri: str) -> None:
+    """A DummyClassifier on the same data, signature and profile as the iris model, registered the same way."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from mlops_operator import contract
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyClassifier
+
+    from tests.fixtures.models import register_model
+
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    real = client.get_model_version(MODEL, "1")
+    profile_path = mlflow.artifacts.download_artifacts(
+        artifact_uri=real.tags[contract.TAG_PROFILE_URI], dst_path=tempfile.mkdtemp(dir=WORK), tracking_uri=tracking_uri
+    )
+    profile = json.loads(Path(profile_path).read_text())
+    iris = load_iris()
+    frame = pd.DataFrame(iris.data, columns=COLUMNS)
+    species = np.asarray(iris.target_names)[iris.target]
+    model = DummyClassifier(strategy="prior").fit(frame, species)  # predict: np.tile of one label
+    experiment = client.create_experiment("bench-constant", artifact_location=(WORK / "constant").as_uri())
+    with _use_tracking_uri(tracking_uri):
+        version = register_model(client, experiment, CONSTANT_MODEL, model, frame, owner="bench", profile=profile)
+    assert version == 1, f"{CONSTANT_MODEL} already had versions: remove {WORK} and rerun"
 
 
 def ensure_bench_venv() -> Path:
@@ -127,12 +166,14 @@ def _get(port: int, path: str) -> int:
         return 0
 
 
-def ours(tracking_uri: str, metrics: bool = True, max_inflight: int = 16) -> Server:
+def ours(tracking_uri: str, metrics: bool = True, max_inflight: int = 16, constant: bool = False) -> Server:
     port = free_port()
     command = [
         str(VENV_BIN / "mlops-server"),
         "--model-uri",
-        f"models:/{MODEL}/1",
+        f"models:/{CONSTANT_MODEL if constant else MODEL}/1",
+        "--model-name",
+        MODEL,
         "--host",
         "127.0.0.1",
         "--port",
@@ -147,6 +188,8 @@ def ours(tracking_uri: str, metrics: bool = True, max_inflight: int = 16) -> Ser
     if not metrics:
         command.append("--no-metrics")
     name = "mlops-server" if metrics else "mlops-server (metrics off)"
+    if constant:
+        name += " (constant model)"
     return Server(name, command, {"MLFLOW_TRACKING_URI": tracking_uri}, port, "/v2/health/ready")
 
 
@@ -363,7 +406,7 @@ def points(server: Server, concurrency: int, overload: int) -> list[tuple[str, s
     """(label, path, body, concurrency) for a server: single row, 100 rows, and overload."""
     make = invocations_body if server.name.startswith("mlflow") else oip_body
     result = [("1 row", *make(1), concurrency), ("100 rows", *make(100), concurrency)]
-    if server.name == "mlops-server":
+    if server.name.startswith("mlops-server") and not server.name.endswith("(metrics off)"):
         result.insert(1, ("1 row /invocations", *invocations_body(1), concurrency))
         result.insert(0, ("1 row, one client", *make(1), 1))
     if not server.name.endswith("(metrics off)"):
@@ -382,7 +425,7 @@ def main() -> None:
         default=64,
         help="2x capacity: a worker holds 2 x max-inflight (one turn admitted, one arriving)",
     )
-    parser.add_argument("--servers", default="ours,ours-nometrics,mlflow,mlserver")
+    parser.add_argument("--servers", default="ours,ours-constant,mlserver,mlflow")
     parser.add_argument("--max-inflight", type=int, default=16, help="mlops-server's admission bound per worker")
     parser.add_argument("--ab-slices", type=int, default=0, help="only metrics on/off, alternating N slices")
     parser.add_argument("--client", help=argparse.SUPPRESS)
@@ -398,27 +441,47 @@ def main() -> None:
         return
     factories = {
         "ours": lambda: ours(tracking_uri, max_inflight=args.max_inflight),
+        "ours-constant": lambda: ours(tracking_uri, max_inflight=args.max_inflight, constant=True),
         "ours-nometrics": lambda: ours(tracking_uri, metrics=False, max_inflight=args.max_inflight),
         "mlflow": lambda: mlflow_serve(tracking_uri),
         "mlserver": lambda: mlserver(ensure_bench_venv()),
     }
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    keys = args.servers.split(",")
     for run in range(args.runs):
-        for key in args.servers.split(","):
-            server = factories[key]()
-            server.start(WORK / f"{key}.log")
-            assert server.process is not None
-            try:
-                for label, path, body, concurrency in points(server, args.concurrency, args.overload):
+        servers = [factories[key]() for key in keys]
+        try:
+            for key, server in zip(keys, servers, strict=True):
+                server.start(WORK / f"{key}.log")
+            # Every point on each server in turn, all up at once: a comparison sees the same background load.
+            # The order rotates by run, so no server always runs first (or right after a neighbour's overload).
+            order = servers[run % len(servers) :] + servers[: run % len(servers)]
+            for label, runs_on in interleaved(servers, order, args.concurrency, args.overload):
+                for server, path, body, concurrency in runs_on:
+                    assert server.process is not None
                     sampler = RssSampler(server.process.pid)
                     sampler.start()
                     summary = run_load(server.port, path, body, concurrency, args.duration)
                     summary["rss_mib"] = sampler.stop()
                     results.setdefault((server.name, label), []).append(summary)
-                    print(f"run {run + 1} {server.name:28s} {label:24s} " + json.dumps(summary), flush=True)
-            finally:
+                    print(f"run {run + 1} {server.name:36s} {label:24s} " + json.dumps(summary), flush=True)
+        finally:
+            for server in servers:
                 server.stop()
     print_table(results, args)
+
+
+def interleaved(
+    servers: list[Server], order: list[Server], concurrency: int, overload: int
+) -> list[tuple[str, list[tuple[Server, str, bytes, int]]]]:
+    """Each point's label (in the order `servers` list them) with the servers that run it, in `order`."""
+    by_label: dict[str, list[tuple[Server, str, bytes, int]]] = {
+        label: [] for server in servers for label, *_ in points(server, concurrency, overload)
+    }
+    for server in order:
+        for label, path, body, conc in points(server, concurrency, overload):
+            by_label[label].append((server, path, body, conc))
+    return list(by_label.items())
 
 
 def ab_metrics(tracking_uri: str, slices: int, seconds: float, concurrency: int) -> None:
@@ -453,7 +516,8 @@ def ab_metrics(tracking_uri: str, slices: int, seconds: float, concurrency: int)
 def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> None:
     print("\n| server | request | concurrency | requests/s | p50 ms | p99 ms | shed | peak RSS MiB | client CPU |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for (name, label), runs in results.items():
+    names = list(dict.fromkeys(name for name, _ in results))  # the servers in the order they first ran
+    for (name, label), runs in sorted(results.items(), key=lambda item: names.index(item[0][0])):
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         conc = args.overload if "overload" in label else 1 if "one client" in label else args.concurrency
         print(
@@ -461,6 +525,32 @@ def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], args: argp
             f"{med['shed']:.0%} | {med['rss_mib']:.0f} | {med['client_cpu']:.0%} |"
         )
     print(f"\nmedians of {args.runs} run(s), {args.duration:g} s each")
+    print_ratios(results)
+
+
+def print_ratios(results: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """The real model as a share of the constant one (the HTTP path's limit), and against MLServer, per point.
+
+    Medians of the per-run ratios: within a run the two sides of a ratio ran one right after the other.
+    """
+    ours, limit, peer = "mlops-server", "mlops-server (constant model)", "MLServer"
+
+    def ratio(label: str, other: str, key: str) -> float | None:
+        mine, theirs = results.get((ours, label)), results.get((other, label))
+        if not mine or not theirs or len(mine) != len(theirs):
+            return None
+        return statistics.median(a[key] / b[key] for a, b in zip(mine, theirs, strict=True))
+
+    labels = [label for name, label in results if name == ours]
+    if not labels:
+        return
+    print("\n| request | ours / constant model (share of the limit) | ours / MLServer: requests/s | p99 |")
+    print("|---|---|---|---|")
+    for label in labels:
+        share, times, p99 = ratio(label, limit, "rps"), ratio(label, peer, "rps"), ratio(label, peer, "p99_ms")
+        cells = [f"{share:.0%}" if share else "-", f"{times:.1f}x" if times else "-", f"{p99:.2f}x" if p99 else "-"]
+        print(f"| {label} | {' | '.join(cells)} |")
+    print("(medians of per-run ratios; p99 below 1x: ours is lower)")
 
 
 if __name__ == "__main__":
