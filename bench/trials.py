@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from mlops_operator.localcluster.binaries import ensure_binaries
+from mlops_operator.localcluster.config import ClusterConfig
 
 GRID_48 = "{max_depth: [1, 2, 3, 4, 5, 6], min_samples_leaf: [1, 2, 4, 8], criterion: [gini, entropy]}"
 CASES = {
@@ -151,7 +152,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("KUBECONFIG", str(Path(".localcluster/kubeconfig").resolve()))
     os.environ.setdefault("MLFLOW_TRACKING_URI", "http://10.244.0.1:15000")
-    with tempfile.TemporaryDirectory(prefix="bench-trials-") as tmp:
+    # Under the node's data dir: pods run from images read only that of the host (docs/images.md).
+    data_dir = ClusterConfig.from_env(Path(".localcluster")).data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-trials-", dir=data_dir) as tmp:
         csv = Path(tmp) / "iris.csv"
         worker = Path(sys.executable).parent / "mlops-worker"
         subprocess.run([str(worker), "sample-data", "iris", "--out", str(csv)], check=True, capture_output=True)
