@@ -79,6 +79,14 @@ def test_a_hostile_pickle_never_runs_in_a_server_pod_unless_the_deployment_opts_
     kube, model = crds_installed, f"pickled-{namespace}"
     marker = Path("/tmp") / f"mlops-hostile-{uuid.uuid4().hex}"
     version = register_hostile(kube, model, marker, namespace)
+    assert kube.state_dir is not None
+
+    def written() -> list[Path]:
+        """The marker wherever a server pod's /tmp is: its emptyDir on the node (run from the image) or the
+        host's /tmp (a host process)."""
+        in_pods = list((kube.state_dir or Path()).glob(f"pods/*/volumes/tmp/{marker.name}"))
+        return in_pods + ([marker] if marker.exists() else [])
+
     set_alias(kube, model, version)
     try:
         kube.apply(manifest(model, allow_unsafe=False), namespace)
@@ -88,7 +96,7 @@ def test_a_hostile_pickle_never_runs_in_a_server_pod_unless_the_deployment_opts_
             timeout=120,
         )
         assert "cloudpickle" in refused["reason"] and "allowUnsafeModelFormats" in refused["reason"], refused
-        assert not marker.exists(), "the pickle ran in a server pod that did not opt in"
+        assert not written(), "the pickle ran in a server pod that did not opt in"
 
         kube.apply(manifest(model, allow_unsafe=True), namespace)
         wait_for(
@@ -96,10 +104,11 @@ def test_a_hostile_pickle_never_runs_in_a_server_pod_unless_the_deployment_opts_
             lambda: any(a.get("ready") for a in readiness(kube, namespace)),
             timeout=150,
         )
-        assert marker.exists(), "with the opt-in the payload runs: the test's hostile model is real"
+        assert written(), "with the opt-in the payload runs: the test's hostile model is real"
     except AssertionError:
         print(kube.run("get", "mlops,deploy,pods,events", "-n", namespace, check=False).stdout)
         print(operator_process.log_tail(80))
         raise
     finally:
-        marker.unlink(missing_ok=True)
+        for path in written():
+            path.unlink(missing_ok=True)

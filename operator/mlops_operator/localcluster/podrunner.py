@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,8 @@ class PodRunner(threading.Thread):
             for container in self.containers:
                 if container.from_image:
                     self.agent.images.remove(container_name(self.uid, container.spec["name"]))
+            # The pod's sandbox, emptyDir volumes included, goes with the pod (as the kubelet's).
+            shutil.rmtree(self.work_dir, ignore_errors=True)
             self.agent.forget(self.uid)
 
     @property
