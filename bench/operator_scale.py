@@ -1,16 +1,28 @@
-"""Operator footprint at scale (not a test): N mixed objects, then RSS and time until every status is written.
+"""Operator at scale (not a test): N mixed objects, the API requests the operator makes, time, memory, reaction.
 
-Usage: KUBECONFIG=.localcluster/kubeconfig python bench/operator_scale.py [--objects 1000] [--runs 3]
-Target (ARCHITECTURE.md): <= 256 MiB RSS with 1,000 mixed objects.
+Usage: .venv/bin/python bench/operator_scale.py [--objects 1000] [--runs 1] [--qps 20] [--reactions 40]
 
-The operator does its real work — validation Jobs, serving Deployments and Services, MLflow lookups —
-but a ResourceQuota of zero pods in the bench namespace keeps the Job and ReplicaSet controllers
-from starting 500 Python processes on the bench machine.
+Creates N objects (copies of `examples/iris/`, a quarter of each kind) in a fresh namespace, starts
+`mlops-operator run` for it under the local cluster's audited identity, and reports:
+
+1. the time until every object carries `status.observedGeneration`, against (requests needed / client
+   rate) x 1.2, and the requests made until then and until the operator went quiet, per object and by
+   verb and resource, from the API server's audit log (so kopf's own LISTs and WATCHes count too);
+2. RSS settled and at peak;
+3. reaction time: one object's spec changed while the others sit idle, until its status reflects it;
+4. a restart over the converged objects: time until ready (every object passed once) and the writes
+   it made, which must be none (the bench fails otherwise).
+
+A ResourceQuota of zero pods keeps the Job and ReplicaSet controllers from starting thousands of
+Python processes: the operator does all its real work (Jobs, serving Deployments, Services, MLflow
+lookups), the pods just never start.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -18,98 +30,320 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mlops_operator.localcluster.binaries import ensure_binaries
+import httpx
+import yaml
+from mlops_operator.kubeapi import Kube, connection_from_kubeconfig
+from mlops_operator.localcluster.config import ClusterConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "iris"
-KINDS = [
-    ("datasets.mlops.dev", "dataset.yaml"),
-    ("trainingruns.mlops.dev", "trainingrun.yaml"),
-    ("modelversions.mlops.dev", "modelversion.yaml"),
-    ("deployments.mlops.dev", "deployment.yaml"),
-]
+GROUP_PATH = "/apis/mlops.dev/v1alpha1"
+KINDS = {  # plural -> (example file, a spec change that bumps the generation and needs a status answer)
+    "datasets": ("dataset.yaml", lambda i: {"spec": {"validation": {"minRows": 100 + i}}}),
+    "trainingruns": ("trainingrun.yaml", lambda i: {"spec": {"backoffLimit": 2 + i % 3}}),
+    "modelversions": ("modelversion.yaml", lambda i: {"spec": {"promote": i % 2 == 0}}),
+    "deployments": ("deployment.yaml", lambda i: {"spec": {"replicas": 1 + i % 4}}),
+}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+OPERATOR_PORTS = {"liveness": 18082, "metrics": 18092}
+Obj = dict[str, Any]
 
 
-def kubectl(*args: str, input_text: str | None = None) -> str:
-    result = subprocess.run(
-        [str(ensure_binaries() / "kubectl"), *args], input=input_text, capture_output=True, text=True, check=True
-    )
-    return result.stdout
-
-
-def manifests(count: int) -> str:
-    docs = []
-    templates = [(EXAMPLES / f).read_text() for _, f in KINDS]
+def manifests(count: int) -> list[tuple[str, Obj]]:
+    """(plural, object) for `count` objects, the four kinds in turn, each named after its index."""
+    templates = [(plural, yaml.safe_load((EXAMPLES / file).read_text())) for plural, (file, _) in KINDS.items()]
+    objects = []
     for i in range(count):
-        text = templates[i % len(templates)]
-        name = text.split("name: ", 1)[1].split("\n", 1)[0]
-        docs.append(text.replace(f"name: {name}\n", f"name: {name}-{i}\n", 1))
-    return "\n---\n".join(docs)
+        plural, template = templates[i % len(templates)]
+        obj = json.loads(json.dumps(template))
+        obj["metadata"] = {"name": f"{template['metadata']['name']}-{i}"}
+        objects.append((plural, obj))
+    return objects
 
 
-def acknowledged(namespace: str) -> int:
-    total = 0
-    for plural, _ in KINDS:
-        items = json.loads(kubectl("get", plural, "-n", namespace, "-o", "json"))["items"]
-        total += sum(1 for o in items if o.get("status", {}).get("observedGeneration"))
-    return total
+@dataclass
+class Acknowledgements:
+    """Every object's generation and observedGeneration as a watch reports them, and when each was first seen."""
+
+    state: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    first_ack: dict[tuple[str, str], float] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, plural: str, obj: Obj) -> None:
+        """Note one object's current generation and observedGeneration."""
+        key = (plural, obj["metadata"]["name"])
+        observed = int((obj.get("status") or {}).get("observedGeneration") or 0)
+        self.state[key] = (int(obj["metadata"].get("generation") or 1), observed)
+        if observed and key not in self.first_ack:
+            self.first_ack[key] = time.monotonic()
+        self.changed.set()
+
+    async def wait_for(self, predicate: Any, timeout: float) -> bool:
+        """Wait until predicate() holds (checked after every watch event) or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 5.0))
+        return True
+
+
+async def watch_kind(http: httpx.AsyncClient, namespace: str, plural: str, acks: Acknowledgements) -> None:
+    """Keep `acks` current for one kind: a LIST, then a WATCH from its resourceVersion, re-listed on expiry."""
+    path = f"{GROUP_PATH}/namespaces/{namespace}/{plural}"
+    while True:
+        listing = (await http.get(path)).raise_for_status().json()
+        for obj in listing["items"]:
+            acks.record(plural, obj)
+        params = {"watch": "1", "resourceVersion": listing["metadata"]["resourceVersion"], "timeoutSeconds": "1800"}
+        async with http.stream("GET", path, params=params, timeout=None) as stream:
+            async for line in stream.aiter_lines():
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    break
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    acks.record(plural, event["object"])
+
+
+class AuditLog:
+    """The audited identity's requests, read from the API server's audit log from a marked offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        """Count from here on."""
+        self.offset = self.path.stat().st_size
+
+    def since_mark(self) -> Counter[tuple[str, str]]:
+        """(verb, resource[/subresource]) -> requests since the mark (a rotated log restarts the count)."""
+        counts: Counter[tuple[str, str]] = Counter()
+        size = self.path.stat().st_size
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset if size >= self.offset else 0)
+            for line in handle:
+                entry = json.loads(line)
+                ref = entry.get("objectRef") or {}
+                resource = ref.get("resource", entry.get("requestURI", "?"))
+                if ref.get("subresource"):
+                    resource += f"/{ref['subresource']}"
+                counts[(entry["verb"], resource)] += 1
+        return counts
+
+    async def wait_quiet(self, quiet: float, timeout: float) -> float:
+        """Wait until no request was logged for `quiet` seconds; returns when the last one came (monotonic)."""
+        deadline, last_size, last_change = time.monotonic() + timeout, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            size = self.path.stat().st_size
+            if size != last_size:
+                last_size, last_change = size, time.monotonic()
+            elif time.monotonic() - last_change >= quiet:
+                return last_change
+            await asyncio.sleep(0.5)
+        return last_change
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def one_run(count: int) -> tuple[float, float, float]:
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", namespace)
-    kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+def start_operator(cfg: ClusterConfig, namespace: str, qps: float) -> subprocess.Popen[bytes]:
+    """`mlops-operator run` for one namespace, as the audited identity, without leader election."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cfg.audited_kubeconfig),
+        "MLFLOW_TRACKING_URI": cfg.mlflow_url,
+        "MLOPS_API_QPS": str(qps),
+        "MLOPS_LEADER_ELECTION": "false",
+    }
+    log = (cfg.logs_dir / f"bench-operator-{namespace}.log").open("ab")
+    argv = [sys.executable, "-m", "mlops_operator", "run", "-n", namespace]
+    argv += ["--liveness", f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz"]
+    argv += ["--metrics-port", str(OPERATOR_PORTS["metrics"])]
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def reconciles(http: httpx.AsyncClient) -> float:
+    """Reconcile passes the operator counted so far (all kinds); 0 before it serves metrics."""
     try:
-        kubectl("apply", "-n", namespace, "-f", "-", input_text=manifests(count))
+        text = (await http.get(f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics", timeout=2)).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(by_kind(text, "mlops_operator_reconciles_total").values())
+
+
+def by_kind(metrics_text: str, counter: str) -> dict[str, float]:
+    """A counter's values by its `kind` label, from Prometheus text."""
+    values = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(counter + "{"):
+            labels, value = line.rsplit(" ", 1)
+            values[labels.split('kind="', 1)[1].split('"', 1)[0]] = float(value)
+    return values
+
+
+async def passes(http: httpx.AsyncClient) -> dict[str, float]:
+    """Reconcile passes so far, by kind."""
+    text = (await http.get(f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics", timeout=5)).text
+    return by_kind(text, "mlops_operator_reconciles_total")
+
+
+def per_object(counts: Counter[tuple[str, str]], objects: int) -> str:
+    """Requests per object, excluding the per-kind LISTs and WATCHes (constant, not per object)."""
+    return f"{sum(n for (verb, _), n in counts.items() if verb not in ('list', 'watch')) / objects:.2f}"
+
+
+def breakdown(counts: Counter[tuple[str, str]]) -> str:
+    """One line per (verb, resource), most first."""
+    return "\n".join(f"      {n:>7}  {verb:<7} {resource}" for (verb, resource), n in counts.most_common())
+
+
+async def create_all(http: httpx.AsyncClient, namespace: str, objects: list[tuple[str, Obj]]) -> None:
+    """POST every object, 16 at a time (the bench's own client: not audited, not rate limited)."""
+    gate = asyncio.Semaphore(16)
+
+    async def one(plural: str, obj: Obj) -> None:
+        async with gate:
+            (await http.post(f"{GROUP_PATH}/namespaces/{namespace}/{plural}", json=obj)).raise_for_status()
+
+    await asyncio.gather(*(one(plural, obj) for plural, obj in objects))
+
+
+async def one_run(cfg: ClusterConfig, count: int, qps: float, reactions: int) -> dict[str, Any]:
+    conn = connection_from_kubeconfig(cfg.kubeconfig)
+    admin = Kube(conn, qps=1000, burst=1000)
+    token = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+    http = httpx.AsyncClient(base_url=conn.server, verify=conn.ssl_context(), headers=token, timeout=60)
+    local = httpx.AsyncClient()
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    audit = AuditLog(cfg.audit_log)
+    await admin.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"}}
+    quota["spec"] = {"hard": {"pods": "0"}}
+    await admin.create(f"/api/v1/namespaces/{namespace}/resourcequotas", quota)
+    acks = Acknowledgements()
+    watchers = [asyncio.create_task(watch_kind(http, namespace, plural, acks)) for plural in KINDS]
+    proc: subprocess.Popen[bytes] | None = None
+    result: dict[str, Any] = {"objects": count, "qps": qps}
+    try:
+        await create_all(http, namespace, manifests(count))
+        await acks.wait_for(lambda: len(acks.state) >= count, 120)
+        audit.mark()
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlops_operator",
-                "run",
-                "-n",
-                namespace,
-                "--liveness",
-                "http://127.0.0.1:18082/healthz",
-                "--metrics-port",
-                "18092",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            while acknowledged(namespace) < count:
-                time.sleep(1)
-            elapsed = time.monotonic() - started
-            time.sleep(10)  # settle: watches idle, nothing more to write
-            rss, peak = rss_mib(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        return elapsed, rss, peak
+        proc = start_operator(cfg, namespace, qps)
+        if not await acks.wait_for(lambda: len(acks.first_ack) >= count, 3600):
+            raise SystemExit(f"only {len(acks.first_ack)} of {count} objects were acknowledged in an hour")
+        result["ack_seconds"] = max(acks.first_ack.values()) - started
+        result["ack_requests"] = audit.since_mark()
+        last = await audit.wait_quiet(quiet=15, timeout=1800)
+        result["settle_seconds"] = last - started
+        result["settle_requests"] = audit.since_mark()
+        result["rss_settled"], result["rss_peak"] = rss_mib(proc.pid)
+        result["passes"] = await passes(local)
+
+        delays = []
+        for i in range(reactions):  # one object at a time, the four kinds in turn, while the rest sit idle
+            plural = list(KINDS)[i % len(KINDS)]
+            index = (i * 4 + list(KINDS).index(plural)) % count
+            name = manifests(index + 1)[index][1]["metadata"]["name"]
+            changed_at = time.monotonic()
+            path = f"{GROUP_PATH}/namespaces/{namespace}/{plural}/{name}"
+            patched = await admin.merge_patch(path, KINDS[plural][1](i))
+            generation = int(patched["metadata"]["generation"])
+            if not await acks.wait_for(lambda key=(plural, name), g=generation: acks.state[key][1] >= g, 30):
+                raise SystemExit(f"{plural}/{name} generation {generation} was not reflected in status within 30 s")
+            delays.append(time.monotonic() - changed_at)
+            await asyncio.sleep(0.5)
+        result["reactions"] = delays
+        await audit.wait_quiet(quiet=10, timeout=600)
+
+        proc.terminate()
+        proc.wait(timeout=60)
+        audit.mark()
+        restarted = time.monotonic()
+        proc = start_operator(cfg, namespace, qps)
+        deadline = restarted + 600
+        while await reconciles(local) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        result["restart_ready_seconds"] = time.monotonic() - restarted
+        await audit.wait_quiet(quiet=15, timeout=600)
+        result["restart_requests"] = audit.since_mark()
+        result["rss_restart"], result["rss_restart_peak"] = rss_mib(proc.pid)
     finally:
-        kubectl("delete", "namespace", namespace, "--wait=false")
+        if proc is not None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+        for watcher in watchers:
+            watcher.cancel()
+        with contextlib.suppress(Exception):
+            await admin.delete(f"/api/v1/namespaces/{namespace}")
+        await admin.aclose()
+        await http.aclose()
+        await local.aclose()
+    return result
+
+
+def report(results: list[dict[str, Any]]) -> int:
+    """Print medians over the runs (the breakdowns of the median run) and return the exit status."""
+    median = statistics.median
+    first = sorted(results, key=lambda r: r["ack_seconds"])[len(results) // 2]
+    count, qps = first["objects"], first["qps"]
+    ack_requests = sum(n for (verb, _), n in first["ack_requests"].items() if verb != "watch")
+    budget = ack_requests / qps * 1.2
+    reactions = sorted(d for r in results for d in r["reactions"])
+    writes = sum(n for r in results for (verb, _), n in r["restart_requests"].items() if verb in WRITE_VERBS)
+    print(f"objects={count} runs={len(results)} qps={qps} (medians)")
+    ack = median(r["ack_seconds"] for r in results)
+    print(
+        f"  every status written: {ack:.1f} s   target ({ack_requests} requests / {qps:g} per s) x 1.2 = {budget:.1f} s"
+    )
+    quarter = count / len(KINDS)
+    print(
+        "  passes per object until settled: " + ", ".join(f"{k} {n / quarter:.1f}" for k, n in first["passes"].items())
+    )
+    print(f"  settled (no request for 15 s) after {median(r['settle_seconds'] for r in results):.1f} s")
+    print(f"  requests per object until every status was written: {per_object(first['ack_requests'], count)}")
+    print(breakdown(first["ack_requests"]))
+    print(f"  requests per object until settled (children included): {per_object(first['settle_requests'], count)}")
+    print(breakdown(first["settle_requests"]))
+    print(
+        f"  RSS settled {median(r['rss_settled'] for r in results):.0f} MiB, "
+        f"peak {median(max(r['rss_peak'], r['rss_restart_peak']) for r in results):.0f} MiB (target <= 512 MiB)"
+    )
+    if reactions:
+        p95 = reactions[min(len(reactions) - 1, int(0.95 * len(reactions)))]
+        p50 = median(reactions)
+        print(f"  reaction (spec changed -> status): p50 {p50:.2f} s  p95 {p95:.2f} s  ({len(reactions)} changes)")
+    print(f"  restart: ready (every object passed once) in {median(r['restart_ready_seconds'] for r in results):.1f} s")
+    print(f"  restart requests (writes must be 0: {writes}):")
+    print(breakdown(first["restart_requests"]))
+    return 1 if writes else 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--qps", type=float, default=20.0, help="the operator's MLOPS_API_QPS")
+    parser.add_argument("--reactions", type=int, default=40, help="spec changes timed one at a time")
+    parser.add_argument("--state-dir", type=Path, default=Path(".localcluster"))
     args = parser.parse_args()
-    os.environ.setdefault("KUBECONFIG", str(Path(".localcluster/kubeconfig").resolve()))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", "http://10.244.0.1:15000")
-    results = [one_run(args.objects) for _ in range(args.runs)]
-    elapsed, rss, peak = (statistics.median(col) for col in zip(*results, strict=True))
-    print(f"objects={args.objects} runs={args.runs} (medians)")
-    print(f"  time from operator start to every status written: {elapsed:.1f} s")
-    print(f"  settled RSS: {rss:.0f} MiB   peak RSS: {peak:.0f} MiB   (target <= 256 MiB: ratio {peak / 256:.2f})")
+    cfg = ClusterConfig.from_env(args.state_dir.resolve())
+    if not cfg.audited_kubeconfig.exists():
+        raise SystemExit(f"no {cfg.audited_kubeconfig}: run `mlops-operator cluster up --state-dir {args.state_dir}`")
+    results = [asyncio.run(one_run(cfg, args.objects, args.qps, args.reactions)) for _ in range(args.runs)]
+    raise SystemExit(report(results))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,12 @@ PLURALS_OF_CHILDREN = {
 }
 
 
+def store_kind(obj: Obj) -> str:
+    """The kind an object is kept under in the store (an apps/v1 Deployment is a ServingDeployment)."""
+    kind = str(obj.get("kind"))
+    return STORE_KINDS.get(kind, kind) if str(obj.get("apiVersion", "")).startswith("apps/") else kind
+
+
 class NameConflictError(Exception):
     """A child's name is held by an object the owner does not control; the next pass plans NameConflict."""
 
@@ -55,6 +61,7 @@ class ChildWriter:
         meta = obj["metadata"]
         created = await self.kube.create(collection_of(obj), obj)
         if created is not None:
+            self.remember(store_kind(obj), created)
             log.info("created %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
             if obj["kind"] == "Job":
                 owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
@@ -75,7 +82,7 @@ class ChildWriter:
         if not await self.create(obj):
             meta = obj["metadata"]
             patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
-            await self.kube.merge_patch(f"{collection_of(obj)}/{meta['name']}", patch)
+            self.remember(store_kind(obj), await self.kube.merge_patch(f"{collection_of(obj)}/{meta['name']}", patch))
             log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
 
     async def delete_child(self, obj: Obj) -> None:
@@ -108,6 +115,12 @@ class ChildWriter:
                 found = True
         if found:
             raise NameConflictError("a child name is held by an object this owner does not control")
+
+    def remember(self, kind: str, written: Obj | None) -> None:
+        """Keep what a write answered in the store, so the next pass sees it before its watch event arrives
+        (no GET of a Job just created, no pass planned from the status before the one just written)."""
+        if written and (written.get("metadata") or {}).get("name") and kind in self.store.listed:
+            self.store.put(kind, written)
 
     def note_conflict(self, owner_uid: str, path: str, conflict: NameConflict) -> None:
         """Record a child name a gather found held by an object the owner does not control."""

@@ -28,7 +28,7 @@ from ..notify.routing import plan_deliveries
 from ..planning.conditions import status_changed
 from ..planning.plan import Event, Obj, Plan
 from . import metrics
-from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of
+from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of, store_kind
 from .settings import Settings
 from .store import Store, collection_paths
 
@@ -68,6 +68,7 @@ class Runtime(ChildWriter):
     listings: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of its last listed object
     relists: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # kind -> the store relist under way
     notifier: Notifier | None = None  # sends the namespace's NotificationPolicy destinations what a pass posted
+    stale: set[tuple[str, str, str]] = field(default_factory=set)  # a status write found these changed: GET them
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
         """Keep the store current from a watch event (type None: an object of kopf's (re)listing)."""
@@ -184,7 +185,8 @@ class Runtime(ChildWriter):
             metrics.RECONCILES.labels(kind).inc()
             started = time.perf_counter()
             try:
-                current = body if body is not None else await self.get(kind, namespace, name)
+                current = body if body is not None else await self.get(kind, namespace, name, fresh=key in self.stale)
+                self.stale.discard(key)
                 if current is None or current["metadata"].get("deletionTimestamp"):
                     self.forget(key)
                     self.forget_conflicts(((current or body or {}).get("metadata") or {}).get("uid"))
@@ -197,7 +199,8 @@ class Runtime(ChildWriter):
                     self.failures.pop(key, None)
                     if plan.requeue_after is not None:
                         self.requeue(key, plan.requeue_after)
-            except StaleObjectError:
+            except StaleObjectError:  # the next pass reads the object from the API server, not the store
+                self.stale.add(key)
                 self.requeue(key, 0.2)
             except NameConflictError as error:  # recorded in the store: the next pass's plan says so
                 delay = 0.2 if key not in self.failures else self._backoff(key)
@@ -247,6 +250,7 @@ class Runtime(ChildWriter):
             timer.cancel()
         self.failures.pop(key, None)
         self.effect_failures.pop(key, None)
+        self.stale.discard(key)
         lock = self.locks.get(key)
         if lock is not None and not lock.locked():
             del self.locks[key]
@@ -263,9 +267,14 @@ class Runtime(ChildWriter):
             ):
                 self.applied.pop(f"{namespace}/{child}", None)
 
-    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        """The current object of one of our kinds."""
-        return await self.kube.get_or_none(custom_path(GROUP, VERSION, PLURALS[kind], namespace, name))
+    async def get(self, kind: str, namespace: str, name: str, fresh: bool = False) -> Obj | None:
+        """One of our objects: the store's latest copy once the kind is listed (None: it does not exist), else, or
+        when `fresh`, the API server's (which the store then keeps)."""
+        if not fresh and kind in self.store.listed:
+            return self.store.body(kind, namespace, name)
+        current = await self.kube.get_or_none(custom_path(GROUP, VERSION, PLURALS[kind], namespace, name))
+        self.remember(kind, current)
+        return current
 
     async def apply(self, kind: str, body: Obj, plan: Plan) -> None:
         """Carry out a plan in this order, each step only after the one before succeeded:
@@ -313,10 +322,12 @@ class Runtime(ChildWriter):
             await self.delete_child(obj)
         for child, patch in plan.patches:
             try:
-                await self.kube.merge_patch(f"{collection_of(child)}/{child['metadata']['name']}", patch)
+                patched = await self.kube.merge_patch(f"{collection_of(child)}/{child['metadata']['name']}", patch)
             except ApiError as error:
                 if error.status != 404:  # gone already: nothing left to patch
                     raise
+            else:
+                self.remember(store_kind(child), patched)
         key = (kind, namespace, body["metadata"]["name"])
         # Tags before alias moves: the version an alias names always carries its record (an approval's).
         effects: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -410,11 +421,12 @@ class Runtime(ChildWriter):
         path = custom_path(GROUP, VERSION, PLURALS[kind], meta["namespace"], meta["name"]) + "/status"
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         try:
-            await self.kube.merge_patch(path, patch)
+            written = await self.kube.merge_patch(path, patch)
         except ApiError as error:
             if error.status == 409:
                 raise StaleObjectError(str(error)) from error
             raise
+        self.remember(kind, written)
 
 
 class StaleObjectError(Exception):

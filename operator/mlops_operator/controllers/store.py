@@ -1,5 +1,9 @@
 """An in-memory view of the objects reconciles look up across kinds, seeded by a LIST before any handler runs.
 
+It also keeps the latest body of every object of the operator's own kinds, as compact JSON (a tenth of the
+memory of the parsed dicts), so a pass woken by a timer or a child reads its object here, not from the API
+server: the status write's resourceVersion precondition catches a stale copy, as controller-runtime's cache.
+
 kopf's own indexes would do this, but kopf holds every object's worker until all indexes are
 populated; with `queueing.worker_limit` bounding the workers (for memory), 1,000 objects deadlock
 at startup. So the operator lists what it needs once in a startup handler and keeps the view
@@ -8,11 +12,13 @@ current from its watch events (every handler updates it before reconciling).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.modelversion import Promotion
 from ..contract import LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.approval import recorded_writers
 from ..planning.conflicts import NameConflict
 from ..planning.plan import parse_time
 
@@ -33,6 +39,19 @@ SEEDED = (
     ("/apis/autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
     ("/apis/policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
 )
+
+
+BODY_KINDS = frozenset({"Dataset", "TrainingRun", "ModelVersion", "Deployment", "NotificationPolicy"})
+
+
+def compact(body: Obj) -> str:
+    """An object as the body cache keeps it: JSON without managedFields beyond the writers status records."""
+    meta = dict(body.get("metadata") or {})
+    writers = recorded_writers(meta)
+    meta.pop("managedFields", None)
+    if writers:
+        meta["managedFields"] = writers
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
 
 
 def summary(kind: str, body: Obj) -> Obj:
@@ -95,18 +114,28 @@ class Store:
     # LIST merged in later never undoes a watch event that arrived while the LIST was in flight.
     revision: int = 0
     stamps: dict[str, dict[Key, int]] = field(default_factory=dict)
+    bodies: dict[str, dict[Key, str]] = field(default_factory=dict)  # BODY_KINDS: the latest body, compact JSON
+    listed: set[str] = field(default_factory=set)  # kinds a LIST filled: what is not stored does not exist
 
     def put(self, kind: str, body: Obj) -> None:
         """Record the newest version of an object."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
         self.objects.setdefault(kind, {})[key] = summary(kind, body)
+        if kind in BODY_KINDS:
+            self.bodies.setdefault(kind, {})[key] = compact(body)
         self._stamp(kind, key)
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
         self.objects.get(kind, {}).pop((namespace, name), None)
+        self.bodies.get(kind, {}).pop((namespace, name), None)
         self._stamp(kind, (namespace, name))
+
+    def body(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The latest full body of one of the operator's own objects (a fresh copy each call), if it is known."""
+        raw = self.bodies.get(kind, {}).get((namespace, name))
+        return None if raw is None else dict(json.loads(raw))
 
     def _stamp(self, kind: str, key: Key) -> None:
         self.revision += 1
@@ -120,13 +149,20 @@ class Store:
         current, stamps = self.objects.get(kind, {}), self.stamps.get(kind, {})
         newer = {key for key, stamp in stamps.items() if stamp > since}
         fresh: dict[Key, Obj] = {}
+        current_bodies, fresh_bodies = self.bodies.get(kind, {}), dict[Key, str]()
         for body in bodies:
             meta = body.get("metadata", {})
             key = (meta.get("namespace", ""), meta["name"])
             if key not in newer:
                 fresh[key] = summary(kind, body)
+                if kind in BODY_KINDS:
+                    fresh_bodies[key] = compact(body)
         fresh.update({key: current[key] for key in newer if key in current})
+        fresh_bodies.update({key: current_bodies[key] for key in newer if key in current_bodies})
         self.objects[kind] = fresh
+        self.listed.add(kind)
+        if kind in BODY_KINDS:
+            self.bodies[kind] = fresh_bodies
         self.stamps[kind] = {key: stamps[key] for key in newer}  # older stamps are settled by this listing
         return [(key, obj) for key, obj in current.items() if key not in fresh]
 

@@ -103,6 +103,16 @@ class ClusterConfig:
         """The admin kubeconfig users point KUBECONFIG at."""
         return self.state_dir / "kubeconfig"
 
+    @property
+    def audited_kubeconfig(self) -> Path:
+        """An admin kubeconfig whose every request the API server writes to `audit_log` (benches count them)."""
+        return self.state_dir / "audited.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON line per request made with `audited_kubeconfig`'s identity (nothing else is audited)."""
+        return self.logs_dir / "audit.log"
+
     def component_kubeconfig(self, component: str) -> Path:
         """A kubeconfig with the identity of one control-plane component."""
         return self.state_dir / f"{component}.kubeconfig"

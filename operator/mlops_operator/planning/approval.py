@@ -15,6 +15,23 @@ TAG_APPROVED_AT = "mlops.dev/approved-at"
 TAG_APPROVED_VIA = "mlops.dev/approved-via"  # Apply | Update
 
 
+RECORDED_FIELDS = ("promote", "rolloutRequest")  # the spec fields whose writer the operator records
+
+
+def recorded_writers(metadata: Obj) -> list[Obj]:
+    """managedFields cut to what `field_manager` reads for the recorded fields (a cached body needs no more:
+    the full list is most of an object's size)."""
+    kept = []
+    for entry in metadata.get("managedFields") or []:
+        spec = ((entry.get("fieldsV1") or {}).get("f:spec")) or {}
+        owned = {f"f:{name}": spec[f"f:{name}"] for name in RECORDED_FIELDS if f"f:{name}" in spec}
+        if owned:
+            kept.append(
+                {**{k: entry[k] for k in ("manager", "operation", "time") if k in entry}, "fieldsV1": {"f:spec": owned}}
+            )
+    return kept
+
+
 def field_manager(metadata: Obj, field: str) -> Obj | None:
     """The newest managedFields entry that owns `spec.<field>` (None: the API server sent no managed fields)."""
     newest: Obj | None = None
