@@ -93,3 +93,29 @@ def test_watch_events_newer_than_the_list_win_over_it() -> None:
     }
     store.replace("TrainingRun", [obj("changed-after"), obj("created-after")])
     assert store.stamps["TrainingRun"] == {}
+
+
+def test_bodies_of_our_kinds_are_kept_whole_but_managed_fields_only_for_the_recorded_writers() -> None:
+    store = Store()
+    promote = {
+        "manager": "kubectl-edit",
+        "operation": "Update",
+        "time": "t2",
+        "fieldsV1": {"f:spec": {"f:promote": {}}},
+    }
+    applied = {"manager": "argocd", "operation": "Apply", "time": "t1", "fieldsV1": {"f:spec": {"f:gates": {}}}}
+    version = obj("m-1", spec={"registeredModel": "m", "version": 1, "promote": True}, status={"phase": "Approved"})
+    version["metadata"]["managedFields"] = [applied, promote]
+    store.put("ModelVersion", version)
+    cached = store.body("ModelVersion", "ns", "m-1")
+    assert cached is not None and cached["spec"] == version["spec"] and cached["status"] == version["status"]
+    assert cached["metadata"]["managedFields"] == [promote]
+    cached["spec"]["promote"] = False
+    assert store.body("ModelVersion", "ns", "m-1")["spec"]["promote"] is True, "every read is a fresh copy"
+    store.put("Job", obj("a-job"))
+    assert store.body("Job", "ns", "a-job") is None, "children are kept as summaries only"
+    store.replace("ModelVersion", [obj("m-2")])
+    assert store.body("ModelVersion", "ns", "m-1") is None and store.body("ModelVersion", "ns", "m-2") is not None
+    assert "ModelVersion" in store.listed and "Dataset" not in store.listed
+    store.delete("ModelVersion", "ns", "m-2")
+    assert store.body("ModelVersion", "ns", "m-2") is None

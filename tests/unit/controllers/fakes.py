@@ -23,8 +23,10 @@ class FakeKube:
         self.failing: dict[str, Exception] = {}
         self.patches: list[tuple[str, Obj]] = []
         self.created: list[tuple[str, Obj]] = []
+        self.reads: list[str] = []  # every path read, in order
 
     def _read(self, path: str) -> Obj | None:
+        self.reads.append(path)
         if path in self.failing:
             raise self.failing[path]
         return self.objects.get(path)
