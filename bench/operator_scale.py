@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -173,6 +174,33 @@ def start_operator(cfg: ClusterConfig, namespace: str, qps: float) -> subprocess
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def profile_restart(pid: int, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy samples the restarted operator for its first 15 s (raw flamegraph lines: stack count)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit(f"--profile-restart needs py-spy: {sys.executable} -m pip install py-spy")
+    argv = [str(spy), "record", "--rate", "100", "--duration", "15", "--format", "raw", "--output", str(path)]
+    return subprocess.Popen([*argv, "--pid", str(pid)], stdout=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 60 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def require_free_ports() -> None:
+    """Stop before starting if another operator (a bench left running) holds the bench's ports."""
+    for port in OPERATOR_PORTS.values():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is in use: is an operator from an earlier bench still running?")
+
+
 async def reconciles(http: httpx.AsyncClient) -> float:
     """Reconcile passes the operator counted so far (all kinds); 0 before it serves metrics."""
     try:
@@ -219,7 +247,9 @@ async def create_all(http: httpx.AsyncClient, namespace: str, objects: list[tupl
     await asyncio.gather(*(one(plural, obj) for plural, obj in objects))
 
 
-async def one_run(cfg: ClusterConfig, count: int, qps: float, reactions: int) -> dict[str, Any]:
+async def one_run(
+    cfg: ClusterConfig, count: int, qps: float, reactions: int, profile: Path | None = None
+) -> dict[str, Any]:
     conn = connection_from_kubeconfig(cfg.kubeconfig)
     admin = Kube(conn, qps=1000, burst=1000)
     token = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
@@ -267,23 +297,23 @@ async def one_run(cfg: ClusterConfig, count: int, qps: float, reactions: int) ->
         result["reactions"] = delays
         await audit.wait_quiet(quiet=10, timeout=600)
 
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
         audit.mark()
         restarted = time.monotonic()
         proc = start_operator(cfg, namespace, qps)
+        spy = profile_restart(proc.pid, profile) if profile else None
         deadline = restarted + 600
         while await reconciles(local) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # each scrape costs the operator a little CPU
         result["restart_ready_seconds"] = time.monotonic() - restarted
+        if spy is not None:
+            spy.wait()
         await audit.wait_quiet(quiet=15, timeout=600)
         result["restart_requests"] = audit.since_mark()
         result["rss_restart"], result["rss_restart_peak"] = rss_mib(proc.pid)
     finally:
         if proc is not None:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=60)
+            stop(proc)
         for watcher in watchers:
             watcher.cancel()
         with contextlib.suppress(Exception):
@@ -338,11 +368,16 @@ def main() -> None:
     parser.add_argument("--qps", type=float, default=20.0, help="the operator's MLOPS_API_QPS")
     parser.add_argument("--reactions", type=int, default=40, help="spec changes timed one at a time")
     parser.add_argument("--state-dir", type=Path, default=Path(".localcluster"))
+    parser.add_argument("--profile-restart", type=Path, help="py-spy the restart's first 15 s into this file")
     args = parser.parse_args()
     cfg = ClusterConfig.from_env(args.state_dir.resolve())
     if not cfg.audited_kubeconfig.exists():
         raise SystemExit(f"no {cfg.audited_kubeconfig}: run `mlops-operator cluster up --state-dir {args.state_dir}`")
-    results = [asyncio.run(one_run(cfg, args.objects, args.qps, args.reactions)) for _ in range(args.runs)]
+    require_free_ports()
+    results = [
+        asyncio.run(one_run(cfg, args.objects, args.qps, args.reactions, args.profile_restart))
+        for _ in range(args.runs)
+    ]
     raise SystemExit(report(results))
 
 

@@ -52,6 +52,9 @@ def run_operator(
 
     kopf.configure(verbose=False)  # INFO logs to stderr, as `kopf run` would set up
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
+    # kopf logs "Handler ... succeeded" for every watch event of every object (10,000 lines at each start);
+    # its warnings and errors still show, and our controllers log what they change.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics.serve(metrics_port)
     kopf.run(
         clusterwide=not namespaces,

@@ -22,6 +22,7 @@ from .. import contract
 from ..api.common import GROUP, VERSION
 from ..contract import ANNOTATION_SPEC_HASH
 from ..integrations.mlflow import Mlflow, MlflowError
+from ..integrations.mlflowcache import CachedMlflow
 from ..kubeapi import ApiError, Kube, connection_from_env, custom_path
 from ..notify.delivery import Notifier
 from ..notify.routing import plan_deliveries
@@ -449,7 +450,7 @@ def runtime() -> Runtime:
         settings = Settings.from_env()
         _runtime = Runtime(
             kube=Kube(connection_from_env(), qps=settings.api_qps, burst=int(2 * settings.api_qps)),
-            mlflow=Mlflow(settings.tracking_uri),
+            mlflow=CachedMlflow(settings.tracking_uri),
             settings=settings,
             namespaces=list(_namespaces),
         )
