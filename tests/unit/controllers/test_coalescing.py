@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from mlops_operator.controllers import runtime as runtime_module
 from mlops_operator.controllers.runtime import Runtime
 from mlops_operator.planning.plan import Plan
 
@@ -80,6 +81,33 @@ def test_a_cancelled_waiting_pass_leaves_nothing_behind() -> None:
         assert not rt.locks[KEY].locked()
         again = asyncio.create_task(rt.reconcile(*KEY, body(3)))
         await asyncio.wait_for(again, 1)  # a later request runs: nothing was left waiting or locked
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_passes_under_way_at_once_are_bounded_whatever_starts_them() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        running, most = 0, 0
+        release = asyncio.Event()
+
+        async def slow(_: Runtime, current: dict[str, Any]) -> Plan | None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+            return None
+
+        rt.reconcilers["Dataset"] = slow
+        objects = [("Dataset", "team", f"d{i}") for i in range(3 * runtime_module.MAX_CONCURRENT_PASSES)]
+        passes = [asyncio.create_task(rt.reconcile(*key, body(1))) for key in objects]
+        await asyncio.sleep(0.01)
+        assert running == runtime_module.MAX_CONCURRENT_PASSES, "the rest wait before they gather anything"
+        release.set()
+        await asyncio.gather(*passes)
+        assert most == runtime_module.MAX_CONCURRENT_PASSES and running == 0
         stop_timers(rt)
 
     asyncio.run(scenario())
