@@ -37,6 +37,8 @@ COMPONENTS = (
 )
 
 
+# The bridge, pod network namespaces and proxy rules are one per machine; `up` records whose they are.
+NETWORK_OWNER = Path("/run/mlops-operator-localcluster.owner")
 AUDITED, AUDITED_USER = "audited", "mlops-audited"
 # Only the audited identity's requests are logged (one line each, at the end), so the log is a bench's exact
 # count of what one client asked of the API server, and costs everything else nothing.
@@ -326,6 +328,7 @@ def _up(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
         write_kubeconfig(path, _credentials(cfg, ids, who), who)
     (cfg.state_dir / "audit-policy.yaml").write_text(AUDIT_POLICY)
     network.ensure_bridge(cfg.bridge, cfg.bridge_ip, cfg.bridge_prefix)
+    NETWORK_OWNER.write_text(str(cfg.state_dir.resolve()))
     servicenet.apply_sysctls()
     env = dict(os.environ)
     env.pop("KUBECONFIG", None)
@@ -379,11 +382,29 @@ def _down(cfg: ClusterConfig, out: Callable[[str], None]) -> None:
     for component in reversed(COMPONENTS):
         if _process(cfg, component).stop(grace_seconds=20 if component == "node-agent" else 10):
             out(f"  {component:<24} stopped")
+    (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
+    owner = network_owner(cfg)
+    if owner is not None:
+        out(f"  network                  left in place: the cluster of {owner} runs on it")
+        return
     for netns in network.list_namespaces():
         network.delete_namespace(netns)
     network.delete_bridge(cfg.bridge)
     servicenet.remove_proxy_rules()
-    (cfg.state_dir / "pod-addresses.json").unlink(missing_ok=True)
+    NETWORK_OWNER.unlink(missing_ok=True)
+
+
+def network_owner(cfg: ClusterConfig) -> Path | None:
+    """Another state directory whose cluster still runs on the machine's one bridge (pod netns, proxy rules):
+    `down` of a second state directory must not cut the running cluster off."""
+    try:
+        recorded = Path(NETWORK_OWNER.read_text().strip())
+    except OSError:
+        return None
+    if recorded == cfg.state_dir.resolve() or not recorded.is_dir():
+        return None
+    other = ClusterConfig.from_env(recorded)
+    return recorded if _process(other, "kube-apiserver").pid() is not None else None
 
 
 def status(cfg: ClusterConfig) -> dict[str, str]:
