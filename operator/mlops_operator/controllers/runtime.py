@@ -41,6 +41,7 @@ EFFECT_CONFIRM_SECONDS = 0.5
 LISTING_QUIET_SECONDS = 30.0  # no listed object of a kind for this long, then one more: kopf relists
 RELIST_DELAY_SECONDS = 2.0
 MAX_CONCURRENT_PASSES = 32
+LIST_PAGE_SIZE = 500
 
 Reconciler = Callable[["Runtime", Obj], Awaitable[Plan | None]]
 
@@ -119,8 +120,7 @@ class Runtime(ChildWriter):
         listed_at, items = self.store.revision, []
         for listed_kind, path, selector in collection_paths(self.namespaces):
             if listed_kind == kind:
-                listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
-                items.extend(listing.get("items", []))
+                items += await self._list(path, selector)
         dropped = self.store.replace(kind, items, listed_at)
         for (namespace, name), obj in dropped:
             if kind in PLURALS:
@@ -133,12 +133,28 @@ class Runtime(ChildWriter):
     async def seed_store(self) -> None:
         """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
         replaced by the listing, so objects deleted while a watch was down (or during a relist) are dropped."""
-        listed_at, listed = self.store.revision, dict[str, list[Obj]]()
+        # One kind at a time, in pages: 10,000 objects' bodies decoded at once would set the process's peak RSS.
+        paths: dict[str, list[tuple[str, str]]] = {}
         for kind, path, selector in collection_paths(self.namespaces):
-            listing = await self.kube.get(path, **({"labelSelector": selector} if selector else {}))
-            listed.setdefault(kind, []).extend(listing.get("items", []))
-        for kind, items in listed.items():
+            paths.setdefault(kind, []).append((path, selector))
+        for kind, kind_paths in paths.items():
+            listed_at, items = self.store.revision, []
+            for path, selector in kind_paths:
+                items += await self._list(path, selector)
             self.store.replace(kind, items, listed_at)
+            del items
+
+    async def _list(self, path: str, selector: str) -> list[Obj]:
+        """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE."""
+        items: list[Obj] = []
+        params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, **({"labelSelector": selector} if selector else {})}
+        while True:
+            listing = await self.kube.get(path, **params)
+            items += listing.get("items", [])
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
 
     async def resync(self) -> None:
         """Relist into the store and reconcile every object: repairs what a lost watch event left wrong

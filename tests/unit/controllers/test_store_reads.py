@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from mlops_operator.controllers import runtime as runtime_module
 from mlops_operator.controllers.runtime import Runtime
 from mlops_operator.kubeapi import ApiError
 from mlops_operator.planning.plan import Plan
@@ -88,5 +89,34 @@ def test_a_created_child_is_in_the_store_before_its_watch_event() -> None:
         assert rt.store.get("Job", "team", "iris-check") is not None
         assert rt.store.get("ServingDeployment", "team", "iris-stable") is not None
         assert rt.store.get("Deployment", "team", "iris-stable") is None, "an apps/v1 Deployment is not one of ours"
+
+    asyncio.run(scenario())
+
+
+class PagedKube(FakeKube):
+    """Datasets LISTed in pages of two; every other collection is empty."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names, self.pages = names, 0
+
+    async def get(self, path: str, **params: Any) -> dict[str, Any]:
+        if not path.endswith("/datasets"):
+            return {"items": []}
+        self.pages += 1
+        start = int(params.get("continue") or 0)
+        assert params["limit"] == runtime_module.LIST_PAGE_SIZE
+        page = [dataset(1) | {"metadata": {"name": n, "namespace": "team"}} for n in self.names[start : start + 2]]
+        more = start + 2 < len(self.names)
+        return {"items": page, "metadata": {"continue": str(start + 2) if more else ""}}
+
+
+def test_the_startup_listing_follows_continue_tokens_to_the_last_page() -> None:
+    async def scenario() -> None:
+        kube = PagedKube([f"d{i}" for i in range(5)])
+        rt = fake_runtime(kube, FakeMlflow())
+        rt.namespaces = ["team"]
+        await rt.seed_store()
+        assert kube.pages == 3 and sorted(name for _, name in rt.store.keys("Dataset")) == [f"d{i}" for i in range(5)]
 
     asyncio.run(scenario())
