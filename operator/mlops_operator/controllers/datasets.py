@@ -141,6 +141,6 @@ async def dataset_changed(type: str, body: kopf.Body, namespace: str, name: str,
     rt = runtime()
     rt.observe("Dataset", type, dict(body))
     if type != "DELETED":
-        await rt.reconcile("Dataset", namespace, name, dict(body))
+        rt.enqueue("Dataset", namespace, name)
     for run_name in rt.store.waiting_trainingruns(namespace, name):
-        await rt.reconcile("TrainingRun", namespace, run_name)
+        rt.enqueue("TrainingRun", namespace, run_name)

@@ -312,7 +312,7 @@ async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: s
     rt.observe("Deployment", type, dict(body))
     if type == "DELETED":
         return
-    await rt.reconcile("Deployment", namespace, name, dict(body))
+    rt.enqueue("Deployment", namespace, name)
     _wake_rolled_back(rt, namespace, dict(body))
 
 
@@ -333,7 +333,7 @@ async def track_changed(type: str, body: kopf.Body, namespace: str, name: str, *
     rt.observe("ServingDeployment", type, dict(body))
     owner = (body.get("metadata", {}).get("labels") or {}).get(contract.LABEL_DEPLOYMENT)
     if owner:
-        await rt.reconcile("Deployment", namespace, owner)
+        rt.enqueue("Deployment", namespace, owner)
 
 
 @kopf.on.event("", "v1", "services", labels={contract.LABEL_MANAGED_BY: contract.MANAGED_BY})  # type: ignore[arg-type]

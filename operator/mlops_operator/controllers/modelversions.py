@@ -49,13 +49,13 @@ async def modelversion_changed(type: str, body: kopf.Body, namespace: str, name:
     rt.observe("ModelVersion", type, dict(body))
     if type == "DELETED":
         return
-    await rt.reconcile("ModelVersion", namespace, name, dict(body))
+    rt.enqueue("ModelVersion", namespace, name)
     phase, spec = (body.get("status") or {}).get("phase"), body["spec"]
     if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary
         alias = ModelVersionSpec.model_validate(spec).promotion.alias
         for deployment in rt.store.rollout_deployments(namespace, spec["registeredModel"], alias):
-            await rt.reconcile("Deployment", namespace, deployment)
+            rt.enqueue("Deployment", namespace, deployment)
     if phase == "Promoted":
         for other_ns, other in rt.store.promoted_versions(spec["registeredModel"]):
             if (other_ns, other) != (namespace, name):
-                await rt.reconcile("ModelVersion", other_ns, other)
+                rt.enqueue("ModelVersion", other_ns, other)

@@ -35,4 +35,4 @@ async def notificationpolicy_changed(type: str, body: kopf.Body, namespace: str,
     rt = runtime()
     rt.observe("NotificationPolicy", type, dict(body))
     if type != "DELETED":
-        await rt.reconcile("NotificationPolicy", namespace, name, dict(body))
+        rt.enqueue("NotificationPolicy", namespace, name)

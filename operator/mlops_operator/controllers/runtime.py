@@ -254,6 +254,13 @@ class Runtime(ChildWriter):
         count = self.failures[key] = self.failures.get(key, 0) + 1
         return min(MAX_BACKOFF_SECONDS, 2.0 ** min(count, 6))
 
+    def enqueue(self, kind: str, namespace: str, name: str) -> None:
+        """Reconcile an object soon, from the store's copy. Watch handlers only enqueue (controller-runtime's
+        workqueue): a handler that waited for its pass kept kopf's per-object queues, each holding full event
+        bodies, filling while passes waited at the API rate (10,000 objects: past 500 MiB)."""
+        if self.leading:
+            self.requeue((kind, namespace, name), 0.0)
+
     def requeue(self, key: tuple[str, str, str], delay: float) -> None:
         """Reconcile again after `delay` seconds (the earlier of two requests wins)."""
         loop = asyncio.get_running_loop()

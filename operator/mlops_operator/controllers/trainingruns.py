@@ -148,7 +148,7 @@ async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: 
     rt.observe("TrainingRun", type, dict(body))
     if type == "DELETED":
         return
-    await rt.reconcile("TrainingRun", namespace, name, dict(body))
+    rt.enqueue("TrainingRun", namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
@@ -159,4 +159,4 @@ async def job_changed(type: str, body: kopf.Body, namespace: str, name: str, **_
     labels = body.get("metadata", {}).get("labels") or {}
     kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
     if kind in ("Dataset", "TrainingRun") and owner:
-        await rt.reconcile(kind, namespace, owner)
+        rt.enqueue(kind, namespace, owner)
