@@ -136,7 +136,7 @@ def test_a_settled_object_costs_two_requests_and_a_restart_over_them_none(
         first = _quiet(audit, namespace)
         # Of the objects only the Deployments' children are read: each name not in the store once, before the
         # set is created, so a name someone else holds never leaves half a set applied.
-        children = {("deployments", 2), ("services", 2), ("poddisruptionbudgets", 2)}
+        children = {("deployments", 4), ("services", 2), ("poddisruptionbudgets", 4)}
         assert per_object_reads(first) == {("get", resource): n for resource, n in children}
         assert writes(first) == {
             ("patch", "deployments/status"): 2,
@@ -144,7 +144,7 @@ def test_a_settled_object_costs_two_requests_and_a_restart_over_them_none(
             ("patch", "trainingruns/status"): 2,
             ("create", "events"): 6,
             **{("create", resource): n for resource, n in children},
-        }, "one status write and one Event per object, and a Deployment's Service, stable track and its budget"
+        }, "one status write and one Event per object, and a Deployment's Service, two tracks and their budgets"
 
         op.stop()
         audit.mark()

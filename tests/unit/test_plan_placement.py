@@ -88,8 +88,7 @@ def _pods(pod: dict[str, Any] | None, chart: PodOverrides | None = None) -> dict
     check = plan_dataset(replace(observe_dataset(body, wanted(body, NOW)), worker=worker), NOW)
     ready = _dataset(None) | {"status": {"phase": "Ready", "version": "sha256:abc"}}
     training = plan_trainingrun(replace(observe_trainingrun(_trainingrun(pod), ready), worker=worker), NOW)
-    # A canary track made before (a canary ran): its pod template is planned with the stable one's.
-    serving = plan_deployment(replace(observe(_deployment(pod), holder=1, canary=track(0)), server=server), NOW)
+    serving = plan_deployment(replace(observe(_deployment(pod), holder=1), server=server), NOW)
     tracks = {c["metadata"]["name"]: c for c in serving.applies if c["kind"] == "Deployment"}
     return {
         "check": check.creates_after_status[0]["spec"]["template"]["spec"],

@@ -13,7 +13,7 @@ from mlops_operator.planning.plan import Meta
 from mlops_operator.planning.rollout import analysis_due
 from mlops_operator.planning.serving import split_replicas
 
-from .builders import condition, observe, track
+from .builders import condition, observe
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 STEPS = [{"weight": 10, "pause": "20s"}, {"weight": 50, "pause": "20s"}, {"weight": 100}]
@@ -90,9 +90,8 @@ def test_first_rollout_serves_the_alias_holder_with_a_service_over_both_tracks()
     assert plan.status["stableVersion"] == 1 and plan.status["phase"] == "Progressing"
     assert plan.status["history"] == [{"version": 1, "from": stamp(T0)}]
     objs = children(plan)
-    stable, svc = objs["iris-stable"], objs["iris"]
-    assert stable["spec"]["replicas"] == 4 and "iris-canary" not in objs, "no canary track before a canary"
-    assert list(scaling_children(plan)) == [("PodDisruptionBudget", "iris-stable")]
+    stable, canary, svc = objs["iris-stable"], objs["iris-canary"], objs["iris"]
+    assert stable["spec"]["replicas"] == 4 and canary["spec"]["replicas"] == 0
     args = stable["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model-uri=models:/iris-classifier/1" in args and "--workers=1" in args  # the API model's default
     assert stable["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
@@ -106,7 +105,7 @@ def test_first_rollout_serves_the_alias_holder_with_a_service_over_both_tracks()
 
 
 def test_unchanged_children_are_not_applied_again() -> None:
-    first = plan_deployment(observe(deployment(), holder=1, canary=track(0)), T0)  # a canary ran before
+    first = plan_deployment(observe(deployment(), holder=1), T0)
     objs, budgets = children(first), scaling_children(first)
     observed_budgets = (budgets["PodDisruptionBudget", "iris-stable"], budgets["PodDisruptionBudget", "iris-canary"])
     body = deployment(first.status)
@@ -114,17 +113,6 @@ def test_unchanged_children_are_not_applied_again() -> None:
     again = plan_deployment(observe(body, holder=1, **tracks), T0)
     names = {c["metadata"]["name"] for c in again.applies}
     assert names == {"iris"}  # the Service was not observed; both tracks and their budgets are as desired
-
-
-def test_the_canary_track_is_made_when_the_first_canary_starts_and_stays() -> None:
-    first = plan_deployment(observe(deployment(), holder=1, stable_ready=4), T0)
-    assert "iris-canary" not in children(first)
-    started = plan_deployment(observe(deployment(first.status), holder=1, approved={2: "v2"}, stable_ready=4), T0)
-    assert started.status["canaryVersion"] == 2
-    canary = children(started)["iris-canary"]
-    assert canary["spec"]["replicas"] > 0 and ("PodDisruptionBudget", "iris-canary") in scaling_children(started)
-    done = plan_deployment(observe(deployment(steady()), holder=1, stable_ready=4, canary=track(0)), T0)
-    assert children(done)["iris-canary"]["spec"]["replicas"] == 0, "once made, it is kept at zero"
 
 
 def test_nothing_to_serve_says_so() -> None:

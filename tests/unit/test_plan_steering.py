@@ -42,10 +42,8 @@ def request(action: str, version: int = 2, step: int | None = None, at: datetime
 
 
 def replicas(plan: Plan) -> tuple[int, int]:
-    """(stable, canary) replicas; a canary track not made yet (no canary ever ran) has none."""
     objs = children(plan)
-    canary = objs.get("iris-canary")
-    return objs["iris-stable"]["spec"]["replicas"], canary["spec"]["replicas"] if canary else 0
+    return objs["iris-stable"]["spec"]["replicas"], objs["iris-canary"]["spec"]["replicas"]
 
 
 # --- pause ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from .observed import DeploymentObserved
 from .plan import Obj, parse_time
 from .rollout import STEADY_RESYNC_SECONDS, seconds
 from .scaling import autoscaler, disruption_budgets, spec_replicas, track_replicas
-from .serving import SHADOW, served_version, server_deployment, service, shadow_service, track_name
+from .serving import SHADOW, served_version, server_deployment, service, shadow_service
 from .shadow import in_shadow, shadow_of, shadow_seconds
 
 
@@ -34,10 +34,6 @@ def children(status: DeploymentStatus, obs: DeploymentObserved) -> list[Obj]:
         server_deployment(obs.meta, obs.spec, "canary", canary_version, canary_replicas, obs.server),
         *disruption_budgets(obs.meta, obs.spec),
     ]
-    if canary_version is None and obs.tracks.canary is None and obs.tracks.canary_budget is None:
-        # No canary ever ran: its track and budget are made when the first one starts (two requests fewer for
-        # each new Deployment, most of which never see a canary); once made they stay, scaled to zero.
-        serving = [child for child in serving if child["metadata"]["name"] != track_name(obs.meta.name, "canary")]
     hpa = autoscaler(obs.meta, obs.spec)
     if hpa is not None:
         serving.append(hpa)
