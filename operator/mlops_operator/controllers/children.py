@@ -2,7 +2,9 @@
 
 A create that finds the name taken reads the object: ours (our controller ownerReference for this
 owner's uid) goes on as before; anything else is recorded in the store as the owner's conflict and the
-pass ends (NameConflictError), so the next pass's plan says NameConflict and touches nothing.
+pass ends (NameConflictError), so the next pass's plan says NameConflict and touches nothing. A set of
+children (a Deployment's) is created without reading any name first, as Argo Rollouts does; on a conflict
+the children the set had just created are deleted again, so none is left half-applied.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .store import Store
 log = logging.getLogger("mlops.controllers")
 
 PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
+WORKLOAD_KINDS = frozenset({"Deployment", "Job"})  # children whose create starts pods
 STORE_KINDS = {"Deployment": "ServingDeployment"}  # an apps/v1 child's kind in the store (ours has the name)
 PLURALS_OF_CHILDREN = {
     "Job": "jobs",
@@ -58,6 +61,10 @@ class ChildWriter:
     async def create(self, obj: Obj) -> bool:
         """Create a child object; False when one of that name exists and is ours (left as it is). One that
         is not ours is recorded as the owner's conflict and raises NameConflictError: nothing acts on it."""
+        return await self._create(obj) is not None
+
+    async def _create(self, obj: Obj) -> Obj | None:
+        """`create`, answering the object created (None: the name holds our own child already)."""
         meta = obj["metadata"]
         created = await self.kube.create(collection_of(obj), obj)
         if created is not None:
@@ -66,24 +73,43 @@ class ChildWriter:
             if obj["kind"] == "Job":
                 owner = (meta.get("ownerReferences") or [{}])[0].get("kind", "unknown")
                 metrics.JOBS_LAUNCHED.labels(owner).inc()
-            return True
+            return created
         owner_uid = controller_uid(obj)
         if owner_uid is None:  # planning marks every child; an unmarked one has no owner to protect
-            return False
+            return None
         path = f"{collection_of(obj)}/{meta['name']}"
         conflict = foreign(obj["kind"], await self.kube.get_or_none(path), owner_uid)
         if conflict is not None:
             self.note_conflict(owner_uid, path, conflict)
             raise NameConflictError(conflict.message)
-        return False
+        return None
 
-    async def create_or_patch(self, obj: Obj) -> None:
-        """Create a child, or merge-patch the existing one (only if ours) to the desired metadata and spec."""
-        if not await self.create(obj):
+    async def create_or_patch(self, obj: Obj) -> Obj | None:
+        """Create a child, or merge-patch the existing one (only if ours) to the desired metadata and spec;
+        answers the object if this call created it."""
+        created = await self._create(obj)
+        if created is None:
             meta = obj["metadata"]
             patch = {"metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta}, "spec": obj["spec"]}
             self.remember(store_kind(obj), await self.kube.merge_patch(f"{collection_of(obj)}/{meta['name']}", patch))
             log.info("updated %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
+        return created
+
+    async def apply_set(self, children: list[Obj]) -> None:
+        """Create or patch several children, those that start no pods first. A name held by an object the owner
+        does not control stops the set, and the children this call created are deleted again (uid preconditions),
+        so a conflict never leaves a half-applied set and the happy path reads nothing (no GET per name)."""
+        created: list[Obj] = []
+        try:
+            for obj in sorted(children, key=lambda child: child["kind"] in WORKLOAD_KINDS):
+                written = await self.create_or_patch(obj)
+                if written is not None:
+                    created.append(written)
+        except NameConflictError:
+            for obj in reversed(created):
+                await self.delete_child(obj)
+                self.store.delete(store_kind(obj), obj["metadata"]["namespace"], obj["metadata"]["name"])
+            raise
 
     async def delete_child(self, obj: Obj) -> None:
         """Delete a child only while the owner still controls it (its uid as precondition: a same-named object
@@ -95,26 +121,6 @@ class ChildWriter:
         path = f"{collection_of(obj)}/{meta['name']}"
         await self.kube.delete(path, uid=meta.get("uid"))
         log.info("deleted %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
-
-    async def _claimable(self, children: list[Obj]) -> None:
-        """Before any of several children is applied, check that none has a name held by an object the owner
-        does not control, so a conflict never leaves a half-applied set (one GET for each not in the store)."""
-        found = False
-        for obj in children:
-            meta = obj["metadata"]
-            owner_uid = controller_uid(obj)
-            kind = str(obj["kind"])
-            stored = self.store.get(STORE_KINDS.get(kind, kind), meta["namespace"], meta["name"])
-            if owner_uid is None or (stored is not None and foreign(kind, stored, owner_uid) is None):
-                continue
-            path = f"{collection_of(obj)}/{meta['name']}"
-            # The store's copy may lag (a deleted squatter): only the API server's answer decides a conflict.
-            conflict = foreign(kind, await self.kube.get_or_none(path), owner_uid)
-            if conflict is not None:
-                self.note_conflict(owner_uid, path, conflict)
-                found = True
-        if found:
-            raise NameConflictError("a child name is held by an object this owner does not control")
 
     def remember(self, kind: str, written: Obj | None) -> None:
         """Keep what a write answered in the store, so the next pass sees it before its watch event arrives

@@ -349,10 +349,7 @@ class Runtime(ChildWriter):
         for obj in plan.creates_after_status:
             await self.create(obj)
         namespace = body["metadata"]["namespace"]
-        await self._claimable(plan.applies)
-        for obj in plan.applies:
-            if not self._just_applied(namespace, obj):
-                await self.create_or_patch(obj)
+        await self.apply_set([obj for obj in plan.applies if not self._just_applied(namespace, obj)])
         for obj in plan.deletes:
             await self.delete_child(obj)
         for child, patch in plan.patches:

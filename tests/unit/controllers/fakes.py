@@ -24,6 +24,7 @@ class FakeKube:
         self.patches: list[tuple[str, Obj]] = []
         self.created: list[tuple[str, Obj]] = []
         self.reads: list[str] = []  # every path read, in order
+        self.deleted: list[str] = []
 
     def _read(self, path: str) -> Obj | None:
         self.reads.append(path)
@@ -42,6 +43,10 @@ class FakeKube:
             return None  # AlreadyExists
         self.created.append((collection, body))
         return body
+
+    async def delete(self, path: str, uid: str | None = None) -> None:
+        self.deleted.append(path)
+        self.objects.pop(path, None)
 
     async def merge_patch(self, path: str, patch: Obj) -> Obj:
         self.patches.append((path, patch))

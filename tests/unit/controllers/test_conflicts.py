@@ -164,6 +164,61 @@ def test_a_service_of_the_deployments_name_owned_by_another_app_blocks_every_app
     asyncio.run(scenario())
 
 
+def owned_model(mlflow: FakeMlflow) -> None:
+    mlflow.models["iris-classifier"] = {
+        "name": "iris-classifier",
+        "tags": [{"key": contract.TAG_OWNER_NAMESPACE, "value": "ns"}],
+    }
+
+
+def test_a_deployments_children_are_created_without_reading_their_names_first() -> None:
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow()
+        owned_model(mlflow)
+        rt = fake_runtime(kube, mlflow)
+        body = deployment()
+        plan = await reconcile_deployment(rt, body)
+        assert len(plan.applies) >= 3
+        kube.reads.clear()
+        await rt.apply("Deployment", body, plan)
+        kinds = [b["kind"] for _, b in kube.created if b["kind"] != "Event"]
+        assert sorted(kinds) == sorted(c["kind"] for c in plan.applies)
+        # Services and budgets before the tracks, so a held name is found before any pod is asked for.
+        assert kinds == sorted(kinds, key=lambda kind: kind == "Deployment") and "Deployment" in kinds
+        assert kube.reads == [] and kube.deleted == []
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_a_name_held_by_another_stops_the_set_and_deletes_what_it_created() -> None:
+    async def scenario() -> None:
+        kube, mlflow = FakeKube(), FakeMlflow()
+        owned_model(mlflow)
+        rt = fake_runtime(kube, mlflow)
+        body = deployment()
+        plan = await reconcile_deployment(rt, body)
+        held = next(c for c in plan.applies if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-canary"))
+        path = f"/apis/apps/v1/namespaces/ns/deployments/{held['metadata']['name']}"
+        kube.objects[path] = {"metadata": {"name": held["metadata"]["name"], "namespace": "ns"}, "spec": {}}
+        with pytest.raises(NameConflictError):
+            await rt.apply("Deployment", body, plan)
+        created = [f"{collection}/{b['metadata']['name']}" for collection, b in kube.created if b["kind"] != "Event"]
+        assert created and path not in created
+        assert kube.deleted == list(reversed(created))  # nothing of the set is left behind
+        assert kube.objects[path]["spec"] == {} and not [p for p, _ in kube.patches if p == path]
+        assert [c.kind for c in rt.store.conflicts["dep-uid"].values()] == ["Deployment"]
+        for child in created:
+            name = child.rsplit("/", 1)[1]
+            assert all(
+                rt.store.get(kind, "ns", name) is None
+                for kind in ("Service", "PodDisruptionBudget", "ServingDeployment")
+            )
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
 def test_children_without_owner_references_are_claimed_by_their_creator_annotation() -> None:
     """A retraining TrainingRun (and a run's ModelVersion) outlives its creator, so it carries no
     ownerReference; the creator's uid annotation decides, and an unmarked object of that name is a conflict."""
