@@ -119,3 +119,26 @@ def test_bodies_of_our_kinds_are_kept_whole_but_managed_fields_only_for_the_reco
     assert "ModelVersion" in store.listed and "Dataset" not in store.listed
     store.delete("ModelVersion", "ns", "m-2")
     assert store.body("ModelVersion", "ns", "m-2") is None
+
+
+def versioned(name: str, resource_version: str, phase: str, uid: str = "u1") -> dict:
+    body = obj(name, spec={"registeredModel": "m", "version": 2}, status={"phase": phase})
+    body["metadata"] |= {"uid": uid, "resourceVersion": resource_version}
+    return body
+
+
+def test_a_watch_event_older_than_a_write_answer_does_not_take_the_store_back() -> None:
+    store = Store()
+    store.put("ModelVersion", versioned("m-2", "9", "Validating"))
+    assert store.put("ModelVersion", versioned("m-2", "12", "Approved"))  # what the status write answered
+    # The watch still delivers version 10 (and 9 again) after that: the approval stays seen.
+    assert not store.put("ModelVersion", versioned("m-2", "10", "Validating"))
+    assert not store.put("ModelVersion", versioned("m-2", "9", "Validating"))
+    assert store.approved_versions("ns", "m", "production") == {2: "m-2"}
+    assert store.body("ModelVersion", "ns", "m-2")["metadata"]["resourceVersion"] == "12"
+    # The same version again, a newer one, a re-created object (new uid) or an opaque version is recorded.
+    assert store.put("ModelVersion", versioned("m-2", "12", "Approved"))
+    assert store.put("ModelVersion", versioned("m-2", "13", "Promoted"))
+    assert store.put("ModelVersion", versioned("m-2", "5", "Validating", uid="u2"))
+    assert store.put("ModelVersion", versioned("m-2", "opaque", "Approved", uid="u2"))
+    assert store.approved_versions("ns", "m", "production") == {2: "m-2"}

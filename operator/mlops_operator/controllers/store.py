@@ -54,6 +54,24 @@ def compact(body: Obj) -> str:
     return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
 
 
+def older(meta: Obj, stored: Obj | None) -> bool:
+    """True if `meta` is of an earlier version of the stored object (same uid, lower resourceVersion).
+
+    What a write answers goes into the store at once, and the watch delivers the versions before it afterwards:
+    without this, a ModelVersion's status went back to before its approval for a moment, and a Deployment
+    planned from it cancelled its canary and started it again. Versions of one resource compare as integers
+    (KEP-5504, stable in Kubernetes 1.35, client-go's CompareResourceVersion); one that is not an integer is
+    never taken as older.
+    """
+    if stored is None:
+        return False
+    before = stored["metadata"]
+    if not meta.get("uid") or meta.get("uid") != before.get("uid"):
+        return False
+    incoming, kept = str(meta.get("resourceVersion") or ""), str(before.get("resourceVersion") or "")
+    return incoming.isdigit() and kept.isdigit() and int(incoming) < int(kept)
+
+
 def summary(kind: str, body: Obj) -> Obj:
     """The part of an object the lookups need (small: the store holds every object)."""
     meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
@@ -63,6 +81,7 @@ def summary(kind: str, body: Obj) -> Obj:
             "namespace": meta.get("namespace"),
             "uid": meta.get("uid"),
             "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
             "annotations": dict(meta.get("annotations") or {}),
         }
     }
@@ -117,14 +136,17 @@ class Store:
     bodies: dict[str, dict[Key, str]] = field(default_factory=dict)  # BODY_KINDS: the latest body, compact JSON
     listed: set[str] = field(default_factory=set)  # kinds a LIST filled: what is not stored does not exist
 
-    def put(self, kind: str, body: Obj) -> None:
-        """Record the newest version of an object."""
+    def put(self, kind: str, body: Obj) -> bool:
+        """Record an object unless the store holds a newer version of it already; True if recorded."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
+        if older(meta, self.objects.get(kind, {}).get(key)):
+            return False
         self.objects.setdefault(kind, {})[key] = summary(kind, body)
         if kind in BODY_KINDS:
             self.bodies.setdefault(kind, {})[key] = compact(body)
         self._stamp(kind, key)
+        return True
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
