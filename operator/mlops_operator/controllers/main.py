@@ -43,6 +43,9 @@ def run_operator(
     metrics_port: int = 9090,
 ) -> None:
     """Run every controller until interrupted; all namespaces unless some are named."""
+    from . import memprofile
+
+    memprofile.enable_from_env()
     from . import metrics, registry  # importing registry registers every handler
     from .leader import ElectionSettings
     from .runtime import watch_namespaces
