@@ -52,7 +52,8 @@ def dump(target: Path) -> None:
         snapshot = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
         current, peak = tracemalloc.get_traced_memory()
         lines += ["", f"traced {current / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB); by line:"]
-        lines += [f"{s.size / 2**20:8.2f} MiB {s.count:>9} {s.traceback[0]}" for s in snapshot.statistics("lineno")[:TOP]]
+        top = snapshot.statistics("lineno")[:TOP]
+        lines += [f"{stat.size / 2**20:8.2f} MiB {stat.count:>9} {stat.traceback[0]}" for stat in top]
         lines += ["", "by allocating stack:"]
         for stat in snapshot.statistics("traceback")[:15]:
             lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:>9}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import socket
@@ -101,7 +102,9 @@ class Runtime(ChildWriter):
         if last is None or now - last < LISTING_QUIET_SECONDS or kind in self.relists:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: a synchronous caller (tests) relists itself
-            self.relists[kind] = asyncio.get_running_loop().create_task(self._relist_after_watch(kind))
+            self.relists[kind] = asyncio.get_running_loop().create_task(
+                self._relist_after_watch(kind), context=contextvars.Context()
+            )
 
     async def _relist_after_watch(self, kind: str) -> None:
         try:
@@ -276,7 +279,9 @@ class Runtime(ChildWriter):
             self.tasks.add(task)  # keep a reference until done, or the loop may collect it mid-flight
             task.add_done_callback(self.tasks.discard)
 
-        self.timers[key] = loop.call_later(delay, fire)
+        # In an empty context, not the caller's: a handler's context holds kopf's cause with the event's whole body,
+        # and every pass and back-off chained from this timer kept it alive (about 20 KB an object, with managedFields).
+        self.timers[key] = loop.call_later(delay, fire, context=contextvars.Context())
 
     def forget(self, key: tuple[str, str, str]) -> None:
         """Drop the state kept for a deleted object (timers, back-off, its lock if free, applied hashes)."""
