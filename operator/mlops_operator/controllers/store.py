@@ -72,6 +72,17 @@ def older(meta: Obj, stored: Obj | None) -> bool:
     return incoming.isdigit() and kept.isdigit() and int(incoming) < int(kept)
 
 
+def same_version(meta: Obj, stored: Obj | None) -> bool:
+    """True if `meta` is of the very version the store holds (same uid and resourceVersion)."""
+    if stored is None or not meta.get("resourceVersion"):
+        return False
+    before = stored["metadata"]
+    return bool(meta.get("uid")) and (meta.get("uid"), meta["resourceVersion"]) == (
+        before.get("uid"),
+        before.get("resourceVersion"),
+    )
+
+
 def summary(kind: str, body: Obj) -> Obj:
     """The part of an object the lookups need (small: the store holds every object)."""
     meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
@@ -137,10 +148,11 @@ class Store:
     listed: set[str] = field(default_factory=set)  # kinds a LIST filled: what is not stored does not exist
 
     def put(self, kind: str, body: Obj) -> bool:
-        """Record an object unless the store holds a newer version of it already; True if recorded."""
+        """Record an object unless the store holds this version or a newer one already; True if recorded."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
-        if older(meta, self.objects.get(kind, {}).get(key)):
+        stored = self.objects.get(kind, {}).get(key)
+        if older(meta, stored) or same_version(meta, stored):  # a restart's listing repeats what the seed read
             return False
         self.objects.setdefault(kind, {})[key] = summary(kind, body)
         if kind in BODY_KINDS:
