@@ -234,6 +234,26 @@ def breakdown(counts: Counter[tuple[str, str]]) -> str:
     return "\n".join(f"      {n:>7}  {verb:<7} {resource}" for (verb, resource), n in counts.most_common())
 
 
+async def statuses(admin: Kube, namespace: str) -> dict[str, Obj]:
+    """Every bench object's status, by plural/name."""
+    found = {}
+    for plural in KINDS:
+        listing = await admin.get(f"{GROUP_PATH}/namespaces/{namespace}/{plural}")
+        found.update({f"{plural}/{o['metadata']['name']}": o.get("status") or {} for o in listing["items"]})
+    return found
+
+
+def changed_statuses(before: dict[str, Obj], after: dict[str, Obj]) -> list[tuple[str, dict[str, Any]]]:
+    """(object, {field: [before, after]}) for every status that differs, top-level fields only."""
+    changes = []
+    for key in sorted(before.keys() & after.keys()):
+        old, new = before[key], after[key]
+        fields = {f: [old.get(f), new.get(f)] for f in sorted(old.keys() | new.keys()) if old.get(f) != new.get(f)}
+        if fields:
+            changes.append((key, fields))
+    return changes
+
+
 async def create_all(http: httpx.AsyncClient, namespace: str, objects: list[tuple[str, Obj]]) -> None:
     """POST every object, 16 at a time (the bench's own client: not audited, not rate limited)."""
     gate = asyncio.Semaphore(16)
@@ -252,6 +272,7 @@ async def one_run(
     reactions: int,
     profile: Path | None = None,
     heap: Path | None = None,
+    keep: bool = False,
 ) -> dict[str, Any]:
     conn = connection_from_kubeconfig(cfg.kubeconfig)
     admin = Kube(conn, qps=1000, burst=1000)
@@ -302,6 +323,7 @@ async def one_run(
         result["reactions"] = delays
         await wait_quiet(audit, quiet=10, timeout=600)
 
+        before = await statuses(admin, namespace)
         stop(proc)
         audit.mark()
         restarted = time.monotonic()
@@ -315,14 +337,18 @@ async def one_run(
             spy.wait()
         await wait_quiet(audit, quiet=15, timeout=600)
         result["restart_requests"] = audit.since_mark()
+        result["restart_changes"] = changed_statuses(before, await statuses(admin, namespace))
         result["rss_restart"], result["rss_restart_peak"] = rss_mib(proc.pid)
     finally:
         if proc is not None:
             stop(proc)
         for watcher in watchers:
             watcher.cancel()
+        if keep:
+            print(f"kept namespace {namespace}", file=sys.stderr)
         with contextlib.suppress(Exception):
-            await admin.delete(f"/api/v1/namespaces/{namespace}")
+            if not keep:
+                await admin.delete(f"/api/v1/namespaces/{namespace}")
         await admin.aclose()
         await http.aclose()
         await local.aclose()
@@ -363,6 +389,11 @@ def report(results: list[dict[str, Any]]) -> int:
     print(f"  restart: ready (every object passed once) in {median(r['restart_ready_seconds'] for r in results):.1f} s")
     print(f"  restart requests (writes must be 0: {written}):")
     print(breakdown(first["restart_requests"]))
+    changes = first["restart_changes"]
+    if changes:
+        print(f"  statuses the restart changed: {len(changes)}; the first ones, field by field:")
+        for key, fields in changes[:5]:
+            print(f"    {key}: {json.dumps(fields)[:600]}")
     return 1 if written else 0
 
 
@@ -374,6 +405,7 @@ def main() -> None:
     parser.add_argument("--reactions", type=int, default=40, help="spec changes timed one at a time")
     parser.add_argument("--state-dir", type=Path, default=Path(".localcluster"))
     parser.add_argument("--profile-restart", type=Path, help="py-spy the restart's first 15 s into this file")
+    parser.add_argument("--keep", action="store_true", help="leave the bench namespace (delete it yourself)")
     parser.add_argument(
         "--heap-profile", type=Path, help="trace the operator's allocations; once settled, write the top sites here"
     )
@@ -383,7 +415,9 @@ def main() -> None:
         raise SystemExit(f"no {cfg.audited_kubeconfig}: run `mlops-operator cluster up --state-dir {args.state_dir}`")
     require_free_ports()
     results = [
-        asyncio.run(one_run(cfg, args.objects, args.qps, args.reactions, args.profile_restart, args.heap_profile))
+        asyncio.run(
+            one_run(cfg, args.objects, args.qps, args.reactions, args.profile_restart, args.heap_profile, args.keep)
+        )
         for _ in range(args.runs)
     ]
     raise SystemExit(report(results))
