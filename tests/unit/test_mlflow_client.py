@@ -39,3 +39,43 @@ def test_basic_auth_token_or_nothing() -> None:
     assert seen_authorization({"MLFLOW_TRACKING_TOKEN": "tok"}) == "Bearer tok"
     assert seen_authorization({"MLFLOW_TRACKING_USERNAME": "only-a-name"}) is None
     assert seen_authorization({}) is None
+
+
+def flaky_server(failures: int) -> tuple[httpx.MockTransport, list[str]]:
+    """A transport whose first `failures` requests find their connection closed by the server, unanswered."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if len(seen) <= failures:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json={"registered_model": {"name": "iris", "aliases": []}})
+
+    return httpx.MockTransport(answer), seen
+
+
+def test_a_read_on_a_connection_the_server_just_closed_is_sent_once_more() -> None:
+    async def scenario() -> None:
+        transport, seen = flaky_server(failures=1)
+        client = Mlflow("http://mlflow:5000", env={}, transport=transport)
+        assert (await client.registered_model("iris")) == {"name": "iris", "aliases": []}
+        assert seen == ["GET", "GET"]
+
+        transport, seen = flaky_server(failures=2)  # twice in a row is an outage, and says so
+        client = Mlflow("http://mlflow:5000", env={}, transport=transport)
+        with pytest.raises(MlflowError, match="unreachable: RemoteProtocolError"):
+            await client.registered_model("iris")
+        assert seen == ["GET", "GET"]
+
+    asyncio.run(scenario())
+
+
+def test_a_write_is_never_sent_twice() -> None:
+    async def scenario() -> None:
+        transport, seen = flaky_server(failures=1)
+        client = Mlflow("http://mlflow:5000", env={}, transport=transport)
+        with pytest.raises(MlflowError, match="unreachable"):
+            await client.set_alias("iris", "production", 3)  # it may have been carried out: not repeated
+        assert seen == ["POST"]
+
+    asyncio.run(scenario())

@@ -67,15 +67,41 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+KEEPALIVE_SECONDS = 1.0
+
+
 class Mlflow:
     """A small async client for the MLflow tracking server and model registry."""
 
-    def __init__(self, tracking_uri: str, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        timeout: float = 10.0,
+        env: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri.rstrip("/")
         auth, headers = credentials_from_env(os.environ if env is None else env)
         self._http = httpx.AsyncClient(
-            base_url=f"{self.tracking_uri}/api/2.0/mlflow", timeout=timeout, auth=auth, headers=headers
+            base_url=f"{self.tracking_uri}/api/2.0/mlflow",
+            timeout=timeout,
+            auth=auth,
+            headers=headers,
+            # Below the server's keep-alive (uvicorn, which `mlflow server` runs: 5 s; gunicorn: 2 s): httpx's
+            # default is 5 s too, so a pooled connection was reused as the server closed it.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+            transport=transport,
         )
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request; a read that found its pooled connection closed by the server is sent once more
+        (nothing was answered; a write is not repeated, since it may have been carried out)."""
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.RemoteProtocolError:
+            if method != "GET":
+                raise
+            return await self._http.request(method, url, **kwargs)
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -83,7 +109,7 @@ class Mlflow:
 
     async def _call(self, method: str, path: str, *, params: Obj | None = None, body: Obj | None = None) -> Obj:
         try:
-            response = await self._http.request(method, path, params=params, json=body)
+            response = await self._send(method, path, params=params, json=body)
         except httpx.HTTPError as error:
             raise MlflowError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
         if response.status_code >= 400:
@@ -187,8 +213,8 @@ class Mlflow:
         if not runs_uri.startswith("runs:/") or not run_id or not path:
             raise MlflowError(f"not a runs:/<run id>/<path> URI: {runs_uri!r}", code="INVALID_PARAMETER_VALUE")
         try:
-            response = await self._http.get(
-                f"{self.tracking_uri}/get-artifact", params={"run_uuid": run_id, "path": path}
+            response = await self._send(
+                "GET", f"{self.tracking_uri}/get-artifact", params={"run_uuid": run_id, "path": path}
             )
         except httpx.HTTPError as error:
             raise MlflowError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
