@@ -32,6 +32,7 @@ from ..planning.plan import Event, Obj, Plan
 from . import metrics
 from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of, store_kind
 from .settings import Settings
+from .slots import PassSlots
 from .store import Store, collection_paths
 
 log = logging.getLogger("mlops.controllers")
@@ -76,7 +77,8 @@ class Runtime(ChildWriter):
     # Passes under way at once (kopf's worker limit bounds only the passes its events start, not our timers').
     # Past the API client's rate, more passes only wait holding what they gathered: 10,000 objects' backed-off
     # looks at once held 490 MiB. A pass waits here before it gathers anything.
-    passes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PASSES))
+    passes: PassSlots = field(default_factory=lambda: PassSlots(MAX_CONCURRENT_PASSES))
+    urgent: set[tuple[str, str, str]] = field(default_factory=set)  # keys a watch event asked for: first in line
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
         """Keep the store current from a watch event (type None: an object of kopf's (re)listing)."""
@@ -207,8 +209,12 @@ class Runtime(ChildWriter):
         finally:
             body = self.waiting.pop(key, body)
         try:
-            async with self.passes:
+            await self.passes.acquire(urgent=key in self.urgent)
+            self.urgent.discard(key)
+            try:
                 await self._pass(key, body)
+            finally:
+                self.passes.release()
         finally:
             lock.release()
 
@@ -262,6 +268,7 @@ class Runtime(ChildWriter):
         workqueue): a handler that waited for its pass kept kopf's per-object queues, each holding full event
         bodies, filling while passes waited at the API rate (10,000 objects: past 500 MiB)."""
         if self.leading:
+            self.urgent.add((kind, namespace, name))
             self.requeue((kind, namespace, name), 0.0)
 
     def requeue(self, key: tuple[str, str, str], delay: float) -> None:
@@ -291,6 +298,7 @@ class Runtime(ChildWriter):
         self.failures.pop(key, None)
         self.effect_failures.pop(key, None)
         self.stale.discard(key)
+        self.urgent.discard(key)
         lock = self.locks.get(key)
         if lock is not None and not lock.locked():
             del self.locks[key]

@@ -1,0 +1,89 @@
+"""Pass slots: bounded, and a pass a watch event asked for is let in before passes timers started."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mlops_operator.controllers.runtime import Runtime
+from mlops_operator.controllers.slots import PassSlots
+from mlops_operator.planning.plan import Plan
+
+from .fakes import FakeKube, FakeMlflow, fake_runtime, stop_timers
+
+
+def test_an_urgent_waiter_goes_first_then_the_timed_ones_in_order() -> None:
+    async def scenario() -> None:
+        slots, order = PassSlots(1), []
+        await slots.acquire(urgent=False)  # the one slot is taken
+
+        async def wait(name: str, urgent: bool) -> None:
+            await slots.acquire(urgent)
+            order.append(name)
+            slots.release()
+
+        waiters = [
+            asyncio.create_task(wait(name, urgent)) for name, urgent in (("a", False), ("b", False), ("c", True))
+        ]
+        await asyncio.sleep(0)
+        assert slots.waiting() == 3 and order == []
+        slots.release()
+        await asyncio.gather(*waiters)
+        assert order == ["c", "a", "b"] and slots.free == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_takes_no_slot_with_it() -> None:
+    async def scenario() -> None:
+        slots = PassSlots(1)
+        await slots.acquire(urgent=True)
+        waiter = asyncio.create_task(slots.acquire(urgent=False))
+        await asyncio.sleep(0)
+        slots.release()  # handed to the waiter...
+        waiter.cancel()  # ...which is cancelled before it runs: the slot comes back
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert slots.free == 1 and slots.waiting() == 0
+        cancelled = asyncio.create_task(slots.acquire(urgent=False))
+        await slots.acquire(urgent=False)
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        slots.release()
+        assert slots.free == 1 and slots.waiting() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_spec_change_is_reconciled_before_a_wave_of_back_offs() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        rt.passes = PassSlots(1)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def reconcile(_: Runtime, current: dict) -> Plan | None:
+            name = current["metadata"]["name"]
+            order.append(name)
+            if name == "busy":
+                await release.wait()
+            return None
+
+        rt.reconcilers["Dataset"] = reconcile
+        rt.store.listed.add("Dataset")
+        for name in ("busy", "changed", *(f"backed-off-{i}" for i in range(5))):
+            rt.store.put("Dataset", {"metadata": {"name": name, "namespace": "ns", "generation": 1}, "spec": {}})
+        rt.requeue(("Dataset", "ns", "busy"), 0.0)
+        await asyncio.sleep(0.01)
+        for i in range(5):  # back-offs come due together
+            rt.requeue(("Dataset", "ns", f"backed-off-{i}"), 0.0)
+        await asyncio.sleep(0.01)
+        rt.enqueue("Dataset", "ns", "changed")  # a watch event
+        await asyncio.sleep(0.01)
+        release.set()
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        assert order[:2] == ["busy", "changed"] and len(order) == 7
+        assert rt.urgent == set()
+        stop_timers(rt)
+
+    asyncio.run(scenario())
