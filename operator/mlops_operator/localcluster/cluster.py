@@ -146,7 +146,7 @@ def _argv(component: str, cfg: ClusterConfig, ids: Identities, bin_dir: Path) ->
             f"--audit-policy-file={cfg.state_dir / 'audit-policy.yaml'}",
             f"--audit-log-path={cfg.audit_log}",
             "--audit-log-format=json",
-            "--audit-log-maxsize=200",
+            "--audit-log-maxsize=1000",  # MB: a 10,000-object bench writes ~250 MB
             "--audit-log-maxbackup=1",
             "--v=1",
         ]
