@@ -11,7 +11,9 @@ from mlops_operator import contract
 from mlops_operator.controllers.children import NameConflictError
 from mlops_operator.controllers.datasets import reconcile_dataset
 from mlops_operator.controllers.deployments import reconcile_deployment
+from mlops_operator.controllers.runtime import Runtime
 from mlops_operator.kubeapi import job_path
+from mlops_operator.planning.plan import Plan
 
 from ..builders import condition
 from .fakes import FakeKube, FakeMlflow, fake_runtime, merged, requeued_in, stop_timers
@@ -164,20 +166,23 @@ def test_a_service_of_the_deployments_name_owned_by_another_app_blocks_every_app
     asyncio.run(scenario())
 
 
-def owned_model(mlflow: FakeMlflow) -> None:
+async def first_deployment_plan() -> tuple[FakeKube, Runtime, Obj, Plan]:
+    """A Deployment on a model its namespace owns, planned once: (API server, runtime, body, plan)."""
+    kube, mlflow = FakeKube(), FakeMlflow()
     mlflow.models["iris-classifier"] = {
         "name": "iris-classifier",
         "tags": [{"key": contract.TAG_OWNER_NAMESPACE, "value": "ns"}],
     }
+    rt = fake_runtime(kube, mlflow)
+    body = deployment()
+    plan = await reconcile_deployment(rt, body)
+    assert plan is not None
+    return kube, rt, body, plan
 
 
 def test_a_deployments_children_are_created_without_reading_their_names_first() -> None:
     async def scenario() -> None:
-        kube, mlflow = FakeKube(), FakeMlflow()
-        owned_model(mlflow)
-        rt = fake_runtime(kube, mlflow)
-        body = deployment()
-        plan = await reconcile_deployment(rt, body)
+        kube, rt, body, plan = await first_deployment_plan()
         assert len(plan.applies) >= 3
         kube.reads.clear()
         await rt.apply("Deployment", body, plan)
@@ -193,11 +198,7 @@ def test_a_deployments_children_are_created_without_reading_their_names_first() 
 
 def test_a_name_held_by_another_stops_the_set_and_deletes_what_it_created() -> None:
     async def scenario() -> None:
-        kube, mlflow = FakeKube(), FakeMlflow()
-        owned_model(mlflow)
-        rt = fake_runtime(kube, mlflow)
-        body = deployment()
-        plan = await reconcile_deployment(rt, body)
+        kube, rt, body, plan = await first_deployment_plan()
         held = next(c for c in plan.applies if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-canary"))
         path = f"/apis/apps/v1/namespaces/ns/deployments/{held['metadata']['name']}"
         kube.objects[path] = {"metadata": {"name": held["metadata"]["name"], "namespace": "ns"}, "spec": {}}
