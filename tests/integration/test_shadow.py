@@ -37,7 +37,9 @@ def disagreeing_forest() -> RandomForestClassifier:
 def shadow_manifest(model: str) -> str:
     """Two canary steps behind a 30 s shadow step that mirrors every request (sample 1.0)."""
     manifest = yaml.safe_load(serving_deployment(model, [{"weight": 50}, {"weight": 100}], progress_deadline="2m"))
-    shadow = {"duration": "30s", "minRequests": 20, "sample": 1.0, "minAgreement": 0.9}
+    # Judged on agreement here; the latency gate has its unit tests. Beside 3 other workers on 2 cores the one
+    # shadow pod, which takes every mirrored request, once answered at 2.04x the stable's p95 (18.4 vs 9.0 ms).
+    shadow = {"duration": "30s", "minRequests": 20, "sample": 1.0, "minAgreement": 0.9, "maxLatencyRatio": 10}
     manifest["spec"]["strategy"]["canary"]["shadow"] = shadow
     return yaml.safe_dump(manifest)
 
