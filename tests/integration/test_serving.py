@@ -223,7 +223,8 @@ def test_first_rollout_then_canary_to_100_percent(
         seconds = time.monotonic() - promoted_at
     print(f"\npromotion -> 100%: {seconds:.1f}s (weights seen {weights})")
     assert weights == [10, 50, 100] or weights[-2:] == [50, 100], weights
-    assert alias_version(kube, model) == v2
+    # The alias move is an outside effect carried out after the status write that records it as intent.
+    wait_for("the alias to name version 2", lambda: alias_version(kube, model) == v2, timeout=30)
     mv = wait_for(
         "ModelVersion 2 Promoted",
         lambda: (
