@@ -14,11 +14,17 @@ def entry(verb: str, resource: str, namespace: str = "team", subresource: str | 
     return json.dumps({"verb": verb, "objectRef": ref, "requestURI": f"/x/{resource}"}) + "\n"
 
 
-def test_requests_since_the_mark_by_verb_and_resource(tmp_path: Path) -> None:
+def marked_log(tmp_path: Path) -> tuple[Path, AuditLog]:
+    """An audit log with one request in it, marked after that request."""
     log = tmp_path / "audit.log"
     log.write_text(entry("create", "jobs"))
     audit = AuditLog(log)
     audit.mark()
+    return log, audit
+
+
+def test_requests_since_the_mark_by_verb_and_resource(tmp_path: Path) -> None:
+    log, audit = marked_log(tmp_path)
     with log.open("a") as handle:
         handle.write(entry("patch", "datasets", subresource="status") + entry("get", "jobs") + entry("list", "jobs"))
         handle.write(entry("create", "events", namespace="other"))
@@ -28,10 +34,7 @@ def test_requests_since_the_mark_by_verb_and_resource(tmp_path: Path) -> None:
 
 
 def test_a_rotation_after_the_mark_loses_nothing_and_a_second_one_is_an_error(tmp_path: Path) -> None:
-    log = tmp_path / "audit.log"
-    log.write_text(entry("create", "jobs"))
-    audit = AuditLog(log)
-    audit.mark()
+    log, audit = marked_log(tmp_path)
     with log.open("a") as handle:
         handle.write(entry("create", "services"))
     log.rename(tmp_path / "audit-2026-12-07T07-19-19.172.log")  # what the API server's rotation does

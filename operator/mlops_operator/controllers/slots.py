@@ -25,7 +25,7 @@ class PassSlots:
 
     async def acquire(self, urgent: bool) -> None:
         """Take a slot, waiting in the urgent or the timed queue while none is free."""
-        if self.free > 0 and not self.waiting():
+        if self.free > 0 and not self._urgent and not self._timed:  # O(1): thousands may wait at once
             self.free -= 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

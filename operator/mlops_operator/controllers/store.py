@@ -54,33 +54,21 @@ def compact(body: Obj) -> str:
     return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
 
 
-def older(meta: Obj, stored: Obj | None) -> bool:
-    """True if `meta` is of an earlier version of the stored object (same uid, lower resourceVersion).
+def known(meta: Obj, stored: Obj | None) -> bool:
+    """True if the store holds this version of the object or a newer one (same uid, resourceVersion not lower).
 
     What a write answers goes into the store at once, and the watch delivers the versions before it afterwards:
     without this, a ModelVersion's status went back to before its approval for a moment, and a Deployment
-    planned from it cancelled its canary and started it again. Versions of one resource compare as integers
-    (KEP-5504, stable in Kubernetes 1.35, client-go's CompareResourceVersion); one that is not an integer is
-    never taken as older.
+    planned from it cancelled its canary and started it again; and a restart's listing repeats what the seed
+    read. Versions of one resource compare as integers (KEP-5504, stable in Kubernetes 1.35, client-go's
+    CompareResourceVersion); one that is not an integer is known only if it is the very same.
     """
-    if stored is None:
+    if stored is None or not meta.get("uid") or meta.get("uid") != stored["metadata"].get("uid"):
         return False
-    before = stored["metadata"]
-    if not meta.get("uid") or meta.get("uid") != before.get("uid"):
-        return False
-    incoming, kept = str(meta.get("resourceVersion") or ""), str(before.get("resourceVersion") or "")
-    return incoming.isdigit() and kept.isdigit() and int(incoming) < int(kept)
-
-
-def same_version(meta: Obj, stored: Obj | None) -> bool:
-    """True if `meta` is of the very version the store holds (same uid and resourceVersion)."""
-    if stored is None or not meta.get("resourceVersion"):
-        return False
-    before = stored["metadata"]
-    return bool(meta.get("uid")) and (meta.get("uid"), meta["resourceVersion"]) == (
-        before.get("uid"),
-        before.get("resourceVersion"),
-    )
+    incoming, kept = str(meta.get("resourceVersion") or ""), str(stored["metadata"].get("resourceVersion") or "")
+    if incoming.isdigit() and kept.isdigit():
+        return int(incoming) <= int(kept)
+    return bool(incoming) and incoming == kept
 
 
 def summary(kind: str, body: Obj) -> Obj:
@@ -152,7 +140,7 @@ class Store:
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
         stored = self.objects.get(kind, {}).get(key)
-        if older(meta, stored) or same_version(meta, stored):  # a restart's listing repeats what the seed read
+        if known(meta, stored):
             return False
         self.objects.setdefault(kind, {})[key] = summary(kind, body)
         if kind in BODY_KINDS:
