@@ -1,6 +1,7 @@
 """The operator's asynchronous Kubernetes client: raw JSON over httpx.
 
-kopf watches; this client does the few reads and writes the reconcilers need. It stays off
+kopf watches the operator's own kinds; this client watches the children and does the reads and writes the
+reconcilers need. It stays off
 the official `kubernetes` client on purpose: no generated models in memory, one pooled HTTP/1.1
 connection set, 429 `Retry-After` honoured, and a client-side rate limit.
 """
@@ -14,6 +15,7 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,10 +150,43 @@ class Kube:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
         )
         self._limiter = RateLimiter(qps, burst)
+        # Watches hold their connection for minutes: a pool of their own, so they never starve the requests'.
+        self._watches = httpx.AsyncClient(
+            base_url=conn.server,
+            verify=conn.ssl_context(),
+            timeout=timeout,
+            headers=headers,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
         """Release connections."""
         await self._http.aclose()
+        await self._watches.aclose()
+
+    async def watch(
+        self, path: str, resource_version: str, selector: str = "", timeout_seconds: int = 60
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """Watch a collection from `resource_version`: (type, object) for each event, bookmarks included, until the
+        server ends the stream (after `timeout_seconds`); an answer of 410 Gone or another error raises ApiError."""
+        params: dict[str, Any] = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+        }
+        if selector:
+            params["labelSelector"] = selector
+        await self._limiter.acquire()
+        # A stream silent past the server's own timeout is a dead connection (they are known to go quiet).
+        limits = httpx.Timeout(self._watches.timeout.connect, read=timeout_seconds + 15.0)
+        async with self._watches.stream("GET", path, params=params, timeout=limits) as response:
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, (await response.aread()).decode(errors="replace"))
+            async for line in response.aiter_lines():
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event.get("type")), dict(event.get("object") or {})
 
     async def request(
         self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None, content_type: str = ""

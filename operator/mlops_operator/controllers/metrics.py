@@ -30,7 +30,12 @@ RECONCILE_SECONDS = Histogram(
 )
 STORE_RELISTS = Counter(
     "mlops_operator_store_relists_total",
-    "Relists of the store after kopf relisted a watch (410 Gone), by kind.",
+    "Relists of the store after a watch expired (410 Gone), by kind.",
+    ["kind"],
+)
+WATCH_RESTARTS = Counter(
+    "mlops_operator_watch_restarts_total",
+    "Watches of children started again after an error (not after the server's timeout), by kind.",
     ["kind"],
 )
 JOBS_LAUNCHED = Counter("mlops_operator_jobs_launched_total", "Worker Jobs created, by owner kind.", ["kind"])

@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (handlers register on import)
     notificationpolicies,
     trainingruns,
 )
+from .childwatch import start_watches
 from .leader import ElectionSettings, LeaderElector
 from .runtime import runtime
 
@@ -38,6 +39,7 @@ class Election:
 _election: Election | None = None
 _settings: ElectionSettings | None = None
 _resync: asyncio.Task[None] | None = None
+_watches: list[asyncio.Task[None]] = []  # the children's watches (controllers/childwatch.py)
 
 
 def use_election(settings: ElectionSettings) -> None:
@@ -48,7 +50,8 @@ def use_election(settings: ElectionSettings) -> None:
 
 @kopf.on.startup()
 async def start_runtime(**_: Any) -> None:
-    """Create the shared clients, wire each kind to its reconciler, and start the periodic resync."""
+    """Create the shared clients, wire each kind to its reconciler, and start the children's watches (from the
+    seed's listing) and the periodic resync."""
     global _resync
     rt = runtime()
     rt.reconcilers.update(
@@ -61,6 +64,7 @@ async def start_runtime(**_: Any) -> None:
     rt.notifier = Notifier(rt.settings.notifications)
     rt.notifier.start()
     await rt.seed_store()
+    _watches[:] = start_watches(rt)
     _resync = asyncio.create_task(rt.resync_forever(), name="resync")  # a reference, or the loop may collect it
 
 
@@ -96,6 +100,11 @@ async def stop_runtime(**_: Any) -> None:
     if _resync is not None:
         _resync.cancel()
         _resync = None
+    for watch in _watches:
+        watch.cancel()
+    if _watches:
+        await asyncio.wait(_watches)
+    _watches.clear()
     if _election is not None:
         election, _election = _election, None
         election.task.cancel()

@@ -33,7 +33,7 @@ from . import metrics
 from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of, store_kind
 from .settings import Settings
 from .slots import PassSlots
-from .store import Store, collection_paths
+from .store import Store, collection_paths, namespace_of
 
 log = logging.getLogger("mlops.controllers")
 
@@ -79,10 +79,12 @@ class Runtime(ChildWriter):
     # looks at once held 490 MiB. A pass waits here before it gathers anything.
     passes: PassSlots = field(default_factory=lambda: PassSlots(MAX_CONCURRENT_PASSES))
     urgent: set[tuple[str, str, str]] = field(default_factory=set)  # keys a watch event asked for: first in line
+    list_versions: dict[str, str] = field(default_factory=dict)  # collection path -> resourceVersion of its LIST
 
-    def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
-        """Keep the store current from a watch event (type None: an object of kopf's (re)listing)."""
-        meta = body.get("metadata", {})
+    def observe(self, kind: str, event_type: str | None, body: Obj) -> bool:
+        """Keep the store current from a watch event (type None: an object of kopf's (re)listing); True if the
+        object is gone or what the lookups read of it changed."""
+        meta, changed = body.get("metadata", {}), True
         if event_type == "DELETED":
             self.store.delete(kind, meta.get("namespace", ""), meta["name"])
             if kind in PLURALS:
@@ -91,9 +93,10 @@ class Runtime(ChildWriter):
             child_kind = next((child for child, stored in STORE_KINDS.items() if stored == kind), kind)
             self.applied.pop(f"{meta.get('namespace', '')}/{child_kind}/{meta['name']}", None)
         else:
-            self.store.put(kind, body)
+            changed = self.store.put(kind, body)
         if event_type is None:
             self._note_listing(kind)
+        return changed
 
     def _note_listing(self, kind: str) -> None:
         # kopf relists after a watch expired (410 Gone) but sends no DELETED for what went away in the gap, and
@@ -127,13 +130,29 @@ class Runtime(ChildWriter):
             if listed_kind == kind:
                 items += await self._list(path, selector)
         dropped = self.store.replace(kind, items, listed_at)
+        self._dropped(kind, dropped)
+        return dropped
+
+    async def relist_collection(self, kind: str, path: str, selector: str) -> str:
+        """LIST one collection into the store (a watch of it expired) and wake the owners of what it no longer
+        holds; returns the listing's resourceVersion, where the next watch starts."""
+        listed_at = self.store.revision
+        items = await self._list(path, selector)
+        dropped = self.store.replace(kind, items, listed_at, namespace=namespace_of(path))
+        self._dropped(kind, dropped)
+        metrics.STORE_RELISTS.labels(kind).inc()
+        if dropped:
+            log.info("%s watch relisted: the store dropped %d object(s) deleted meanwhile", kind, len(dropped))
+        return self.list_versions[path]
+
+    def _dropped(self, kind: str, dropped: list[tuple[tuple[str, str], Obj]]) -> None:
+        """Forget objects a listing no longer holds; an owner whose child went away is reconciled to re-create it."""
         for (namespace, name), obj in dropped:
             if kind in PLURALS:
                 self.forget((kind, namespace, name))
             for ref in obj["metadata"].get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") in PLURALS:
                     self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
-        return dropped
 
     async def seed_store(self) -> None:
         """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
@@ -150,16 +169,18 @@ class Runtime(ChildWriter):
             del items
 
     async def _list(self, path: str, selector: str) -> list[Obj]:
-        """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE."""
+        """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE; the listing's resourceVersion (one
+        snapshot across its pages) is kept in `list_versions`, for a watch to start from."""
         items: list[Obj] = []
         params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, **({"labelSelector": selector} if selector else {})}
         while True:
             listing = await self.kube.get(path, **params)
             items += listing.get("items", [])
-            token = (listing.get("metadata") or {}).get("continue")
-            if not token:
+            meta = listing.get("metadata") or {}
+            if not meta.get("continue"):
+                self.list_versions[path] = str(meta.get("resourceVersion") or "")
                 return items
-            params["continue"] = token
+            params["continue"] = meta["continue"]
 
     async def resync(self) -> None:
         """Relist into the store and reconcile every object: repairs what a lost watch event left wrong

@@ -71,6 +71,10 @@ def known(meta: Obj, stored: Obj | None) -> bool:
     return bool(incoming) and incoming == kept
 
 
+def _without_version(obj: Obj) -> Obj:
+    return {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}}
+
+
 def summary(kind: str, body: Obj) -> Obj:
     """The part of an object the lookups need (small: the store holds every object)."""
     meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
@@ -112,10 +116,18 @@ def summary(kind: str, body: Obj) -> Obj:
         kept["status"] = {"rollbacks": [dict(r) for r in status.get("rollbacks") or []]}
     elif kind == "NotificationPolicy":  # small (≤ 8 destinations); routing reads all of it
         kept["spec"] = dict(spec)
-    elif kind == "ServingDeployment":
+    elif kind == "ServingDeployment":  # what planning/serving.py reads: ready pods and why none can be created
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         kept["spec"] = {"replicas": spec.get("replicas"), "template": {"metadata": {"labels": dict(labels)}}}
-        kept["status"] = dict(status)
+        counts = ("observedGeneration", "readyReplicas", "updatedReplicas")
+        kept["status"] = {k: status[k] for k in counts if k in status}
+        failures = [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in status.get("conditions") or []
+            if c.get("type") == "ReplicaFailure"
+        ]
+        if failures:  # (a Progressing condition's ProgressDeadlineExceeded is no reason to wake the owner)
+            kept["status"]["conditions"] = failures
     return kept
 
 
@@ -136,17 +148,18 @@ class Store:
     listed: set[str] = field(default_factory=set)  # kinds a LIST filled: what is not stored does not exist
 
     def put(self, kind: str, body: Obj) -> bool:
-        """Record an object unless the store holds this version or a newer one already; True if recorded."""
+        """Record an object unless the store holds this version or a newer one already; True if what the
+        lookups read of it changed (a new object, or a summary that differs in more than its resourceVersion)."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
         stored = self.objects.get(kind, {}).get(key)
         if known(meta, stored):
             return False
-        self.objects.setdefault(kind, {})[key] = summary(kind, body)
+        kept = self.objects.setdefault(kind, {})[key] = summary(kind, body)
         if kind in BODY_KINDS:
             self.bodies.setdefault(kind, {})[key] = compact(body)
         self._stamp(kind, key)
-        return True
+        return stored is None or _without_version(stored) != _without_version(kept)
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
@@ -163,29 +176,36 @@ class Store:
         self.revision += 1
         self.stamps.setdefault(kind, {})[key] = self.revision
 
-    def replace(self, kind: str, bodies: list[Obj], listed_at: int | None = None) -> list[tuple[Key, Obj]]:
-        """Make a kind's entries those of a LIST sent at store revision `listed_at` (default: now), so what was
-        deleted while no watch event said so is gone; entries a watch event touched after `listed_at` stay as
-        that event left them. Returns the entries dropped."""
+    def replace(
+        self, kind: str, bodies: list[Obj], listed_at: int | None = None, namespace: str | None = None
+    ) -> list[tuple[Key, Obj]]:
+        """Make a kind's entries (in `namespace` only, if given) those of a LIST sent at store revision
+        `listed_at` (default: now), so what was deleted while no watch event said so is gone; entries a watch
+        event touched after `listed_at` stay as that event left them. Returns the entries dropped."""
         since = self.revision if listed_at is None else listed_at
         current, stamps = self.objects.get(kind, {}), self.stamps.get(kind, {})
-        newer = {key for key, stamp in stamps.items() if stamp > since}
+        kept = {key for key in current if namespace is not None and key[0] != namespace}  # outside the listing
+        kept |= {key for key, stamp in stamps.items() if stamp > since and (namespace is None or key[0] == namespace)}
         fresh: dict[Key, Obj] = {}
         current_bodies, fresh_bodies = self.bodies.get(kind, {}), dict[Key, str]()
         for body in bodies:
             meta = body.get("metadata", {})
             key = (meta.get("namespace", ""), meta["name"])
-            if key not in newer:
+            if key not in kept:
                 fresh[key] = summary(kind, body)
                 if kind in BODY_KINDS:
                     fresh_bodies[key] = compact(body)
-        fresh.update({key: current[key] for key in newer if key in current})
-        fresh_bodies.update({key: current_bodies[key] for key in newer if key in current_bodies})
+        fresh.update({key: current[key] for key in kept if key in current})
+        fresh_bodies.update({key: current_bodies[key] for key in kept if key in current_bodies})
         self.objects[kind] = fresh
         self.listed.add(kind)
         if kind in BODY_KINDS:
             self.bodies[kind] = fresh_bodies
-        self.stamps[kind] = {key: stamps[key] for key in newer}  # older stamps are settled by this listing
+        # Older stamps in the listed namespace are settled by this listing; tombstones outside it stay.
+        outside = namespace is not None
+        self.stamps[kind] = {
+            key: stamp for key, stamp in stamps.items() if key in kept or (outside and key[0] != namespace)
+        }
         return [(key, obj) for key, obj in current.items() if key not in fresh]
 
     def keys(self, kind: str) -> list[Key]:
@@ -272,6 +292,12 @@ class Store:
             for key, obj in self._all("ModelVersion")
             if obj["status"].get("phase") == "Promoted" and obj["spec"].get("registeredModel") == model
         ]
+
+
+def namespace_of(path: str) -> str | None:
+    """The namespace a collection path lists, or None for a cluster-wide one."""
+    parts = path.split("/")
+    return parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
 
 
 def collection_paths(namespaces: list[str]) -> list[tuple[str, str, str]]:

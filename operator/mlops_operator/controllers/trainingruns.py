@@ -17,7 +17,7 @@ from .. import contract
 from ..api.common import GROUP, VERSION
 from ..api.dataset import DatasetStatus
 from ..api.trainingrun import TrainingRunSpec, TrainingRunStatus
-from ..contract import ANNOTATION_DATA_NOT_BEFORE, LABEL_MANAGED_BY, LABEL_OWNER_KIND, LABEL_OWNER_NAME, MANAGED_BY
+from ..contract import ANNOTATION_DATA_NOT_BEFORE
 from ..integrations.mlflow import MlflowError, RunInfo
 from ..kubeapi import ApiError, job_path
 from ..planning.conflicts import foreign
@@ -149,14 +149,3 @@ async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: 
     if type == "DELETED":
         return
     rt.enqueue("TrainingRun", namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})  # type: ignore[arg-type]
-async def job_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """A worker Job changed: reconcile the object that owns it."""
-    rt = runtime()
-    rt.observe("Job", type, dict(body))
-    labels = body.get("metadata", {}).get("labels") or {}
-    kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
-    if kind in ("Dataset", "TrainingRun") and owner:
-        rt.enqueue(kind, namespace, owner)

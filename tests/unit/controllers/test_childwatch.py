@@ -1,0 +1,129 @@
+"""The children's watches: the store follows their events, owners wake only for what their planner reads,
+an expired watch relists its collection, and a dropped stream resumes from the last version seen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from mlops_operator.contract import LABEL_DEPLOYMENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from mlops_operator.controllers import childwatch
+from mlops_operator.controllers.childwatch import child_event, owner_of, watch_collection
+from mlops_operator.kubeapi import ApiError
+
+from tests.unit.controllers.fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
+
+TRACKS = "/apis/apps/v1/namespaces/team/deployments"
+Obj = dict[str, Any]
+
+
+def track(name: str, version: int, ready: int, *, progressing: str = "True", owner: str = "iris") -> Obj:
+    ref = {"kind": "Deployment", "name": owner, "uid": f"uid-{owner}", "controller": True}
+    meta = {"name": name, "namespace": "team", "uid": f"uid-{name}", "resourceVersion": str(version)}
+    meta |= {"generation": 1, "labels": {LABEL_DEPLOYMENT: owner}, "ownerReferences": [ref]}
+    conditions = [{"type": "Progressing", "status": progressing, "reason": "ProgressDeadlineExceeded"}]
+    status = {"observedGeneration": 1, "readyReplicas": ready, "updatedReplicas": ready, "conditions": conditions}
+    return {"metadata": meta, "spec": {"replicas": 2, "template": {"metadata": {"labels": {}}}}, "status": status}
+
+
+class WatchingKube(FakeKube):
+    """A FakeKube whose watches play scripted streams in turn (an exception ends one), then wait for ever."""
+
+    def __init__(self, streams: list[list[tuple[str, Obj]] | Exception], objects: dict[str, Obj] | None = None):
+        super().__init__(objects)
+        self.streams, self.watched_from = list(streams), list[str]()
+        self.done = asyncio.Event()
+
+    async def watch(
+        self, path: str, version: str, selector: str = "", timeout: int = 60
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        self.watched_from.append(version)
+        if not self.streams:
+            self.done.set()
+            await asyncio.Event().wait()
+        stream = self.streams.pop(0)
+        if isinstance(stream, Exception):
+            raise stream
+        for event in stream:
+            yield event
+
+
+def test_an_owner_wakes_for_ready_pods_but_not_for_a_progress_deadline_or_a_version_bump() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        child_event(rt, "ServingDeployment", "ADDED", track("iris-stable", 1, ready=0))
+        assert requeued_in(rt, ("Deployment", "team", "iris")) == 0  # a new child is news
+        stop_timers(rt)
+        child_event(rt, "ServingDeployment", "MODIFIED", track("iris-stable", 2, ready=0, progressing="False"))
+        child_event(rt, "ServingDeployment", "MODIFIED", track("iris-stable", 3, ready=0, progressing="False"))
+        assert rt.timers == {}  # 5,000 tracks turning ProgressDeadlineExceeded at once wake nobody
+        assert rt.store.get("ServingDeployment", "team", "iris-stable")["metadata"]["resourceVersion"] == "3"
+        child_event(rt, "ServingDeployment", "MODIFIED", track("iris-stable", 4, ready=2))
+        assert requeued_in(rt, ("Deployment", "team", "iris")) == 0
+        assert ("Deployment", "team", "iris") in rt.urgent  # a child's news goes before the timers' passes
+        stop_timers(rt)
+        child_event(rt, "ServingDeployment", "MODIFIED", track("iris-stable", 3, ready=0))  # an older version, late
+        assert (
+            rt.timers == {} and rt.store.get("ServingDeployment", "team", "iris-stable")["status"]["readyReplicas"] == 2
+        )
+        child_event(rt, "ServingDeployment", "DELETED", track("iris-stable", 5, ready=2))
+        assert requeued_in(rt, ("Deployment", "team", "iris")) == 0 and not rt.store.keys("ServingDeployment")
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_owners_come_from_the_labels_a_child_was_made_with() -> None:
+    job = {"metadata": {"labels": {LABEL_OWNER_KIND: "TrainingRun", LABEL_OWNER_NAME: "fit"}}}
+    assert owner_of("Job", job) == ("TrainingRun", "fit")
+    assert owner_of("Job", {"metadata": {"labels": {LABEL_OWNER_KIND: "Pod", LABEL_OWNER_NAME: "x"}}}) is None
+    assert owner_of("Service", {"metadata": {"labels": {LABEL_DEPLOYMENT: "iris"}}}) == ("Deployment", "iris")
+    assert owner_of("Service", {"metadata": {}}) is None
+
+
+def test_an_expired_watch_relists_its_namespace_drops_the_deleted_child_and_resumes_from_the_listing() -> None:
+    async def scenario() -> None:
+        gone = {"type": "ERROR", "code": 410, "reason": "Expired", "message": "too old resource version: 7 (9)"}
+        listing = {"items": [track("iris-stable", 9, ready=2)], "metadata": {"resourceVersion": "12"}}
+        kube = WatchingKube([[("MODIFIED", track("iris-stable", 8, ready=2)), ("ERROR", gone)]], {TRACKS: listing})
+        rt = fake_runtime(kube, FakeMlflow())
+        rt.namespaces = ["team", "other"]
+        rt.store.replace("ServingDeployment", [track("iris-stable", 7, ready=2), track("iris-canary", 7, ready=1)])
+        elsewhere = track("web-stable", 7, ready=1, owner="web") | {}
+        elsewhere["metadata"] = elsewhere["metadata"] | {"namespace": "other"}
+        rt.store.put("ServingDeployment", elsewhere)
+        rt.list_versions[TRACKS] = "7"
+        woken: list[tuple[str, str, str]] = []
+        rt.requeue = lambda key, delay: woken.append(key)  # type: ignore[method-assign]
+        task = asyncio.create_task(watch_collection(rt, "ServingDeployment", TRACKS, ""))
+        await asyncio.wait_for(kube.done.wait(), 2)
+        assert kube.watched_from == ["7", "12"]  # resumed from the relist's version, not listed twice
+        assert sorted(rt.store.keys("ServingDeployment")) == [("other", "web-stable"), ("team", "iris-stable")]
+        assert woken == [("Deployment", "team", "iris")]  # its reconcile re-creates iris-canary
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.RemoteProtocolError("peer closed connection"), ApiError(500, '{"message": "etcd timeout"}')]
+)
+def test_a_dropped_watch_is_resumed_from_the_last_version_it_saw(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    monkeypatch.setattr(childwatch, "MAX_RETRY_SECONDS", 0.01)
+
+    async def scenario() -> None:
+        kube = WatchingKube([[("BOOKMARK", {"metadata": {"resourceVersion": "20"}})], failure])
+        rt = fake_runtime(kube, FakeMlflow())
+        rt.list_versions[TRACKS] = "7"
+        task = asyncio.create_task(watch_collection(rt, "ServingDeployment", TRACKS, ""))
+        await asyncio.wait_for(kube.done.wait(), 2)
+        assert kube.watched_from == ["7", "20", "20"]  # a bookmark moves the version on; a failure does not
+        assert TRACKS not in kube.reads  # nothing was listed again
+        task.cancel()
+
+    asyncio.run(scenario())
