@@ -81,6 +81,9 @@ async def watch_collection(rt: Runtime, kind: str, path: str, selector: str) -> 
             problem: Exception = error
         except (OSError, httpx.HTTPError, ValueError) as error:  # a dropped or garbled stream: resume from `version`
             problem = error
+        except Exception as error:  # a bug must not end the watch: the store would silently go stale
+            log.exception("%s watch of %s: unexpected error", kind, path)
+            problem = error
         failures += 1
         delay = min(MAX_RETRY_SECONDS, 2.0 ** min(failures, 5))
         metrics.WATCH_RESTARTS.labels(kind).inc()

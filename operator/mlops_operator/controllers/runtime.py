@@ -33,7 +33,7 @@ from . import metrics
 from .children import PLURALS, STORE_KINDS, ChildWriter, NameConflictError, collection_of, store_kind
 from .settings import Settings
 from .slots import PassSlots
-from .store import Store, collection_paths, namespace_of
+from .store import Store, collection_paths, namespace_of, slim
 
 log = logging.getLogger("mlops.controllers")
 
@@ -128,7 +128,7 @@ class Runtime(ChildWriter):
         listed_at, items = self.store.revision, []
         for listed_kind, path, selector in collection_paths(self.namespaces):
             if listed_kind == kind:
-                items += await self._list(path, selector)
+                items += await self._list(kind, path, selector)
         dropped = self.store.replace(kind, items, listed_at)
         self._dropped(kind, dropped)
         return dropped
@@ -137,7 +137,7 @@ class Runtime(ChildWriter):
         """LIST one collection into the store (a watch of it expired) and wake the owners of what it no longer
         holds; returns the listing's resourceVersion, where the next watch starts."""
         listed_at = self.store.revision
-        items = await self._list(path, selector)
+        items = await self._list(kind, path, selector)
         dropped = self.store.replace(kind, items, listed_at, namespace=namespace_of(path))
         self._dropped(kind, dropped)
         metrics.STORE_RELISTS.labels(kind).inc()
@@ -164,18 +164,18 @@ class Runtime(ChildWriter):
         for kind, kind_paths in paths.items():
             listed_at, items = self.store.revision, []
             for path, selector in kind_paths:
-                items += await self._list(path, selector)
+                items += await self._list(kind, path, selector)
             self.store.replace(kind, items, listed_at)
             del items
 
-    async def _list(self, path: str, selector: str) -> list[Obj]:
-        """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE; the listing's resourceVersion (one
-        snapshot across its pages) is kept in `list_versions`, for a watch to start from."""
+    async def _list(self, kind: str, path: str, selector: str) -> list[Obj]:
+        """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE and cut to what the store keeps of each;
+        the listing's resourceVersion (one snapshot across its pages) is kept in `list_versions`, for a watch."""
         items: list[Obj] = []
         params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, **({"labelSelector": selector} if selector else {})}
         while True:
             listing = await self.kube.get(path, **params)
-            items += listing.get("items", [])
+            items += [slim(kind, item) for item in listing.get("items", [])]
             meta = listing.get("metadata") or {}
             if not meta.get("continue"):
                 self.list_versions[path] = str(meta.get("resourceVersion") or "")

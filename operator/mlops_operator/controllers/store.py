@@ -44,14 +44,25 @@ SEEDED = (
 BODY_KINDS = frozenset({"Dataset", "TrainingRun", "ModelVersion", "Deployment", "NotificationPolicy"})
 
 
-def compact(body: Obj) -> str:
-    """An object as the body cache keeps it: JSON without managedFields beyond the writers status records."""
+def _kept_body(body: Obj) -> Obj:
     meta = dict(body.get("metadata") or {})
     writers = recorded_writers(meta)
     meta.pop("managedFields", None)
     if writers:
         meta["managedFields"] = writers
-    return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
+    return {**body, "metadata": meta}
+
+
+def compact(body: Obj) -> str:
+    """An object as the body cache keeps it: JSON without managedFields beyond the writers status records."""
+    return json.dumps(_kept_body(body), separators=(",", ":"))
+
+
+def slim(kind: str, body: Obj) -> Obj:
+    """What a listing keeps of an object until its last page is in: all the store will keep of it (its summary;
+    for the operator's own kinds, the body it caches). Whole pages kept until then set the peak RSS: a periodic
+    resync of 10,000 objects' 25,000 bodies took it from 250 to 404 MiB."""
+    return _kept_body(body) if kind in BODY_KINDS else summary(kind, body)
 
 
 def known(meta: Obj, stored: Obj | None) -> bool:

@@ -120,3 +120,50 @@ def test_the_startup_listing_follows_continue_tokens_to_the_last_page() -> None:
         assert kube.pages == 3 and sorted(name for _, name in rt.store.keys("Dataset")) == [f"d{i}" for i in range(5)]
 
     asyncio.run(scenario())
+
+
+def _full(kind: str) -> dict[str, Any]:
+    """An object as a LIST answers it: managedFields, labels, a whole status."""
+    managed = [
+        {
+            "manager": "kubectl",
+            "operation": "Update",
+            "time": "2026-12-07T10:00:00Z",
+            "fieldsV1": {"f:spec": {"f:promote": {}}},
+        },
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {"f:replicas": {}}}},
+    ]
+    ref = {"apiVersion": "mlops.dev/v1alpha1", "kind": "Deployment", "name": "iris", "uid": "u1", "controller": True}
+    meta = {"name": "iris-stable", "namespace": "team", "uid": "u2", "generation": 3, "resourceVersion": "41"}
+    meta |= {"labels": {"a": "b"}, "annotations": {"h": "1"}, "managedFields": managed, "ownerReferences": [ref]}
+    spec = {
+        "replicas": 2,
+        "promote": True,
+        "model": {"registeredModel": "iris", "alias": "production"},
+        "template": {
+            "metadata": {"labels": {"v": "1"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "X"}]}]},
+        },
+    }
+    failure = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "reason": "FailedCreate",
+        "message": "quota",
+        "lastUpdateTime": "t",
+    }
+    progressing = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    status = {"observedGeneration": 3, "readyReplicas": 1, "updatedReplicas": 1, "replicas": 2, "phase": "Ready"}
+    status["conditions"] = [failure, progressing]
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, "spec": spec, "status": status}
+
+
+def test_a_listing_keeps_only_what_the_store_keeps_and_the_store_ends_up_the_same() -> None:
+    from mlops_operator.controllers.store import SEEDED, Store, slim
+
+    for kind in {kind for _, _, kind, _ in SEEDED}:
+        whole, cut = Store(), Store()
+        whole.replace(kind, [_full(kind)])
+        cut.replace(kind, [slim(kind, _full(kind))])
+        assert cut.objects == whole.objects and cut.bodies == whole.bodies, kind
+        assert len(str(slim(kind, _full(kind)))) < len(str(_full(kind))), kind  # nothing it does not keep
