@@ -307,7 +307,7 @@ async def one_run(
             await dump_heap(proc, heap)
         result["passes"] = await passes(local)
 
-        delays = []
+        delays, slowest = [], []
         for i in range(reactions):  # one object at a time, the four kinds in turn, while the rest sit idle
             plural = list(KINDS)[i % len(KINDS)]
             index = (i * 4 + list(KINDS).index(plural)) % count
@@ -319,8 +319,10 @@ async def one_run(
             if not await acks.wait_for(lambda key=(plural, name), g=generation: acks.state[key][1] >= g, 30):
                 raise SystemExit(f"{plural}/{name} generation {generation} was not reflected in status within 30 s")
             delays.append(time.monotonic() - changed_at)
+            slowest.append((delays[-1], plural))
             await asyncio.sleep(0.5)
         result["reactions"] = delays
+        result["slowest_reactions"] = sorted(slowest, reverse=True)[:3]
         await wait_quiet(audit, quiet=10, timeout=600)
 
         before = await statuses(admin, namespace)
@@ -386,6 +388,8 @@ def report(results: list[dict[str, Any]]) -> int:
         p95 = reactions[min(len(reactions) - 1, int(0.95 * len(reactions)))]
         p50 = median(reactions)
         print(f"  reaction (spec changed -> status): p50 {p50:.2f} s  p95 {p95:.2f} s  ({len(reactions)} changes)")
+        slowest = ", ".join(f"{plural} {delay:.2f} s" for r in results for delay, plural in r["slowest_reactions"])
+        print(f"  slowest reactions: {slowest}")
     print(f"  restart: ready (every object passed once) in {median(r['restart_ready_seconds'] for r in results):.1f} s")
     print(f"  restart requests (writes must be 0: {written}):")
     print(breakdown(first["restart_requests"]))

@@ -13,6 +13,7 @@ import functools
 import logging
 import socket
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ LISTING_QUIET_SECONDS = 30.0  # no listed object of a kind for this long, then o
 RELIST_DELAY_SECONDS = 2.0
 MAX_CONCURRENT_PASSES = 32
 LIST_PAGE_SIZE = 500
+SPREAD_ABOVE_SECONDS = 30.0
+SPREAD_FRACTION = 0.1
 
 Reconciler = Callable[["Runtime", Obj], Awaitable[Plan | None]]
 
@@ -258,7 +261,7 @@ class Runtime(ChildWriter):
                 await self.apply(kind, current, plan)
                 self.failures.pop(key, None)
                 if plan.requeue_after is not None:
-                    self.requeue(key, plan.requeue_after)
+                    self.requeue(key, spread(key, plan.requeue_after))
         except StaleObjectError:  # the next pass reads the object from the API server, not the store
             self.stale.add(key)
             self.requeue(key, 0.2)
@@ -493,6 +496,15 @@ class Runtime(ChildWriter):
                 raise StaleObjectError(str(error)) from error
             raise
         self.remember(kind, written)
+
+
+def spread(key: tuple[str, str, str], delay: float) -> float:
+    """A long planned wait made up to SPREAD_FRACTION longer, by an amount fixed per object: objects created
+    together back off together, and 2,500 ModelVersions' looks coming due in the same second held a spec
+    change's pass on a busy event loop (Flux jitters its intervals for the same reason)."""
+    if delay <= SPREAD_ABOVE_SECONDS:
+        return delay
+    return delay * (1.0 + SPREAD_FRACTION * (zlib.crc32("/".join(key).encode()) / 0xFFFFFFFF))
 
 
 class StaleObjectError(Exception):
