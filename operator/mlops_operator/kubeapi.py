@@ -15,7 +15,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ class Kube:
 
     async def watch(
         self, path: str, resource_version: str, selector: str = "", timeout_seconds: int = 60
-    ) -> AsyncIterator[tuple[str, Obj]]:
+    ) -> AsyncGenerator[tuple[str, Obj], None]:
         """Watch a collection from `resource_version`: (type, object) for each event, bookmarks included, until the
         server ends the stream (after `timeout_seconds`); an answer of 410 Gone or another error raises ApiError."""
         params: dict[str, Any] = {

@@ -18,7 +18,7 @@ from ..kubeapi import ApiError, Kube
 from ..planning.conflicts import NameConflict, controller_uid, foreign
 from ..planning.plan import Obj
 from . import metrics
-from .store import Store
+from .store import BODY_KINDS, Store
 
 log = logging.getLogger("mlops.controllers")
 
@@ -57,6 +57,10 @@ class ChildWriter:
 
     kube: Kube
     store: Store
+
+    def wake_owner(self, namespace: str, obj: Obj | None) -> None:
+        """Reconcile the owner of `obj` soon (the runtime's requeue)."""
+        raise NotImplementedError
 
     async def create(self, obj: Obj) -> bool:
         """Create a child object; False when one of that name exists and is ours (left as it is). One that
@@ -125,8 +129,16 @@ class ChildWriter:
     def remember(self, kind: str, written: Obj | None) -> None:
         """Keep what a write answered in the store, so the next pass sees it before its watch event arrives
         (no GET of a Job just created, no pass planned from the status before the one just written)."""
-        if written and (written.get("metadata") or {}).get("name") and kind in self.store.listed:
+        meta = (written or {}).get("metadata") or {}
+        if written and meta.get("name") and kind in self.store.listed:
+            before = self.store.get(kind, meta.get("namespace", ""), meta["name"])
             self.store.put(kind, written)
+            after = self.store.get(kind, meta.get("namespace", ""), meta["name"])
+            # A child's answer can carry someone else's change (a track's pods became Ready since the pass read
+            # it); its watch event is then known and wakes nobody, so the owner is woken here.
+            moved = before is not None and after is not None and before.get("status") != after.get("status")
+            if kind not in BODY_KINDS and moved:
+                self.wake_owner(meta.get("namespace", ""), after)
 
     def note_conflict(self, owner_uid: str, path: str, conflict: NameConflict) -> None:
         """Record a child name a gather found held by an object the owner does not control."""

@@ -12,6 +12,7 @@ owner only when something its planner reads changed, as controller-runtime's pre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -56,27 +57,31 @@ def child_event(rt: Runtime, kind: str, event_type: str, body: Obj) -> None:
 async def watch_collection(rt: Runtime, kind: str, path: str, selector: str) -> None:
     """Watch one collection for ever, from the version its last LIST or event left; never raises but on cancel."""
     version = rt.list_versions.get(path, "")
-    failures = 0
+    failures = expired = 0
     while True:
         started, events = time.monotonic(), 0
         try:
             if not version:
                 version = await rt.relist_collection(kind, path, selector)
-            async for event_type, obj in rt.kube.watch(path, version, selector, WATCH_TIMEOUT_SECONDS):
-                events += 1
-                if event_type == "ERROR":  # a Status: 410 Gone when the version is older than the server keeps
-                    raise ApiError(int(obj.get("code") or 500), _status_text(obj))
-                if event_type != "BOOKMARK":
-                    child_event(rt, kind, event_type, obj)
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                failures = 0
+            stream = rt.kube.watch(path, version, selector, WATCH_TIMEOUT_SECONDS)
+            async with contextlib.aclosing(stream):  # closed now, not by the collector after the client is gone
+                async for event_type, obj in stream:
+                    events += 1
+                    if event_type == "ERROR":  # a Status: 410 Gone when the version is older than the server keeps
+                        raise ApiError(int(obj.get("code") or 500), _status_text(obj))
+                    if event_type != "BOOKMARK":
+                        _handle(rt, kind, event_type, obj)
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    failures = expired = 0
             if events == 0 and time.monotonic() - started < QUICK_END_SECONDS:
                 await asyncio.sleep(QUICK_END_SECONDS)
             continue
         except ApiError as error:
             if error.status == 410:
                 log.info("%s watch of %s expired (%s): relisting", kind, path, error)
-                version = ""
+                version, expired = "", expired + 1
+                if expired > 1:  # expired again at once: relist with a back-off, never in a tight loop
+                    await asyncio.sleep(min(MAX_RETRY_SECONDS, 2.0 ** min(expired - 1, 5)))
                 continue
             problem: Exception = error
         except (OSError, httpx.HTTPError, ValueError) as error:  # a dropped or garbled stream: resume from `version`
@@ -89,6 +94,16 @@ async def watch_collection(rt: Runtime, kind: str, path: str, selector: str) -> 
         metrics.WATCH_RESTARTS.labels(kind).inc()
         log.warning("%s watch of %s failed: %s; again in %.0fs", kind, path, str(problem) or repr(problem), delay)
         await asyncio.sleep(delay)
+
+
+def _handle(rt: Runtime, kind: str, event_type: str, obj: Obj) -> None:
+    """`child_event`, where an event that cannot be handled is logged and passed over (the resync looks again),
+    not replayed for ever."""
+    try:
+        child_event(rt, kind, event_type, obj)
+    except Exception:
+        name = (obj.get("metadata") or {}).get("name")
+        log.exception("%s watch: could not handle the %s event of %r; passed over", kind, event_type, name)
 
 
 def _status_text(status: Obj) -> str:

@@ -50,8 +50,7 @@ def use_election(settings: ElectionSettings) -> None:
 
 @kopf.on.startup()
 async def start_runtime(**_: Any) -> None:
-    """Create the shared clients, wire each kind to its reconciler, and start the children's watches (from the
-    seed's listing) and the periodic resync."""
+    """Create the shared clients, wire each kind to its reconciler, seed the store, and start the periodic resync."""
     global _resync
     rt = runtime()
     rt.reconcilers.update(
@@ -64,7 +63,6 @@ async def start_runtime(**_: Any) -> None:
     rt.notifier = Notifier(rt.settings.notifications)
     rt.notifier.start()
     await rt.seed_store()
-    _watches[:] = start_watches(rt)
     _resync = asyncio.create_task(rt.resync_forever(), name="resync")  # a reference, or the loop may collect it
 
 
@@ -90,6 +88,13 @@ async def start_leader_election(**_: Any) -> None:
         rt.leading = False
         log.info("following: the leader Lease %s is held by %s", elector.describe(), elector.holder or "nobody")
     _election = Election(elector, asyncio.create_task(elector.run(), name="leader-election"), kube)
+
+
+@kopf.on.startup()
+async def start_child_watches(**_: Any) -> None:
+    """Watch the children from the seed's listing, once the election has decided whether this replica leads
+    (kopf runs startup handlers in turn): a replayed event must not start a pass on a follower."""
+    _watches[:] = start_watches(runtime())
 
 
 @kopf.on.cleanup()

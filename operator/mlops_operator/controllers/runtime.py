@@ -83,6 +83,9 @@ class Runtime(ChildWriter):
     passes: PassSlots = field(default_factory=lambda: PassSlots(MAX_CONCURRENT_PASSES))
     urgent: set[tuple[str, str, str]] = field(default_factory=set)  # keys a watch event asked for: first in line
     list_versions: dict[str, str] = field(default_factory=dict)  # collection path -> resourceVersion of its LIST
+    # One list-and-merge of a kind at a time: an older listing merged after a newer one would bring back what
+    # the newer one dropped (a resync's seed and a watch's relist can run together).
+    listing_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> bool:
         """Keep the store current from a watch event (type None: an object of kopf's (re)listing); True if the
@@ -128,34 +131,45 @@ class Runtime(ChildWriter):
     async def relist(self, kind: str) -> list[tuple[tuple[str, str], Obj]]:
         """LIST one kind into the store (merged with newer watch events) and reconcile whatever depended on
         the objects it no longer holds: an owner whose child went away re-creates it. Returns the dropped."""
-        listed_at, items = self.store.revision, []
-        for listed_kind, path, selector in collection_paths(self.namespaces):
-            if listed_kind == kind:
-                items += await self._list(kind, path, selector)
-        dropped = self.store.replace(kind, items, listed_at)
+        async with self.listing_locks.setdefault(kind, asyncio.Lock()):
+            listed_at, items = self.store.revision, []
+            for listed_kind, path, selector in collection_paths(self.namespaces):
+                if listed_kind == kind:
+                    items += await self._list(kind, path, selector)
+            dropped = self.store.replace(kind, items, listed_at)
         self._dropped(kind, dropped)
         return dropped
 
     async def relist_collection(self, kind: str, path: str, selector: str) -> str:
         """LIST one collection into the store (a watch of it expired) and wake the owners of what it no longer
-        holds; returns the listing's resourceVersion, where the next watch starts."""
-        listed_at = self.store.revision
-        items = await self._list(kind, path, selector)
-        dropped = self.store.replace(kind, items, listed_at, namespace=namespace_of(path))
+        holds or holds changed (a track that became Ready in the gap); returns the listing's resourceVersion,
+        where the next watch starts."""
+        changed: list[tuple[str, str]] = []
+        async with self.listing_locks.setdefault(kind, asyncio.Lock()):
+            listed_at = self.store.revision
+            items = await self._list(kind, path, selector)
+            dropped = self.store.replace(kind, items, listed_at, namespace=namespace_of(path), changed=changed)
+            version = self.list_versions[path]
         self._dropped(kind, dropped)
+        for namespace, name in changed:
+            self.wake_owner(namespace, self.store.get(kind, namespace, name))
         metrics.STORE_RELISTS.labels(kind).inc()
         if dropped:
             log.info("%s watch relisted: the store dropped %d object(s) deleted meanwhile", kind, len(dropped))
-        return self.list_versions[path]
+        return version
 
     def _dropped(self, kind: str, dropped: list[tuple[tuple[str, str], Obj]]) -> None:
         """Forget objects a listing no longer holds; an owner whose child went away is reconciled to re-create it."""
         for (namespace, name), obj in dropped:
             if kind in PLURALS:
                 self.forget((kind, namespace, name))
-            for ref in obj["metadata"].get("ownerReferences") or []:
-                if ref.get("controller") and ref.get("kind") in PLURALS:
-                    self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
+            self.wake_owner(namespace, obj)
+
+    def wake_owner(self, namespace: str, obj: Obj | None) -> None:
+        """Reconcile the object of ours that controls `obj` (its controller ownerReference), if any, soon."""
+        for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") in PLURALS:
+                self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
 
     async def seed_store(self) -> None:
         """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
@@ -165,11 +179,12 @@ class Runtime(ChildWriter):
         for kind, path, selector in collection_paths(self.namespaces):
             paths.setdefault(kind, []).append((path, selector))
         for kind, kind_paths in paths.items():
-            listed_at, items = self.store.revision, []
-            for path, selector in kind_paths:
-                items += await self._list(kind, path, selector)
-            self.store.replace(kind, items, listed_at)
-            del items
+            async with self.listing_locks.setdefault(kind, asyncio.Lock()):
+                listed_at, items = self.store.revision, []
+                for path, selector in kind_paths:
+                    items += await self._list(kind, path, selector)
+                self.store.replace(kind, items, listed_at)
+                del items
 
     async def _list(self, kind: str, path: str, selector: str) -> list[Obj]:
         """Every object of a collection, LISTed in pages of LIST_PAGE_SIZE and cut to what the store keeps of each;

@@ -188,11 +188,17 @@ class Store:
         self.stamps.setdefault(kind, {})[key] = self.revision
 
     def replace(
-        self, kind: str, bodies: list[Obj], listed_at: int | None = None, namespace: str | None = None
+        self,
+        kind: str,
+        bodies: list[Obj],
+        listed_at: int | None = None,
+        namespace: str | None = None,
+        changed: list[Key] | None = None,
     ) -> list[tuple[Key, Obj]]:
         """Make a kind's entries (in `namespace` only, if given) those of a LIST sent at store revision
         `listed_at` (default: now), so what was deleted while no watch event said so is gone; entries a watch
-        event touched after `listed_at` stay as that event left them. Returns the entries dropped."""
+        event touched after `listed_at` stay as that event left them. Returns the entries dropped; the keys
+        the listing added or changed (beyond their resourceVersion) are appended to `changed`."""
         since = self.revision if listed_at is None else listed_at
         current, stamps = self.objects.get(kind, {}), self.stamps.get(kind, {})
         kept = {key for key in current if namespace is not None and key[0] != namespace}  # outside the listing
@@ -206,6 +212,9 @@ class Store:
                 fresh[key] = summary(kind, body)
                 if kind in BODY_KINDS:
                     fresh_bodies[key] = compact(body)
+                before = current.get(key)
+                if changed is not None and (before is None or _without_version(before) != _without_version(fresh[key])):
+                    changed.append(key)
         fresh.update({key: current[key] for key in kept if key in current})
         fresh_bodies.update({key: current_bodies[key] for key in kept if key in current_bodies})
         self.objects[kind] = fresh

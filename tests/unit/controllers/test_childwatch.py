@@ -4,7 +4,7 @@ an expired watch relists its collection, and a dropped stream resumes from the l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -39,7 +39,7 @@ class WatchingKube(FakeKube):
 
     async def watch(
         self, path: str, version: str, selector: str = "", timeout: int = 60
-    ) -> AsyncIterator[tuple[str, Obj]]:
+    ) -> AsyncGenerator[tuple[str, Obj], None]:
         self.watched_from.append(version)
         if not self.streams:
             self.done.set()
@@ -87,11 +87,17 @@ def test_owners_come_from_the_labels_a_child_was_made_with() -> None:
 def test_an_expired_watch_relists_its_namespace_drops_the_deleted_child_and_resumes_from_the_listing() -> None:
     async def scenario() -> None:
         gone = {"type": "ERROR", "code": 410, "reason": "Expired", "message": "too old resource version: 7 (9)"}
-        listing = {"items": [track("iris-stable", 9, ready=2)], "metadata": {"resourceVersion": "12"}}
+        became_ready = track("api-stable", 10, ready=2, owner="api")  # in the gap: its event was never seen
+        listing = {"items": [track("iris-stable", 9, ready=2), became_ready], "metadata": {"resourceVersion": "12"}}
         kube = WatchingKube([[("MODIFIED", track("iris-stable", 8, ready=2)), ("ERROR", gone)]], {TRACKS: listing})
         rt = fake_runtime(kube, FakeMlflow())
         rt.namespaces = ["team", "other"]
-        rt.store.replace("ServingDeployment", [track("iris-stable", 7, ready=2), track("iris-canary", 7, ready=1)])
+        before = [
+            track("iris-stable", 7, ready=2),
+            track("iris-canary", 7, ready=1),
+            track("api-stable", 7, 0, owner="api"),
+        ]
+        rt.store.replace("ServingDeployment", before)
         elsewhere = track("web-stable", 7, ready=1, owner="web") | {}
         elsewhere["metadata"] = elsewhere["metadata"] | {"namespace": "other"}
         rt.store.put("ServingDeployment", elsewhere)
@@ -101,8 +107,10 @@ def test_an_expired_watch_relists_its_namespace_drops_the_deleted_child_and_resu
         task = asyncio.create_task(watch_collection(rt, "ServingDeployment", TRACKS, ""))
         await asyncio.wait_for(kube.done.wait(), 2)
         assert kube.watched_from == ["7", "12"]  # resumed from the relist's version, not listed twice
-        assert sorted(rt.store.keys("ServingDeployment")) == [("other", "web-stable"), ("team", "iris-stable")]
-        assert woken == [("Deployment", "team", "iris")]  # its reconcile re-creates iris-canary
+        kept = [("other", "web-stable"), ("team", "api-stable"), ("team", "iris-stable")]
+        assert sorted(rt.store.keys("ServingDeployment")) == kept
+        # iris: its reconcile re-creates iris-canary; api: its track became Ready unseen; iris-stable is unchanged
+        assert sorted(woken) == [("Deployment", "team", "api"), ("Deployment", "team", "iris")]
         task.cancel()
 
     asyncio.run(scenario())
@@ -125,5 +133,34 @@ def test_a_dropped_watch_is_resumed_from_the_last_version_it_saw(
         assert kube.watched_from == ["7", "20", "20"]  # a bookmark moves the version on; a failure does not
         assert TRACKS not in kube.reads  # nothing was listed again
         task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_an_event_that_cannot_be_handled_is_passed_over_and_the_watch_goes_on() -> None:
+    async def scenario() -> None:
+        broken = {"metadata": {"namespace": "team", "resourceVersion": "8"}}  # no name
+        kube = WatchingKube([[("MODIFIED", broken), ("ADDED", track("iris-stable", 9, ready=1))]])
+        rt = fake_runtime(kube, FakeMlflow())
+        rt.list_versions[TRACKS] = "7"
+        task = asyncio.create_task(watch_collection(rt, "ServingDeployment", TRACKS, ""))
+        await asyncio.wait_for(kube.done.wait(), 2)
+        assert kube.watched_from == ["7", "9"] and rt.store.keys("ServingDeployment") == [("team", "iris-stable")]
+        task.cancel()
+        stop_timers(rt)
+
+    asyncio.run(scenario())
+
+
+def test_a_write_answer_that_brings_news_of_a_child_wakes_its_owner() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        rt.store.replace("ServingDeployment", [track("iris-stable", 7, ready=0)])
+        rt.remember("ServingDeployment", track("iris-stable", 8, ready=0))  # our patch, nothing else changed
+        assert rt.timers == {}
+        rt.remember("ServingDeployment", track("iris-stable", 9, ready=2))  # pods became Ready since the read
+        assert requeued_in(rt, ("Deployment", "team", "iris")) == 0
+        child_event(rt, "ServingDeployment", "MODIFIED", track("iris-stable", 9, ready=2))  # its event: known
+        stop_timers(rt)
 
     asyncio.run(scenario())
