@@ -248,7 +248,7 @@ class Runtime(ChildWriter):
         finally:
             body = self.waiting.pop(key, body)
         try:
-            await self.passes.acquire(urgent=key in self.urgent)
+            await self.passes.acquire(urgent=key in self.urgent, key=key)
             self.urgent.discard(key)
             try:
                 await self._pass(key, body)
@@ -308,6 +308,7 @@ class Runtime(ChildWriter):
         bodies, filling while passes waited at the API rate (10,000 objects: past 500 MiB)."""
         if self.leading:
             self.urgent.add((kind, namespace, name))
+            self.passes.promote((kind, namespace, name))  # a timer's pass of it waits for a slot: it goes first now
             self.requeue((kind, namespace, name), 0.0)
 
     def requeue(self, key: tuple[str, str, str], delay: float) -> None:

@@ -87,3 +87,26 @@ def test_a_spec_change_is_reconciled_before_a_wave_of_back_offs() -> None:
         stop_timers(rt)
 
     asyncio.run(scenario())
+
+
+def test_a_timed_pass_an_event_then_asks_for_moves_ahead_of_the_other_timed_ones() -> None:
+    async def scenario() -> None:
+        rt, order = fake_runtime(FakeKube(), FakeMlflow()), []
+        rt.passes = PassSlots(1)
+        await rt.passes.acquire(urgent=False)  # the one slot is taken: a resync's passes queue up behind it
+
+        async def wait(name: str) -> None:
+            await rt.passes.acquire(urgent=False, key=("TrainingRun", "team", name))
+            order.append(name)
+            rt.passes.release()
+
+        waiters = [asyncio.create_task(wait(f"run-{i}")) for i in range(5)]
+        await asyncio.sleep(0)
+        rt.enqueue("TrainingRun", "team", "run-3")  # its spec changed: the pass holding its lock must not wait
+        stop_timers(rt)
+        rt.passes.release()
+        await asyncio.gather(*waiters)
+        assert order == ["run-3", "run-0", "run-1", "run-2", "run-4"] and rt.passes.free == 1
+        assert not rt.passes._timed_keys
+
+    asyncio.run(scenario())
