@@ -196,6 +196,8 @@ def test_watch_redraws_on_change_and_stops_on_ctrl_c(crds_installed: Kube, names
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=plugin.env(),
+            # As at a terminal: a runner that started the suite with SIGINT ignored must not pass that on.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         wait_for("the first view", lambda: "no mlops.dev objects" in out.read_text(), timeout=30)
@@ -203,7 +205,13 @@ def test_watch_redraws_on_change_and_stops_on_ctrl_c(crds_installed: Kube, names
         wait_for("a redraw", lambda: "TrainingRun orphan" in out.read_text(), timeout=30)
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
+        try:
+            code = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{proc.pid}/status").read_text() if proc.poll() is None else ""
+            masks = [line for line in status.splitlines() if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt"))]
+            raise AssertionError(f"still running 15 s after SIGINT ({masks}); its output:\n{out.read_text()}") from None
+        assert code == 0
     finally:
         if proc.poll() is None:
             proc.kill()
