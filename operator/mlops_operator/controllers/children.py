@@ -58,7 +58,7 @@ class ChildWriter:
     kube: Kube
     store: Store
 
-    def wake_owner(self, namespace: str, obj: Obj | None) -> None:
+    def wake_owner(self, namespace: str, obj: Obj | None, urgent: bool = False) -> None:
         """Reconcile the owner of `obj` soon (the runtime's requeue)."""
         raise NotImplementedError
 

@@ -19,7 +19,6 @@ import time
 
 import httpx
 
-from ..contract import LABEL_DEPLOYMENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
 from ..kubeapi import ApiError
 from ..planning.plan import Obj
 from . import metrics
@@ -34,24 +33,12 @@ MAX_RETRY_SECONDS = 30.0
 QUICK_END_SECONDS = 1.0  # a stream that ends sooner than this without an event is retried after a pause
 
 
-def owner_of(kind: str, body: Obj) -> tuple[str, str] | None:
-    """(kind, name) of the object of ours a child works for, from its labels."""
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    if kind == "Job":
-        owner_kind, owner_name = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
-        return (owner_kind, owner_name) if owner_kind in ("Dataset", "TrainingRun") and owner_name else None
-    owner = labels.get(LABEL_DEPLOYMENT)
-    return ("Deployment", owner) if owner else None
-
-
 def child_event(rt: Runtime, kind: str, event_type: str, body: Obj) -> None:
-    """Keep the store current from a child's event; wake its owner if the child is gone or changed in what the
-    owner's planner reads (a track's ready pods, a Job's conditions; not an HPA's currentReplicas every 15 s)."""
-    if not rt.observe(kind, event_type, body):
-        return
-    owner = owner_of(kind, body)
-    if owner is not None:
-        rt.enqueue(owner[0], body["metadata"].get("namespace", ""), owner[1])
+    """Keep the store current from a child's event; wake its owner (its controller ownerReference) if the child
+    is gone or changed in what the owner's planner reads (a track's ready pods, a Job's conditions; not an HPA's
+    currentReplicas every 15 s)."""
+    if rt.observe(kind, event_type, body):
+        rt.wake_owner(body["metadata"].get("namespace", ""), body, urgent=True)
 
 
 async def watch_collection(rt: Runtime, kind: str, path: str, selector: str) -> None:

@@ -83,8 +83,7 @@ class Runtime(ChildWriter):
     passes: PassSlots = field(default_factory=lambda: PassSlots(MAX_CONCURRENT_PASSES))
     urgent: set[tuple[str, str, str]] = field(default_factory=set)  # keys a watch event asked for: first in line
     list_versions: dict[str, str] = field(default_factory=dict)  # collection path -> resourceVersion of its LIST
-    # One list-and-merge of a kind at a time: an older listing merged after a newer one would bring back what
-    # the newer one dropped (a resync's seed and a watch's relist can run together).
+    # One list-and-merge of a kind at a time (a resync's seed and a watch's relist can run together).
     listing_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> bool:
@@ -131,25 +130,33 @@ class Runtime(ChildWriter):
     async def relist(self, kind: str) -> list[tuple[tuple[str, str], Obj]]:
         """LIST one kind into the store (merged with newer watch events) and reconcile whatever depended on
         the objects it no longer holds: an owner whose child went away re-creates it. Returns the dropped."""
-        async with self.listing_locks.setdefault(kind, asyncio.Lock()):
-            listed_at, items = self.store.revision, []
-            for listed_kind, path, selector in collection_paths(self.namespaces):
-                if listed_kind == kind:
-                    items += await self._list(kind, path, selector)
-            dropped = self.store.replace(kind, items, listed_at)
+        paths = [(path, selector) for listed, path, selector in collection_paths(self.namespaces) if listed == kind]
+        dropped = await self._list_into_store(kind, paths)
         self._dropped(kind, dropped)
         return dropped
+
+    async def _list_into_store(
+        self,
+        kind: str,
+        paths: list[tuple[str, str]],
+        namespace: str | None = None,
+        changed: list[tuple[str, str]] | None = None,
+    ) -> list[tuple[tuple[str, str], Obj]]:
+        """LIST collections of one kind and merge them into the store (`Store.replace`), one listing of a kind at
+        a time: an older listing merged after a newer one would bring back what the newer one dropped."""
+        async with self.listing_locks.setdefault(kind, asyncio.Lock()):
+            listed_at, items = self.store.revision, []
+            for path, selector in paths:
+                items += await self._list(kind, path, selector)
+            return self.store.replace(kind, items, listed_at, namespace=namespace, changed=changed)
 
     async def relist_collection(self, kind: str, path: str, selector: str) -> str:
         """LIST one collection into the store (a watch of it expired) and wake the owners of what it no longer
         holds or holds changed (a track that became Ready in the gap); returns the listing's resourceVersion,
         where the next watch starts."""
         changed: list[tuple[str, str]] = []
-        async with self.listing_locks.setdefault(kind, asyncio.Lock()):
-            listed_at = self.store.revision
-            items = await self._list(kind, path, selector)
-            dropped = self.store.replace(kind, items, listed_at, namespace=namespace_of(path), changed=changed)
-            version = self.list_versions[path]
+        dropped = await self._list_into_store(kind, [(path, selector)], namespace_of(path), changed)
+        version = self.list_versions[path]
         self._dropped(kind, dropped)
         for namespace, name in changed:
             self.wake_owner(namespace, self.store.get(kind, namespace, name))
@@ -165,11 +172,15 @@ class Runtime(ChildWriter):
                 self.forget((kind, namespace, name))
             self.wake_owner(namespace, obj)
 
-    def wake_owner(self, namespace: str, obj: Obj | None) -> None:
-        """Reconcile the object of ours that controls `obj` (its controller ownerReference), if any, soon."""
+    def wake_owner(self, namespace: str, obj: Obj | None, urgent: bool = False) -> None:
+        """Reconcile the object of ours that controls `obj` (its controller ownerReference), if any, soon; `urgent`:
+        ahead of the timers' passes, as for a watch event."""
         for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
             if ref.get("controller") and ref.get("kind") in PLURALS:
-                self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
+                if urgent:
+                    self.enqueue(ref["kind"], namespace, ref["name"])
+                else:
+                    self.requeue((ref["kind"], namespace, ref["name"]), 0.0)
 
     async def seed_store(self) -> list[tuple[str, str, str, Obj | None]]:
         """LIST everything the cross-kind lookups need, before any handler runs; each kind's entries are
@@ -182,12 +193,7 @@ class Runtime(ChildWriter):
         touched: list[tuple[str, str, str, Obj | None]] = []
         for kind, kind_paths in paths.items():
             changed: list[tuple[str, str]] = []
-            async with self.listing_locks.setdefault(kind, asyncio.Lock()):
-                listed_at, items = self.store.revision, []
-                for path, selector in kind_paths:
-                    items += await self._list(kind, path, selector)
-                dropped = self.store.replace(kind, items, listed_at, changed=changed)
-                del items
+            dropped = await self._list_into_store(kind, kind_paths, changed=changed)
             touched += [(kind, namespace, name, None) for namespace, name in changed]
             touched += [(kind, namespace, name, obj) for (namespace, name), obj in dropped]
         return touched

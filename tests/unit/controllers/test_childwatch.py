@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mlops_operator.contract import LABEL_DEPLOYMENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from mlops_operator.contract import LABEL_DEPLOYMENT
 from mlops_operator.controllers import childwatch
-from mlops_operator.controllers.childwatch import child_event, owner_of, watch_collection
+from mlops_operator.controllers.childwatch import child_event, watch_collection
 from mlops_operator.kubeapi import ApiError
 
 from tests.unit.controllers.fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
@@ -76,12 +76,23 @@ def test_an_owner_wakes_for_ready_pods_but_not_for_a_progress_deadline_or_a_vers
     asyncio.run(scenario())
 
 
-def test_owners_come_from_the_labels_a_child_was_made_with() -> None:
-    job = {"metadata": {"labels": {LABEL_OWNER_KIND: "TrainingRun", LABEL_OWNER_NAME: "fit"}}}
-    assert owner_of("Job", job) == ("TrainingRun", "fit")
-    assert owner_of("Job", {"metadata": {"labels": {LABEL_OWNER_KIND: "Pod", LABEL_OWNER_NAME: "x"}}}) is None
-    assert owner_of("Service", {"metadata": {"labels": {LABEL_DEPLOYMENT: "iris"}}}) == ("Deployment", "iris")
-    assert owner_of("Service", {"metadata": {}}) is None
+def test_a_child_wakes_the_object_that_controls_it_and_nothing_else() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        job = track("fit-train", 1, ready=0)
+        job["metadata"]["ownerReferences"] = [{"kind": "TrainingRun", "name": "fit", "uid": "u", "controller": True}]
+        child_event(rt, "Job", "ADDED", job)
+        assert requeued_in(rt, ("TrainingRun", "team", "fit")) == 0 and ("TrainingRun", "team", "fit") in rt.urgent
+        stop_timers(rt)
+        stray = track("stray", 1, ready=0)
+        stray["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "x", "uid": "v", "controller": True}]
+        child_event(rt, "ServingDeployment", "ADDED", stray)
+        unowned = track("unowned", 1, ready=0)
+        unowned["metadata"]["ownerReferences"] = [{"kind": "Deployment", "name": "iris", "uid": "w"}]  # not controller
+        child_event(rt, "ServingDeployment", "ADDED", unowned)
+        assert rt.timers == {}
+
+    asyncio.run(scenario())
 
 
 def test_an_expired_watch_relists_its_namespace_drops_the_deleted_child_and_resumes_from_the_listing() -> None:
