@@ -28,6 +28,14 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+# controller-runtime's workqueue_queue_duration_seconds: a reaction's time before its pass starts (the object's
+# own pass under way, then a free slot), apart from the pass itself.
+QUEUE_SECONDS = Histogram(
+    "mlops_operator_queue_duration_seconds",
+    "Time from the request for a pass to its start, by kind and queue (event: a watch event asked; timer).",
+    ["kind", "queue"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 STORE_RELISTS = Counter(
     "mlops_operator_store_relists_total",
     "Relists of the store after a watch expired (410 Gone), by kind.",

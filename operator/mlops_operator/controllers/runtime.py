@@ -81,7 +81,8 @@ class Runtime(ChildWriter):
     # Past the API client's rate, more passes only wait holding what they gathered: 10,000 objects' backed-off
     # looks at once held 490 MiB. A pass waits here before it gathers anything.
     passes: PassSlots = field(default_factory=lambda: PassSlots(MAX_CONCURRENT_PASSES))
-    urgent: set[tuple[str, str, str]] = field(default_factory=set)  # keys a watch event asked for: first in line
+    # Keys a watch event asked for (first in line), with when the first of those events came (monotonic).
+    urgent: dict[tuple[str, str, str], float] = field(default_factory=dict)
     list_versions: dict[str, str] = field(default_factory=dict)  # collection path -> resourceVersion of its LIST
     # One list-and-merge of a kind at a time (a resync's seed and a watch's relist can run together).
     listing_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -270,13 +271,16 @@ class Runtime(ChildWriter):
             metrics.RECONCILES_COALESCED.labels(kind).inc()
             return
         self.waiting[key] = body
+        asked_at = time.monotonic()
         try:
             await lock.acquire()
         finally:
             body = self.waiting.pop(key, body)
         try:
             await self.passes.acquire(urgent=key in self.urgent, key=key)
-            self.urgent.discard(key)
+            event_at = self.urgent.pop(key, None)
+            queue = "event" if event_at is not None else "timer"
+            metrics.QUEUE_SECONDS.labels(kind, queue).observe(time.monotonic() - (event_at or asked_at))
             try:
                 await self._pass(key, body)
             finally:
@@ -334,7 +338,7 @@ class Runtime(ChildWriter):
         workqueue): a handler that waited for its pass kept kopf's per-object queues, each holding full event
         bodies, filling while passes waited at the API rate (10,000 objects: past 500 MiB)."""
         if self.leading:
-            self.urgent.add((kind, namespace, name))
+            self.urgent.setdefault((kind, namespace, name), time.monotonic())
             self.passes.promote((kind, namespace, name))  # a timer's pass of it waits for a slot: it goes first now
             self.requeue((kind, namespace, name), 0.0)
 
@@ -365,7 +369,7 @@ class Runtime(ChildWriter):
         self.failures.pop(key, None)
         self.effect_failures.pop(key, None)
         self.stale.discard(key)
-        self.urgent.discard(key)
+        self.urgent.pop(key, None)
         lock = self.locks.get(key)
         if lock is not None and not lock.locked():
             del self.locks[key]

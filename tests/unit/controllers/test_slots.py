@@ -7,6 +7,7 @@ import asyncio
 from mlops_operator.controllers.runtime import Runtime
 from mlops_operator.controllers.slots import PassSlots
 from mlops_operator.planning.plan import Plan
+from prometheus_client import REGISTRY
 
 from .fakes import FakeKube, FakeMlflow, fake_runtime, stop_timers
 
@@ -83,10 +84,45 @@ def test_a_spec_change_is_reconciled_before_a_wave_of_back_offs() -> None:
         for _ in range(10):
             await asyncio.sleep(0.01)
         assert order[:2] == ["busy", "changed"] and len(order) == 7
-        assert rt.urgent == set()
+        assert not rt.urgent
         stop_timers(rt)
 
     asyncio.run(scenario())
+
+
+def test_the_queue_histogram_times_an_event_from_its_arrival_to_its_pass() -> None:
+    def observed(queue: str) -> tuple[float, float]:
+        labels = {"kind": "Dataset", "queue": queue}
+        count = REGISTRY.get_sample_value("mlops_operator_queue_duration_seconds_count", labels) or 0.0
+        return count, REGISTRY.get_sample_value("mlops_operator_queue_duration_seconds_sum", labels) or 0.0
+
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        release = asyncio.Event()
+
+        async def reconcile(_: Runtime, current: dict) -> Plan | None:
+            if current["metadata"]["name"] == "busy":
+                await release.wait()
+            return None
+
+        rt.reconcilers["Dataset"] = reconcile
+        rt.store.listed.add("Dataset")
+        rt.store.put("Dataset", {"metadata": {"name": "busy", "namespace": "ns", "generation": 1}, "spec": {}})
+        rt.requeue(("Dataset", "ns", "busy"), 0.0)  # a timer's pass, under way
+        await asyncio.sleep(0.01)
+        rt.enqueue("Dataset", "ns", "busy")  # an event for the same object: its pass waits for the lock
+        await asyncio.sleep(0.2)
+        release.set()
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        stop_timers(rt)
+
+    events, event_seconds = observed("event")
+    timers, _ = observed("timer")
+    asyncio.run(scenario())
+    assert observed("timer")[0] == timers + 1
+    assert observed("event")[0] == events + 1
+    assert 0.2 <= observed("event")[1] - event_seconds < 1.0  # the event waited for the timer's pass to end
 
 
 def test_a_timed_pass_an_event_then_asks_for_moves_ahead_of_the_other_timed_ones() -> None:
