@@ -56,9 +56,9 @@ class Parts:
 
 
 def parts(plural: str, before: Sums, after: Sums, total: float, write: float) -> Parts:
-    """Split one reaction from the metrics scraped before its change and as soon as its status was seen. The queue
-    time is the event passes' (at most two: the change's, then the echo of its status write, usually ms); the pass
-    time is one pass of the kind, their mean (the kind's timed passes of idle objects are in it too)."""
+    """Split one reaction from the metrics scraped before its change and 0.5 s after its status was seen. The queue
+    time is the event passes' (the change's, then the echo of its status write, usually ms): an upper bound; the
+    pass time is one pass of the kind, their mean (the kind's timed passes of idle objects are in it too)."""
     kind = KIND_OF[plural]
 
     def delta(sample: str, queue: str = "") -> float:
