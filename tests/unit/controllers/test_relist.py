@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from mlops_operator.controllers import runtime as runtime_module
+from mlops_operator.controllers import listing as listing_module
 
 from tests.unit.controllers.fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
 
@@ -21,8 +21,8 @@ def run(name: str, owner: str) -> dict:
 def test_a_relisted_watch_drops_the_child_deleted_in_the_gap_and_wakes_its_owner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime_module, "RELIST_DELAY_SECONDS", 0.0)
-    monkeypatch.setattr(runtime_module, "LISTING_QUIET_SECONDS", 0.05)
+    monkeypatch.setattr(listing_module, "RELIST_DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(listing_module, "LISTING_QUIET_SECONDS", 0.05)
 
     async def scenario() -> None:
         kube = FakeKube({RUNS: {"items": [run("iris", "iris")]}})
@@ -46,8 +46,8 @@ def test_a_relisted_watch_drops_the_child_deleted_in_the_gap_and_wakes_its_owner
 
 
 def test_a_failed_relist_is_logged_and_left_to_the_resync(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_module, "RELIST_DELAY_SECONDS", 0.0)
-    monkeypatch.setattr(runtime_module, "LISTING_QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(listing_module, "RELIST_DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(listing_module, "LISTING_QUIET_SECONDS", 0.0)
 
     async def scenario() -> None:
         kube = FakeKube()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mlops_operator.controllers import runtime as runtime_module
+from mlops_operator.controllers import listing as listing_module
 from mlops_operator.controllers.runtime import Runtime
 from mlops_operator.kubeapi import ApiError
 from mlops_operator.planning.plan import Plan
@@ -105,7 +105,7 @@ class PagedKube(FakeKube):
             return {"items": []}
         self.pages += 1
         start = int(params.get("continue") or 0)
-        assert params["limit"] == runtime_module.LIST_PAGE_SIZE
+        assert params["limit"] == listing_module.LIST_PAGE_SIZE
         page = [dataset(1) | {"metadata": {"name": n, "namespace": "team"}} for n in self.names[start : start + 2]]
         more = start + 2 < len(self.names)
         return {"items": page, "metadata": {"continue": str(start + 2) if more else ""}}
