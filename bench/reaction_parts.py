@@ -86,8 +86,9 @@ def summary(all_parts: list[Parts]) -> list[str]:
         ("rest (watch to the operator and back, kopf)", [p.rest for p in all_parts]),
     ]
     lines = [f"    {label:<45} {quantiles(values)}" for label, values in rows]
-    timed = sum(p.timer_passes for p in all_parts)
+    timed, events = sum(p.timer_passes for p in all_parts), sum(p.event_passes for p in all_parts)
     lines.append(f"    timed passes of idle objects meanwhile: {timed:.0f} over {len(all_parts)} reactions")
+    lines.append(f"    event passes of the changed objects' kinds meanwhile: {events}")
     return lines
 
 

@@ -139,8 +139,6 @@ async def find_job_run(rt: Runtime, experiment: str, uid: str, job_name: str) ->
 async def dataset_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a Dataset: reconcile it, then let the TrainingRuns waiting for it re-read it."""
     rt = runtime()
-    rt.observe("Dataset", type, dict(body))
-    if type != "DELETED":
-        rt.enqueue("Dataset", namespace, name)
+    news = rt.event("Dataset", type, dict(body))
     for run_name in rt.store.waiting_trainingruns(namespace, name):
-        rt.enqueue("TrainingRun", namespace, run_name)
+        rt.enqueue("TrainingRun", namespace, run_name, urgent=news)

@@ -309,11 +309,9 @@ def _export_drift_scores(meta: Meta, status: Obj) -> None:
 async def deployment_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a deployments.mlops.dev object reconciles it."""
     rt = runtime()
-    rt.observe("Deployment", type, dict(body))
-    if type == "DELETED":
-        return
-    rt.enqueue("Deployment", namespace, name)
-    _wake_rolled_back(rt, namespace, dict(body))
+    rt.event("Deployment", type, dict(body))
+    if type != "DELETED":
+        _wake_rolled_back(rt, namespace, dict(body))
 
 
 def _wake_rolled_back(rt: Runtime, namespace: str, body: Obj) -> None:

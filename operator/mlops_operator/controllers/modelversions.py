@@ -46,16 +46,15 @@ async def reconcile_modelversion(rt: Runtime, body: Obj) -> Plan | None:
 async def modelversion_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a ModelVersion reconciles it; approval wakes its Deployments, promotion its rivals."""
     rt = runtime()
-    rt.observe("ModelVersion", type, dict(body))
+    news = rt.event("ModelVersion", type, dict(body))
     if type == "DELETED":
         return
-    rt.enqueue("ModelVersion", namespace, name)
     phase, spec = (body.get("status") or {}).get("phase"), body["spec"]
     if phase == "Approved":  # a Deployment serving this alias rolls it out as a canary
         alias = ModelVersionSpec.model_validate(spec).promotion.alias
         for deployment in rt.store.rollout_deployments(namespace, spec["registeredModel"], alias):
-            rt.enqueue("Deployment", namespace, deployment)
+            rt.enqueue("Deployment", namespace, deployment, urgent=news)
     if phase == "Promoted":
         for other_ns, other in rt.store.promoted_versions(spec["registeredModel"]):
             if (other_ns, other) != (namespace, name):
-                rt.enqueue("ModelVersion", other_ns, other)
+                rt.enqueue("ModelVersion", other_ns, other, urgent=news)

@@ -32,7 +32,4 @@ async def reconcile_notificationpolicy(rt: Runtime, body: Obj) -> Plan | None:
 @kopf.on.event(GROUP, VERSION, "notificationpolicies")  # type: ignore[arg-type]
 async def notificationpolicy_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a policy: the store (what routing reads) first, then its status."""
-    rt = runtime()
-    rt.observe("NotificationPolicy", type, dict(body))
-    if type != "DELETED":
-        rt.enqueue("NotificationPolicy", namespace, name)
+    runtime().event("NotificationPolicy", type, dict(body))

@@ -172,6 +172,11 @@ class Store:
         self._stamp(kind, key)
         return stored is None or _without_version(stored) != _without_version(kept)
 
+    def holds(self, kind: str, body: Obj) -> bool:
+        """True if the store has this version of the object or a newer one (see `known`)."""
+        meta = body.get("metadata", {})
+        return known(meta, self.objects.get(kind, {}).get((meta.get("namespace", ""), meta["name"])))
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
         self.objects.get(kind, {}).pop((namespace, name), None)

@@ -144,8 +144,4 @@ async def _dataset(rt: Runtime, namespace: str, name: str) -> tuple[TrainingData
 @kopf.on.event(GROUP, VERSION, "trainingruns")  # type: ignore[arg-type]
 async def trainingrun_changed(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Any change to a TrainingRun reconciles it."""
-    rt = runtime()
-    rt.observe("TrainingRun", type, dict(body))
-    if type == "DELETED":
-        return
-    rt.enqueue("TrainingRun", namespace, name)
+    runtime().event("TrainingRun", type, dict(body))

@@ -9,7 +9,7 @@ from mlops_operator.controllers.slots import PassSlots
 from mlops_operator.planning.plan import Plan
 from prometheus_client import REGISTRY
 
-from .fakes import FakeKube, FakeMlflow, fake_runtime, stop_timers
+from .fakes import FakeKube, FakeMlflow, fake_runtime, requeued_in, stop_timers
 
 
 def test_an_urgent_waiter_goes_first_then_the_timed_ones_in_order() -> None:
@@ -144,5 +144,22 @@ def test_a_timed_pass_an_event_then_asks_for_moves_ahead_of_the_other_timed_ones
         await asyncio.gather(*waiters)
         assert order == ["run-3", "run-0", "run-1", "run-2", "run-4"] and rt.passes.free == 1
         assert not rt.passes._timed_keys
+
+    asyncio.run(scenario())
+
+
+def test_the_echo_of_our_own_write_waits_behind_the_timers_and_news_goes_first() -> None:
+    async def scenario() -> None:
+        rt = fake_runtime(FakeKube(), FakeMlflow())
+        rt.store.listed.add("Dataset")
+        key = ("Dataset", "ns", "iris")
+        written = {"metadata": {"name": "iris", "namespace": "ns", "uid": "u1", "resourceVersion": "5"}, "spec": {}}
+        rt.remember("Dataset", written)  # our status write's answer, kept before its watch event arrives
+        assert rt.event("Dataset", "MODIFIED", written) is False  # the echo: reconciled, after the timers
+        assert key not in rt.urgent and requeued_in(rt, key) == 0
+        changed = {**written, "metadata": {**written["metadata"], "resourceVersion": "6"}}
+        assert rt.event("Dataset", "MODIFIED", changed) is True  # a person's change: first in line
+        assert key in rt.urgent
+        stop_timers(rt)
 
     asyncio.run(scenario())
