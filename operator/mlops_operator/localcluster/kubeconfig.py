@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -32,8 +34,20 @@ def write_kubeconfig(path: Path, creds: Credentials, user: str) -> Path:
         "contexts": [{"name": "mlops-local", "context": {"cluster": "mlops-local", "user": user}}],
         "current-context": "mlops-local",
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
+    text = yaml.safe_dump(config, sort_keys=False)
+    if path.exists() and path.read_text() == text:
+        return path
+    # Atomically: every test worker's session runs `cluster up`, and a kubectl that read this file while it was
+    # being rewritten found it empty and went to localhost:8080 (a red fresh-clone CI run).
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
